@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install the operating-system tools the test suite and local monitoring need (Debian/Ubuntu):
+#   - prometheus + promtool  (config validation, local metrics scraping)
+#   - chromium + chromedriver (browser tests of the Streamlit UI)
+#   - a Java runtime          (PySpark), only when `java` is not already on PATH
+#
+# Idempotent: packages whose command is already available are skipped.
+# Safe in containers without systemd: service start-up during package installation is
+# blocked with a temporary policy-rc.d, so no Prometheus daemon is left running.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "install-os-deps: must run as root (or with sudo available)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-os-deps: apt-get not found; this script supports Debian-based systems only" >&2
+    exit 1
+fi
+
+missing=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-os-deps: all tools already present"
+else
+    echo "install-os-deps: installing ${missing[*]}"
+    # Block service start-up (invoke-rc.d honours policy-rc.d exit code 101 = "action forbidden").
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        created_policy=1
+    fi
+    cleanup() {
+        if [ "$created_policy" -eq 1 ]; then
+            $SUDO rm -f "$policy"
+        fi
+    }
+    trap cleanup EXIT
+
+    $SUDO apt-get update
+    # Some JRE post-install scripts expect this man directory to exist on slim images.
+    $SUDO mkdir -p /usr/share/man/man1
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        "${missing[@]}"
+fi
+
+# Belt and braces: if this run installed Prometheus and a pre-existing policy still let the
+# package start its daemon (it runs as the dedicated `prometheus` user), stop that daemon.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v pgrep >/dev/null 2>&1; then
+    for pid in $(pgrep -x -u prometheus prometheus 2>/dev/null || true); do
+        $SUDO kill "$pid" 2>/dev/null || true
+    done
+fi
+
+for tool in promtool chromium chromedriver java; do
+    if command -v "$tool" >/dev/null 2>&1; then
+        echo "install-os-deps: $tool -> $(command -v "$tool")"
+    else
+        echo "install-os-deps: WARNING $tool still missing" >&2
+    fi
+done

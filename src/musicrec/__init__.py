@@ -1,0 +1,7 @@
+"""musicrec: Last.fm listening data to ALS recommendations, served, tracked and monitored."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

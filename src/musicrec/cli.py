@@ -1,0 +1,211 @@
+"""The ``musicrec`` command line: one sub-command per pipeline stage.
+
+Handlers stay thin: they parse options, call the stage function and print its result.
+A :class:`~musicrec.errors.MusicrecError` becomes a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from musicrec.errors import MusicrecError
+
+app = typer.Typer(
+    name="musicrec",
+    help="Music recommendations from Last.fm listening data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Get, synthesize and prepare listening data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn expected failures into ``error: <message>`` on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (MusicrecError, FileNotFoundError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    """Music recommendations from Last.fm listening data."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@data_app.command("prepare")
+@friendly_errors
+def data_prepare(
+    source: Annotated[str, typer.Option(help="lastfm360k | lastfm1k | hetrec2k | csv")],
+    input: Annotated[Path, typer.Option("--input", help="Raw file or directory.")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
+    min_user_items: Annotated[int, typer.Option(help="k-core: artists per user.")] = 5,
+    min_item_users: Annotated[int, typer.Option(help="k-core: listeners per artist.")] = 3,
+    test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
+    split: Annotated[str, typer.Option(help="auto | random | temporal")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
+) -> None:
+    """Validate, deduplicate, k-core filter and split raw data into a dataset directory."""
+    from musicrec.data.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(min_user_items, min_item_users, test_fraction, split, seed)  # type: ignore[arg-type]
+    with console.status(f"preparing {input} ({source})"):
+        summary = prepare(source, input, out, config)
+    stats = summary.stats
+    table = Table(title=f"dataset {out} · fingerprint {summary.fingerprint}", show_header=False)
+    table.add_row("rows read", f"{stats['rows_read']:,}")
+    for reason, count in stats["rejected"].items():
+        table.add_row(f"rejected: {reason}", f"{count:,}")
+    for reason, count in stats["dropped"].items():
+        table.add_row(f"dropped: {reason}", f"{count:,}")
+    for name, count in stats["kept"].items():
+        table.add_row(f"kept: {name}", f"{count:,}")
+    table.add_row("split", stats["split"])
+    table.add_row("seconds", str(stats["seconds"]))
+    Console().print(table)
+
+
+@data_app.command("synth")
+@friendly_errors
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Directory for the Last.fm-360K-format files.")],
+    users: Annotated[int, typer.Option(help="Number of listeners.")] = 3000,
+    artists: Annotated[int, typer.Option(help="Number of artists.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+) -> None:
+    """Write synthetic Last.fm-360K-format data with planted genres, tags and real names."""
+    from musicrec.data.synth import synthesize
+
+    result = synthesize(out, n_users=users, n_artists=artists, seed=seed, show_progress=True)
+    Console().print(f"wrote {result}")
+
+
+@data_app.command("fetch")
+@friendly_errors
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="lastfm-360k | lastfm-1k | hetrec-2k")],
+    cache_dir: Annotated[Path, typer.Option(help="Download cache.")] = Path("data/raw"),
+    base_url: Annotated[str | None, typer.Option(help="Mirror to download from.")] = None,
+) -> None:
+    """Download a public Last.fm dataset archive (resumable, checksummed) and unpack it."""
+    from musicrec.data.fetch import fetch
+
+    path = fetch(name, cache_dir, base_url=base_url, show_progress=True)
+    Console().print(str(path))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
+    out: Annotated[Path, typer.Option(help="Model artifact directory to write.")],
+    config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    factors: Annotated[int | None, typer.Option(help="Latent factors.")] = None,
+    regularization: Annotated[float | None, typer.Option(help="L2 regularization.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="ALS sweeps.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Confidence scale.")] = None,
+    weighting: Annotated[str | None, typer.Option(help="none | log1p | bm25")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    engine: Annotated[str | None, typer.Option(help="implicit | spark")] = None,
+    spark_master: Annotated[str | None, typer.Option(help="Spark master URL.")] = None,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="implicit's CUDA build.")] = None,
+) -> None:
+    """Train ALS on a prepared dataset and write the model artifact."""
+    from musicrec.config import TrainConfig
+    from musicrec.train import train as run_train
+
+    base = TrainConfig.from_yaml(config) if config else TrainConfig()
+    cfg = base.override(
+        factors=factors,
+        regularization=regularization,
+        iterations=iterations,
+        alpha=alpha,
+        weighting=weighting,
+        seed=seed,
+        engine=engine,
+        use_gpu=gpu,
+    )
+    result = run_train(data, out, cfg, show_progress=True, spark_master=spark_master)
+    loss = f", final loss {result.loss_history[-1]:.5f}" if result.loss_history else ""
+    Console().print(f"trained {cfg.engine} ALS in {result.seconds:.1f}s{loss} -> {out}")
+
+
+def metrics_table(report_dict: dict[str, Any], ks: list[int]) -> Table:
+    """The model's metrics next to each baseline's, one row per metric@K."""
+    baselines = [name for name in ("popularity", "random") if name in report_dict]
+    table = Table(title=f"evaluation · {report_dict['users_evaluated']:,} test users")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    for name in baselines:
+        table.add_column(name, justify="right")
+    for metric in ("precision", "recall", "map", "ndcg", "coverage"):
+        for k in ks:
+            key = f"{metric}@{k}"
+            row = [key, f"{report_dict[key]:.4f}"]
+            row += [f"{report_dict[name][key]:.4f}" for name in baselines]
+            table.add_row(*row)
+    return table
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
+    model: Annotated[Path, typer.Option(help="Model artifact directory.")],
+    k: Annotated[list[int] | None, typer.Option("--k", help="Cut-offs (repeatable).")] = None,
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="popularity | random (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
+) -> None:
+    """Evaluate a model on its dataset's test split against baselines."""
+    from musicrec.evaluate import evaluate_model
+    from musicrec.fsutil import write_json_atomic
+
+    ks = sorted(set(k or [10, 20]))
+    report = evaluate_model(
+        data, model, ks, baselines=baseline or ["popularity"], show_progress=not as_json
+    )
+    payload = report.to_dict()
+    if output:
+        write_json_atomic(output, payload)
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        return
+    out = Console()
+    out.print(metrics_table(payload, ks))
+    for name, values in report.slices.items():
+        out.print(f"[bold]{name}[/bold]: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))

@@ -1,0 +1,1 @@
+"""Models: ALS engines, baselines and the on-disk artifact."""
