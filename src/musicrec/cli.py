@@ -209,3 +209,16 @@ def evaluate(
     out.print(metrics_table(payload, ks))
     for name, values in report.slices.items():
         out.print(f"[bold]{name}[/bold]: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+
+
+def _register_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    from musicrec import commands
+
+    for module in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{module.name}")
+
+
+_register_command_modules()

@@ -95,7 +95,7 @@ def evaluate_ranker(
     n_train = np.diff(train.indptr)
 
     listeners = np.bincount(train.indices, minlength=n_items)
-    head_cut = max(1, int(round(HEAD_SHARE * n_items)))
+    head_cut = max(1, round(HEAD_SHARE * n_items))
     is_tail = np.ones(n_items, dtype=bool)
     is_tail[np.argsort(-listeners, kind="stable")[:head_cut]] = False
 

@@ -10,8 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from musicrec.config import TrainConfig
 from musicrec.confidence import confidence
+from musicrec.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

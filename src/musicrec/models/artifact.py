@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -120,8 +120,10 @@ class ModelArtifact:
             raise ArtifactError(f"{path}: incomplete model artifact, missing {', '.join(missing)}")
         manifest = read_json(path / layout.MANIFEST)
         if manifest.get("format_version") != layout.ARTIFACT_FORMAT_VERSION:
-            raise ArtifactError(f"{path}: unsupported artifact format {manifest.get('format_version')}")
-        mode = "r" if mmap else None
+            raise ArtifactError(
+                f"{path}: unsupported artifact format {manifest.get('format_version')}"
+            )
+        mode: Literal["r"] | None = "r" if mmap else None
         user_factors = np.load(path / layout.USER_FACTORS, mmap_mode=mode, allow_pickle=False)
         item_factors = np.load(path / layout.ITEM_FACTORS, mmap_mode=mode, allow_pickle=False)
         train = sp.load_npz(path / layout.TRAIN_MATRIX).tocsr()

@@ -1,0 +1,1 @@
+"""Data: loaders for raw formats, synthetic data, downloads and the prepare stage."""

@@ -1,0 +1,433 @@
+"""Loaders: each reads one raw format and returns the same normalized :class:`RawInteractions`.
+
+Rows are factorized as early as possible (Arrow dictionary encoding), so a 17.5M-row file
+becomes a few integer arrays plus small vocabularies; no Python loop touches rows.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from musicrec.errors import DataError
+
+SOURCES = ("lastfm360k", "lastfm1k", "hetrec2k", "csv")
+LASTFM360K_FILE = "usersha1-artmbid-artname-plays.tsv"
+LASTFM360K_TAGS = "artist-tags.tsv"
+LASTFM1K_FILE = "userid-timestamp-artid-artname-traid-traname.tsv"
+
+
+@dataclass
+class RawInteractions:
+    """One row per (user, artist) listening record, possibly with duplicate pairs.
+
+    ``user_codes``/``item_codes`` index into ``user_ids``/``items``; ``items`` has columns
+    ``artist_key`` (normalized name, the identity), ``artist_name`` (display) and ``mbid``.
+    """
+
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+    plays: np.ndarray
+    user_ids: np.ndarray
+    items: pd.DataFrame
+    timestamps: np.ndarray | None = None
+    tags: pd.DataFrame | None = None  # artist_key, tag, weight
+    rows_read: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    missing_artist: int = 0
+
+
+def normalize_name(name: str) -> str:
+    """Artist identity: NFC, casefolded, trimmed, inner whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+def fold_accents(text: str) -> str:
+    """Lower-case ASCII-ish search key: "Björk" and "bjork" match."""
+    decomposed = unicodedata.normalize("NFKD", normalize_name(text))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def load(source: str, path: str | Path) -> RawInteractions:
+    """Read ``path`` in the format named by ``source`` (one of :data:`SOURCES`)."""
+    loaders: dict[str, Callable[[Path], RawInteractions]] = {
+        "lastfm360k": load_lastfm360k,
+        "lastfm1k": load_lastfm1k,
+        "hetrec2k": load_hetrec2k,
+        "csv": load_table,
+    }
+    if source not in loaders:
+        raise DataError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    return loaders[source](path)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _resolve_file(path: Path, name: str) -> Path:
+    if path.is_dir():
+        candidates = sorted(path.rglob(name))
+        if not candidates:
+            raise DataError(f"{path}: directory has no {name}")
+        return candidates[0]
+    return path
+
+
+def _read_tsv(path: Path, n_cols: int, header: bool = False) -> tuple[pa.Table, int, int]:
+    """Read a quote-free TSV as binary columns; returns (table, rows_read, malformed_rows)."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    malformed = 0
+
+    def on_invalid(_row: object) -> str:
+        nonlocal malformed
+        malformed += 1
+        return "skip"
+
+    names = [f"c{i}" for i in range(n_cols)]
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1 if header else 0, block_size=1 << 25
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t", quote_char=False, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
+        )
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: cannot parse as {n_cols}-column TSV ({exc})") from exc
+    read = table.num_rows + malformed
+    if read == 0:
+        raise DataError(f"{path}: file has no data rows")
+    if table.num_rows == 0:
+        raise DataError(
+            f"{path}: every line is malformed (expected {n_cols} tab-separated columns)"
+        )
+    return table, read, malformed
+
+
+def _utf8_mask(column: pa.ChunkedArray) -> np.ndarray:
+    """True where a binary value is valid UTF-8; per-chunk cast, exact fallback for bad chunks."""
+    parts = []
+    for chunk in column.chunks:
+        try:
+            pc.cast(chunk, pa.string())
+            parts.append(np.ones(len(chunk), dtype=bool))
+        except pa.ArrowInvalid:
+            values = chunk.to_pylist()
+            parts.append(np.array([_is_utf8(v) for v in values], dtype=bool))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _is_utf8(value: bytes | None) -> bool:
+    if value is None:
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _as_str(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+
+
+def _factorize(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    encoded = pc.dictionary_encode(
+        pa.chunked_array([column]) if isinstance(column, pa.Array) else column
+    ).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+
+
+def _items_from_names(
+    names: pa.ChunkedArray, mbids: pa.ChunkedArray | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Map raw artist names to codes over normalized keys; display name = most common spelling."""
+    name_codes, uniques = _factorize(names)
+    keys = pd.Series([normalize_name(n) for n in uniques], dtype=object)
+    key_codes, key_uniques = pd.factorize(keys)
+    item_codes = key_codes[name_codes].astype(np.int32)
+    # Display name: the most frequent raw spelling of each key.
+    spelling_counts = np.bincount(name_codes, minlength=len(uniques))
+    order = np.lexsort((-spelling_counts, key_codes))
+    first = order[np.r_[True, key_codes[order][1:] != key_codes[order][:-1]]]
+    display = np.empty(len(key_uniques), dtype=object)
+    display[key_codes[first]] = np.asarray([" ".join(str(u).split()) for u in uniques[first]])
+    items = pd.DataFrame(
+        {"artist_key": np.asarray(key_uniques, dtype=object), "artist_name": display}
+    )
+    if mbids is not None:
+        mb = pd.Series(pc.cast(mbids, pa.string()).to_pandas(), dtype=object)
+        mb = mb.where(mb.str.len() > 0)
+        first_mbid = pd.Series(mb.values, index=item_codes).dropna()
+        first_mbid = first_mbid[~first_mbid.index.duplicated()]
+        items["mbid"] = first_mbid.reindex(range(len(items))).values
+    else:
+        items["mbid"] = None
+    return item_codes, items
+
+
+def _parse_positive(column: pa.ChunkedArray, what: str) -> np.ndarray:
+    values = pd.to_numeric(pc.cast(column, pa.string()).to_pandas(), errors="coerce")
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _assemble(
+    table: pa.Table,
+    *,
+    user_col: str,
+    name_col: str,
+    plays: np.ndarray,
+    rows_read: int,
+    rejected: Counter[str],
+    mbid_col: str | None = None,
+    timestamps: np.ndarray | None = None,
+) -> RawInteractions:
+    """Shared tail of the TSV loaders: validate rows, drop bad ones, factorize."""
+    valid = np.ones(table.num_rows, dtype=bool)
+    text_cols = [c for c in (user_col, name_col, mbid_col) if c is not None]
+    for col in text_cols:
+        ok = _utf8_mask(table[col])
+        rejected["invalid_utf8"] += int((valid & ~ok).sum())
+        valid &= ok
+    users = pc.cast(table[user_col].filter(pa.array(valid)), pa.string())
+    bad_user = np.zeros(table.num_rows, dtype=bool)
+    bad_user[valid] = pc.utf8_length(pc.utf8_trim_whitespace(users)).to_numpy() == 0
+    rejected["missing_user"] += int(bad_user.sum())
+    valid &= ~bad_user
+    bad_plays = valid & ~(np.isfinite(plays) & (plays > 0))
+    rejected["invalid_plays"] += int(bad_plays.sum())
+    valid &= ~bad_plays
+    names = _as_str(table[name_col].filter(pa.array(valid)))
+    has_name = pc.utf8_length(names).to_numpy(zero_copy_only=False) > 0
+    missing_artist = int((~has_name).sum())
+    keep = np.flatnonzero(valid)[has_name]
+    if len(keep) == 0:
+        raise DataError("no valid rows: every row was rejected (see the counts by reason)")
+    take = pa.array(keep)
+    user_codes, user_ids = _factorize(_as_str(table[user_col].take(take)))
+    mbids = table[mbid_col].take(take) if mbid_col else None
+    item_codes, items = _items_from_names(names.filter(pa.array(has_name)), mbids)
+    return RawInteractions(
+        user_codes=user_codes,
+        item_codes=item_codes,
+        plays=plays[keep],
+        user_ids=user_ids,
+        items=items,
+        timestamps=None if timestamps is None else timestamps[keep],
+        rows_read=rows_read,
+        rejected=rejected,
+        missing_artist=missing_artist,
+    )
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def load_lastfm360k(path: Path) -> RawInteractions:
+    """Last.fm-360K ``usersha1-artmbid-artname-plays.tsv`` (+ optional ``artist-tags.tsv``)."""
+    path = _resolve_file(path, LASTFM360K_FILE)
+    table, read, malformed = _read_tsv(path, 4)
+    rejected: Counter[str] = Counter(malformed_line=malformed)
+    raw = _assemble(
+        table,
+        user_col="c0",
+        mbid_col="c1",
+        name_col="c2",
+        plays=_parse_positive(table["c3"], "plays"),
+        rows_read=read,
+        rejected=rejected,
+    )
+    tags_path = path.with_name(LASTFM360K_TAGS)
+    if tags_path.exists():
+        tags = pd.read_csv(
+            tags_path,
+            sep="\t",
+            header=None,
+            names=["artist", "tag", "weight"],
+            quoting=3,
+            encoding_errors="replace",
+            on_bad_lines="skip",
+        )
+        raw.tags = _normalize_tags(tags["artist"], tags["tag"], tags["weight"])
+    return raw
+
+
+def load_lastfm1k(path: Path) -> RawInteractions:
+    """Last.fm-1K listening events; plays = events per (user, artist), timestamp = last listen."""
+    path = _resolve_file(path, LASTFM1K_FILE)
+    table, read, malformed = _read_tsv(path, 6)
+    ts = pd.to_datetime(pc.cast(table["c1"], pa.string()).to_pandas(), errors="coerce", utc=True)
+    seconds = _epoch_seconds(ts)
+    bad_ts = ts.isna().to_numpy()
+    plays = np.where(bad_ts, np.nan, 1.0)
+    rejected: Counter[str] = Counter(malformed_line=malformed)
+    raw = _assemble(
+        table,
+        user_col="c0",
+        mbid_col="c2",
+        name_col="c3",
+        plays=plays,
+        rows_read=read,
+        rejected=rejected,
+        timestamps=seconds,
+    )
+    raw.rejected["invalid_timestamp"] = raw.rejected.pop("invalid_plays", 0)
+    return raw
+
+
+def load_hetrec2k(path: Path) -> RawInteractions:
+    """HetRec 2011 Last.fm-2K directory: user_artists.dat, artists.dat and the tag files."""
+    if not path.is_dir():
+        raise DataError(f"{path}: expected the hetrec2011-lastfm-2k directory")
+    root = _resolve_file(path, "user_artists.dat").parent
+    for name in ("user_artists.dat", "artists.dat"):
+        if not (root / name).exists():
+            raise DataError(f"{root}: missing {name}")
+    ua = _read_table(root / "user_artists.dat", ["userID", "artistID", "weight"])
+    artists = _read_table(root / "artists.dat", ["id", "name"])
+    names = pd.Series(artists["name"].astype(str).values, index=artists["id"].values)
+    plays = pd.to_numeric(ua["weight"], errors="coerce")
+    frame = pd.DataFrame(
+        {
+            "user": ua["userID"].astype(str),
+            "artist": ua["artistID"].map(names),
+            "plays": plays,
+        }
+    )
+    raw = _from_frame(frame, rows_read=len(ua))
+    tagged, tag_names = root / "user_taggedartists.dat", root / "tags.dat"
+    if tagged.exists() and tag_names.exists():
+        ut = _read_table(tagged, ["artistID", "tagID"])
+        tg = _read_table(tag_names, ["tagID", "tagValue"], encoding="latin-1")
+        counts = ut.groupby(["artistID", "tagID"]).size().rename("weight").reset_index()
+        counts["artist"] = counts["artistID"].map(names)
+        counts["tag"] = counts["tagID"].map(pd.Series(tg["tagValue"].values, index=tg["tagID"]))
+        counts = counts.dropna(subset=["artist", "tag"])
+        raw.tags = _normalize_tags(counts["artist"], counts["tag"], counts["weight"])
+    return raw
+
+
+def load_table(path: Path) -> RawInteractions:
+    """Generic CSV or Parquet: ``user_id,artist_id,plays[,artist_name,timestamp]``."""
+    if path.is_dir():
+        raise DataError(f"{path}: expected a .csv or .parquet file, got a directory")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(
+                path,
+                dtype={"user_id": str, "artist_id": str},
+                encoding_errors="replace",
+                on_bad_lines="skip",
+            )
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read table ({exc})") from exc
+    missing = {"user_id", "artist_id", "plays"} - set(frame.columns)
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+            "expected a header with user_id,artist_id,plays"
+        )
+    if frame.empty:
+        raise DataError(f"{path}: file has no data rows")
+    names = frame["artist_name"] if "artist_name" in frame else frame["artist_id"]
+    out = pd.DataFrame(
+        {
+            "user": frame["user_id"].astype(str),
+            "artist": names.where(names.notna(), frame["artist_id"]).astype(str),
+            "plays": pd.to_numeric(frame["plays"], errors="coerce"),
+        }
+    )
+    if "timestamp" in frame:
+        ts = frame["timestamp"]
+        parsed = (
+            pd.to_datetime(ts, unit="s", errors="coerce", utc=True)
+            if pd.api.types.is_numeric_dtype(ts)
+            else pd.to_datetime(ts, errors="coerce", utc=True)
+        )
+        out["timestamp"] = _epoch_seconds(parsed)
+    return _from_frame(out, rows_read=len(frame))
+
+
+def _epoch_seconds(ts: pd.Series) -> np.ndarray:
+    """Seconds since the epoch, whatever the datetime unit; NaT becomes 0 (rows are rejected)."""
+    delta = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return delta.fillna(0).to_numpy(dtype=np.int64)
+
+
+def _read_table(path: Path, columns: list[str], encoding: str = "utf-8") -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            encoding=encoding,
+            encoding_errors="replace",
+            quoting=3,
+            on_bad_lines="skip",
+        )
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    missing = set(columns) - set(frame.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return frame
+
+
+def _from_frame(frame: pd.DataFrame, rows_read: int) -> RawInteractions:
+    """Small tables (HetRec, generic CSV) go through pandas; same validation as the TSV path."""
+    rejected: Counter[str] = Counter()
+    bad_plays = ~(frame["plays"].notna() & (frame["plays"] > 0))
+    rejected["invalid_plays"] = int(bad_plays.sum())
+    frame = frame[~bad_plays]
+    artist = frame["artist"].astype(object)
+    has_name = artist.notna() & (artist.astype(str).str.strip().str.len() > 0)
+    missing_artist = int((~has_name).sum())
+    frame = frame[has_name]
+    if frame.empty:
+        raise DataError("no valid rows: every row was rejected (see the counts by reason)")
+    user_codes, user_ids = pd.factorize(frame["user"])
+    item_codes, items = _items_from_names(pa.chunked_array([pa.array(frame["artist"].astype(str))]))
+    ts = frame["timestamp"].to_numpy(dtype=np.int64) if "timestamp" in frame else None
+    return RawInteractions(
+        user_codes=user_codes.astype(np.int32),
+        item_codes=item_codes,
+        plays=frame["plays"].to_numpy(dtype=np.float64),
+        user_ids=np.asarray(user_ids, dtype=object),
+        items=items,
+        timestamps=ts,
+        rows_read=rows_read,
+        rejected=rejected,
+        missing_artist=missing_artist,
+    )
+
+
+def _normalize_tags(artists: pd.Series, tags: pd.Series, weights: pd.Series) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "artist_key": [normalize_name(str(a)) for a in artists],
+            "tag": [normalize_name(str(t)) for t in tags],
+            "weight": pd.to_numeric(weights, errors="coerce").fillna(1.0).astype(np.float32),
+        }
+    )
+    frame = frame[(frame["artist_key"] != "") & (frame["tag"] != "")]
+    return frame.groupby(["artist_key", "tag"], as_index=False)["weight"].sum()
