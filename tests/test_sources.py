@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicrec.data.sources import fold_accents, load, normalize_name
+from musicrec.data.sources import RawInteractions, fold_accents, load, normalize_name
 from musicrec.errors import DataError
 
 SHA_A = "a" * 40
@@ -133,3 +133,20 @@ def test_hetrec_real_data_with_tags(lastfm2k_dir: Path) -> None:
 def test_hetrec_wrong_layout(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="user_artists.dat"):
         load("hetrec2k", tmp_path)
+
+
+def test_many_read_blocks_give_the_same_result(
+    synth_raw: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dictionaries are unified across Arrow's parse blocks."""
+    whole = load("lastfm360k", synth_raw)
+    monkeypatch.setattr("musicrec.data.sources.READ_BLOCK_BYTES", 1 << 14)
+    blocks = load("lastfm360k", synth_raw)
+    assert blocks.rows_read == whole.rows_read
+
+    def pairs(raw: RawInteractions) -> set[tuple[str, str]]:
+        users = raw.user_ids[raw.user_codes]
+        artists = raw.items.artist_key.to_numpy()[raw.item_codes]
+        return set(zip(users, artists, strict=True))
+
+    assert pairs(whole) == pairs(blocks)

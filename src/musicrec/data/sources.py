@@ -24,6 +24,7 @@ SOURCES = ("lastfm360k", "lastfm1k", "hetrec2k", "csv")
 LASTFM360K_FILE = "usersha1-artmbid-artname-plays.tsv"
 LASTFM360K_TAGS = "artist-tags.tsv"
 LASTFM1K_FILE = "userid-timestamp-artid-artname-traid-traname.tsv"
+READ_BLOCK_BYTES = 1 << 25  # Arrow parses the file in blocks of this size, in parallel
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _read_tsv(path: Path, n_cols: int, header: bool = False) -> tuple[pa.Table, 
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1 if header else 0, block_size=1 << 25
+                column_names=names, skip_rows=1 if header else 0, block_size=READ_BLOCK_BYTES
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter="\t", quote_char=False, invalid_row_handler=on_invalid
@@ -120,121 +121,150 @@ def _read_tsv(path: Path, n_cols: int, header: bool = False) -> tuple[pa.Table, 
     return table, read, malformed
 
 
-def _utf8_mask(column: pa.ChunkedArray) -> np.ndarray:
-    """True where a binary value is valid UTF-8; per-chunk cast, exact fallback for bad chunks."""
-    parts = []
-    for chunk in column.chunks:
-        try:
-            pc.cast(chunk, pa.string())
-            parts.append(np.ones(len(chunk), dtype=bool))
-        except pa.ArrowInvalid:
-            values = chunk.to_pylist()
-            parts.append(np.array([_is_utf8(v) for v in values], dtype=bool))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+@dataclass(frozen=True)
+class _Encoded:
+    """A column as per-row dictionary codes plus its decoded distinct values.
+
+    Validation and normalization run once per distinct value (a few hundred thousand), not
+    once per row (tens of millions). ``None`` marks a value that is not valid UTF-8.
+    """
+
+    codes: np.ndarray
+    values: list[str | None]
+
+    def mask(self, predicate: Callable[[str | None], bool]) -> np.ndarray:
+        """Per-row boolean of ``predicate`` evaluated on each distinct value."""
+        per_value = np.fromiter((predicate(v) for v in self.values), bool, len(self.values))
+        return per_value[self.codes]
 
 
-def _is_utf8(value: bytes | None) -> bool:
+def _decode(value: bytes | None) -> str | None:
     if value is None:
-        return True
+        return ""
     try:
-        value.decode("utf-8")
+        return value.decode("utf-8").strip()
     except UnicodeDecodeError:
-        return False
-    return True
+        return None
 
 
-def _as_str(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    return pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+def _encode(column: pa.ChunkedArray) -> _Encoded:
+    encoded = pc.dictionary_encode(column).unify_dictionaries()
+    if encoded.num_chunks == 0:
+        return _Encoded(np.zeros(0, dtype=np.int32), [])
+    codes = np.concatenate(
+        [chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+    ).astype(np.int32)
+    values = [_decode(v) for v in encoded.chunk(0).dictionary.to_pylist()]
+    return _Encoded(codes, values)
 
 
-def _factorize(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    encoded = pc.dictionary_encode(
-        pa.chunked_array([column]) if isinstance(column, pa.Array) else column
-    ).combine_chunks()
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    return codes, np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+def _compact(codes: np.ndarray, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber the codes that occur to 0..m-1; returns (new codes, old code of each new one)."""
+    used = np.zeros(n_values, dtype=bool)
+    used[codes] = True
+    remap = np.cumsum(used, dtype=np.int64) - 1
+    return remap[codes].astype(np.int32), np.flatnonzero(used)
+
+
+def _to_number(value: str | None) -> float:
+    try:
+        return float(value) if value else np.nan
+    except ValueError:
+        return np.nan
 
 
 def _items_from_names(
-    names: pa.ChunkedArray, mbids: pa.ChunkedArray | None = None
+    name_codes: np.ndarray, names: list[str], mbids: list[str | None] | None = None
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Map raw artist names to codes over normalized keys; display name = most common spelling."""
-    name_codes, uniques = _factorize(names)
-    keys = pd.Series([normalize_name(n) for n in uniques], dtype=object)
+    """Map raw artist names to codes over normalized keys; display name = most common spelling.
+
+    ``name_codes`` index ``names`` per row; ``mbids`` (optional) is the MusicBrainz id per row.
+    """
+    keys = pd.Series([normalize_name(n) for n in names], dtype=object)
     key_codes, key_uniques = pd.factorize(keys)
     item_codes = key_codes[name_codes].astype(np.int32)
-    # Display name: the most frequent raw spelling of each key.
-    spelling_counts = np.bincount(name_codes, minlength=len(uniques))
+    spelling_counts = np.bincount(name_codes, minlength=len(names))
     order = np.lexsort((-spelling_counts, key_codes))
     first = order[np.r_[True, key_codes[order][1:] != key_codes[order][:-1]]]
     display = np.empty(len(key_uniques), dtype=object)
-    display[key_codes[first]] = np.asarray([" ".join(str(u).split()) for u in uniques[first]])
+    display[key_codes[first]] = [" ".join(names[i].split()) for i in first]
     items = pd.DataFrame(
         {"artist_key": np.asarray(key_uniques, dtype=object), "artist_name": display}
     )
-    if mbids is not None:
-        mb = pd.Series(pc.cast(mbids, pa.string()).to_pandas(), dtype=object)
-        mb = mb.where(mb.str.len() > 0)
-        first_mbid = pd.Series(mb.values, index=item_codes).dropna()
-        first_mbid = first_mbid[~first_mbid.index.duplicated()]
-        items["mbid"] = first_mbid.reindex(range(len(items))).values
-    else:
-        items["mbid"] = None
+    items["mbid"] = None if mbids is None else mbids
     return item_codes, items
 
 
-def _parse_positive(column: pa.ChunkedArray, what: str) -> np.ndarray:
-    values = pd.to_numeric(pc.cast(column, pa.string()).to_pandas(), errors="coerce")
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _assemble(
-    table: pa.Table,
     *,
-    user_col: str,
-    name_col: str,
+    user: _Encoded,
+    name: _Encoded,
     plays: np.ndarray,
     rows_read: int,
     rejected: Counter[str],
-    mbid_col: str | None = None,
+    mbid: _Encoded | None = None,
     timestamps: np.ndarray | None = None,
+    invalid_plays_reason: str = "invalid_plays",
 ) -> RawInteractions:
     """Shared tail of the TSV loaders: validate rows, drop bad ones, factorize."""
-    valid = np.ones(table.num_rows, dtype=bool)
-    text_cols = [c for c in (user_col, name_col, mbid_col) if c is not None]
-    for col in text_cols:
-        ok = _utf8_mask(table[col])
-        rejected["invalid_utf8"] += int((valid & ~ok).sum())
-        valid &= ok
-    users = pc.cast(table[user_col].filter(pa.array(valid)), pa.string())
-    bad_user = np.zeros(table.num_rows, dtype=bool)
-    bad_user[valid] = pc.utf8_length(pc.utf8_trim_whitespace(users)).to_numpy() == 0
-    rejected["missing_user"] += int(bad_user.sum())
-    valid &= ~bad_user
+    valid = np.ones(len(user.codes), dtype=bool)
+    for column in (user, name, mbid):
+        if column is not None:
+            ok = column.mask(lambda v: v is not None)
+            rejected["invalid_utf8"] += int((valid & ~ok).sum())
+            valid &= ok
+    no_user = valid & user.mask(lambda v: not v)
+    rejected["missing_user"] += int(no_user.sum())
+    valid &= ~no_user
     bad_plays = valid & ~(np.isfinite(plays) & (plays > 0))
-    rejected["invalid_plays"] += int(bad_plays.sum())
+    rejected[invalid_plays_reason] += int(bad_plays.sum())
     valid &= ~bad_plays
-    names = _as_str(table[name_col].filter(pa.array(valid)))
-    has_name = pc.utf8_length(names).to_numpy(zero_copy_only=False) > 0
-    missing_artist = int((~has_name).sum())
-    keep = np.flatnonzero(valid)[has_name]
+    no_name = valid & name.mask(lambda v: not v)
+    keep = np.flatnonzero(valid & ~no_name)
     if len(keep) == 0:
         raise DataError("no valid rows: every row was rejected (see the counts by reason)")
-    take = pa.array(keep)
-    user_codes, user_ids = _factorize(_as_str(table[user_col].take(take)))
-    mbids = table[mbid_col].take(take) if mbid_col else None
-    item_codes, items = _items_from_names(names.filter(pa.array(has_name)), mbids)
+    user_codes, user_used = _compact(user.codes[keep], len(user.values))
+    name_codes, name_used = _compact(name.codes[keep], len(name.values))
+    names = [str(name.values[i]) for i in name_used]
+    item_codes, items = _items_from_names(name_codes, names)
+    if mbid is not None:
+        row_mbid = mbid.codes[keep]
+        has = np.fromiter((bool(v) for v in mbid.values), bool, len(mbid.values))[row_mbid]
+        item_mbid = np.full(len(items), -1, dtype=np.int64)
+        item_mbid[item_codes[has]] = row_mbid[has]
+        items["mbid"] = [mbid.values[i] if i >= 0 else None for i in item_mbid]
     return RawInteractions(
         user_codes=user_codes,
         item_codes=item_codes,
         plays=plays[keep],
-        user_ids=user_ids,
+        user_ids=np.asarray([user.values[i] for i in user_used], dtype=object),
         items=items,
         timestamps=None if timestamps is None else timestamps[keep],
         rows_read=rows_read,
         rejected=rejected,
-        missing_artist=missing_artist,
+        missing_artist=int(no_name.sum()),
     )
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """Parse a numeric text column via its distinct values; unparseable -> NaN."""
+    encoded = _encode(column)
+    values = np.fromiter((_to_number(v) for v in encoded.values), np.float64, len(encoded.values))
+    return values[encoded.codes]
+
+
+def _timestamps(column: pa.ChunkedArray) -> np.ndarray:
+    """ISO-8601 UTC timestamps to epoch seconds; unparseable -> -1."""
+    parts = []
+    for chunk in column.chunks:
+        try:
+            text = pc.cast(chunk, pa.string())
+        except pa.ArrowInvalid:
+            text = pa.array([_decode(v) for v in chunk.to_pylist()], pa.string())
+        parsed = pc.strptime(text, format="%Y-%m-%dT%H:%M:%SZ", unit="s", error_is_null=True)
+        seconds = pc.cast(parsed, pa.int64())
+        parts.append(pc.fill_null(seconds, -1).to_numpy(zero_copy_only=False))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- loaders
@@ -244,15 +274,16 @@ def load_lastfm360k(path: Path) -> RawInteractions:
     """Last.fm-360K ``usersha1-artmbid-artname-plays.tsv`` (+ optional ``artist-tags.tsv``)."""
     path = _resolve_file(path, LASTFM360K_FILE)
     table, read, malformed = _read_tsv(path, 4)
-    rejected: Counter[str] = Counter(malformed_line=malformed)
+    user, mbid, name = _encode(table["c0"]), _encode(table["c1"]), _encode(table["c2"])
+    plays = _numbers(table["c3"])
+    del table  # the distinct values and codes are all that is needed from here on
     raw = _assemble(
-        table,
-        user_col="c0",
-        mbid_col="c1",
-        name_col="c2",
-        plays=_parse_positive(table["c3"], "plays"),
+        user=user,
+        name=name,
+        mbid=mbid,
+        plays=plays,
         rows_read=read,
-        rejected=rejected,
+        rejected=Counter(malformed_line=malformed),
     )
     tags_path = path.with_name(LASTFM360K_TAGS)
     if tags_path.exists():
@@ -273,23 +304,19 @@ def load_lastfm1k(path: Path) -> RawInteractions:
     """Last.fm-1K listening events; plays = events per (user, artist), timestamp = last listen."""
     path = _resolve_file(path, LASTFM1K_FILE)
     table, read, malformed = _read_tsv(path, 6)
-    ts = pd.to_datetime(pc.cast(table["c1"], pa.string()).to_pandas(), errors="coerce", utc=True)
-    seconds = _epoch_seconds(ts)
-    bad_ts = ts.isna().to_numpy()
-    plays = np.where(bad_ts, np.nan, 1.0)
-    rejected: Counter[str] = Counter(malformed_line=malformed)
-    raw = _assemble(
-        table,
-        user_col="c0",
-        mbid_col="c2",
-        name_col="c3",
-        plays=plays,
+    seconds = _timestamps(table["c1"])
+    user, mbid, name = _encode(table["c0"]), _encode(table["c2"]), _encode(table["c3"])
+    del table
+    return _assemble(
+        user=user,
+        name=name,
+        mbid=mbid,
+        plays=np.where(seconds < 0, np.nan, 1.0),
         rows_read=read,
-        rejected=rejected,
+        rejected=Counter(malformed_line=malformed),
         timestamps=seconds,
+        invalid_plays_reason="invalid_timestamp",
     )
-    raw.rejected["invalid_timestamp"] = raw.rejected.pop("invalid_plays", 0)
-    return raw
 
 
 def load_hetrec2k(path: Path) -> RawInteractions:
@@ -406,7 +433,8 @@ def _from_frame(frame: pd.DataFrame, rows_read: int) -> RawInteractions:
     if frame.empty:
         raise DataError("no valid rows: every row was rejected (see the counts by reason)")
     user_codes, user_ids = pd.factorize(frame["user"])
-    item_codes, items = _items_from_names(pa.chunked_array([pa.array(frame["artist"].astype(str))]))
+    name_codes, names = pd.factorize(frame["artist"].astype(str))
+    item_codes, items = _items_from_names(name_codes, list(names))
     ts = frame["timestamp"].to_numpy(dtype=np.int64) if "timestamp" in frame else None
     return RawInteractions(
         user_codes=user_codes.astype(np.int32),
