@@ -8,7 +8,7 @@ API_PORT ?= 8000
 UI_PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: install os-deps demo demo-data demo-train demo-serve stop test test-fast lint format clean
+.PHONY: install os-deps demo demo-data demo-train demo-serve stop test test-fast lint format clean repro dvc-remote mlflow-ui
 
 install: $(VENV)/.installed ## Create .venv and install musicrec with its dev extras
 
@@ -26,6 +26,15 @@ demo: install ## Synthesize data, prepare, train, evaluate, then serve API + UI
 
 stop: ## Stop the API and UI started by `make demo`
 	bash scripts/demo.sh stop
+
+repro: install ## Run the DVC pipeline (data -> prepare -> train -> evaluate); see docs/pipeline.md
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+dvc-remote: install ## Set the DVC remote: a local dir by default, or S3 with REMOTE=s3://bucket/path
+	DVC=$(BIN)/dvc bash scripts/dvc-remote.sh $(if $(REMOTE),s3 $(REMOTE),local)
+
+mlflow-ui: install ## MLflow UI on the project's tracking store (MLFLOW_PORT, default 5000)
+	$(BIN)/musicrec tracking ui --port $(or $(MLFLOW_PORT),5000)
 
 test: install os-deps ## Run the whole test suite (slow tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)

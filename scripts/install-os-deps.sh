@@ -26,11 +26,23 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 
+# have_all CMD...: every command is on PATH.  have_any CMD...: at least one is.
+have_all() {
+    local cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 || return 1; done
+}
+have_any() {
+    local cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 && return 0; done
+    return 1
+}
+
 missing=()
-command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+have_all prometheus promtool || missing+=(prometheus)
+# A Chrome-family browser that is already installed (e.g. on hosted CI runners) will do.
+have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
+have_all chromedriver || missing+=(chromium-driver)
+have_all java || missing+=(default-jre-headless)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-os-deps: all tools already present"
@@ -66,7 +78,7 @@ if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v pgrep >/dev/null 2>
     done
 fi
 
-for tool in promtool chromium chromedriver java; do
+for tool in prometheus promtool chromium chromedriver java; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else

@@ -19,6 +19,7 @@ import pandas as pd
 
 from musicrec import layout
 from musicrec.data.sources import RawInteractions, load
+from musicrec.data.validate import validate_frames
 from musicrec.errors import DataError
 from musicrec.fsutil import atomic_dir, write_json_atomic
 
@@ -184,6 +185,7 @@ def build_dataset(
     items["plays"] = np.bincount(item_codes, weights=plays, minlength=len(items)).astype(np.int64)
     items["mbid"] = items["mbid"].astype(object)
     tags = _tags_for(raw.tags, items)
+    validate_frames(train_df, test_df, users, items, tags)
 
     fingerprint = fingerprint_frames(train_df, test_df, users, items)
     stats: dict[str, Any] = {

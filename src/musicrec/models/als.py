@@ -59,7 +59,6 @@ def fit_als(
 ) -> Factors:
     """Fit implicit ALS on raw plays ``train`` (users x items); weighting happens here once."""
     weighted = confidence(train, config)
-    model = build_als(config)
     losses: list[float] = []
 
     def on_iteration(iteration: int, elapsed: float, loss: float) -> None:
@@ -69,6 +68,7 @@ def fit_als(
 
     # implicit parallelises itself; a multithreaded BLAS underneath only oversubscribes.
     with threadpool_limits(limits=1, user_api="blas"):
+        model = build_als(config)
         model.fit(weighted, show_progress=show_progress, callback=on_iteration)
     if hasattr(model, "to_cpu"):
         model = model.to_cpu()

@@ -1,0 +1,38 @@
+"""``musicrec monitor``: a local Prometheus (the OS package) scraping the API on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from musicrec.cli import app, friendly_errors
+
+
+@app.command()
+@friendly_errors
+def monitor(
+    api_url: Annotated[str, typer.Option(help="API base URL to scrape.")] = "http://127.0.0.1:8000",
+    port: Annotated[int, typer.Option(help="Prometheus port (loopback).")] = 9090,
+    workdir: Annotated[Path, typer.Option(help="Config, rules and TSDB.")] = Path(
+        "artifacts/prometheus"
+    ),
+    scrape_interval: Annotated[str, typer.Option(help="e.g. 5s")] = "5s",
+) -> None:
+    """Start Prometheus with musicrec's scrape config and alert rules; Ctrl-C stops it."""
+    from musicrec.monitoring import prometheus_url, start_prometheus, stop_prometheus, wait_ready
+
+    process = start_prometheus(api_url, workdir, port, scrape_interval=scrape_interval)
+    try:
+        url = prometheus_url(port)
+        wait_ready(url, process=process)
+        Console().print(
+            f"Prometheus on {url} scraping {api_url} (alerts: {url}/alerts); Ctrl-C to stop"
+        )
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_prometheus(process)
