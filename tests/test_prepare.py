@@ -105,3 +105,12 @@ def test_invalid_config_is_rejected() -> None:
         PrepareConfig(test_fraction=1.5)
     with pytest.raises(DataError):
         PrepareConfig(split="sideways")  # type: ignore[arg-type]
+
+
+def test_same_input_gives_byte_identical_directory(synth_raw: Path, tmp_path: Path) -> None:
+    prepare("lastfm360k", synth_raw, tmp_path / "a")
+    prepare("lastfm360k", synth_raw, tmp_path / "b")
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

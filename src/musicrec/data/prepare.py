@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,9 +51,13 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class PreparedSummary:
+    """What prepare wrote. The directory itself holds no timings or timestamps, so the same
+    input and parameters give byte-identical files (DVC sees no change)."""
+
     out_dir: Path
     fingerprint: str
     stats: dict[str, Any]
+    seconds: float = 0.0
 
 
 def prepare(
@@ -64,9 +68,7 @@ def prepare(
     started = time.perf_counter()
     raw = load(source, input_path)
     summary = build_dataset(raw, out_dir, config, source=source)
-    summary.stats["seconds"] = round(time.perf_counter() - started, 2)
-    write_json_atomic(Path(out_dir) / layout.STATS, summary.stats)
-    return summary
+    return replace(summary, seconds=time.perf_counter() - started)
 
 
 def merge_duplicates(raw: RawInteractions) -> pd.DataFrame:
@@ -187,7 +189,9 @@ def build_dataset(
     tags = _tags_for(raw.tags, items)
     validate_frames(train_df, test_df, users, items, tags)
 
-    fingerprint = fingerprint_frames(train_df, test_df, users, items)
+    fingerprint = fingerprint_frames(
+        train_df, test_df, users, items, *([] if tags is None else [tags])
+    )
     stats: dict[str, Any] = {
         "source": source,
         "rows_read": raw.rows_read,
@@ -216,7 +220,6 @@ def build_dataset(
         "config": asdict(config) | {"split": split},
         "has_timestamps": timestamps is not None,
         "has_tags": tags is not None,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with atomic_dir(out_dir) as tmp:
         train_df.to_parquet(tmp / layout.TRAIN, index=False)
