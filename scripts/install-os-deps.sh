@@ -3,6 +3,7 @@
 #   - prometheus + promtool  (config validation, local metrics scraping)
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
 #   - a Java runtime          (PySpark), only when `java` is not already on PATH
+#   - a colour emoji font     (mood cards in UI screenshots)
 #
 # Idempotent: packages whose command is already available are skipped.
 # Safe in containers without systemd: service start-up during package installation is
@@ -43,6 +44,8 @@ have_all prometheus promtool || missing+=(prometheus)
 have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
 have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
+# Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-os-deps: all tools already present"

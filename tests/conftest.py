@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def require_or_skip(condition: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No test writes to the project's own MLflow store or model cache."""
+    store = tmp_path_factory.mktemp("mlflow-store")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    patch.setenv("MUSICREC_MODEL_CACHE", str(store / "model-cache"))
+    yield store
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

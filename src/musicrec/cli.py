@@ -90,7 +90,7 @@ def data_prepare(
     for name, count in stats["kept"].items():
         table.add_row(f"kept: {name}", f"{count:,}")
     table.add_row("split", stats["split"])
-    table.add_row("seconds", str(stats["seconds"]))
+    table.add_row("seconds", f"{summary.seconds:.1f}")
     Console().print(table)
 
 
@@ -141,8 +141,11 @@ def train(
     engine: Annotated[str | None, typer.Option(help="implicit | spark")] = None,
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL.")] = None,
     gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="implicit's CUDA build.")] = None,
+    track: Annotated[bool, typer.Option(help="Log to MLflow and register the model.")] = True,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
 ) -> None:
-    """Train ALS on a prepared dataset and write the model artifact."""
+    """Train ALS on a prepared dataset, write the model artifact, track and register it."""
     from musicrec.config import TrainConfig
     from musicrec.train import train as run_train
 
@@ -157,7 +160,26 @@ def train(
         engine=engine,
         use_gpu=gpu,
     )
-    result = run_train(data, out, cfg, show_progress=True, spark_master=spark_master)
+    if track:
+        from musicrec.tracking import tracked_train
+
+        tracked = tracked_train(
+            data,
+            out,
+            cfg,
+            experiment=experiment,
+            model_name=model_name,
+            show_progress=True,
+            spark_master=spark_master,
+        )
+        result = tracked.result
+        console.print(
+            f"MLflow run {tracked.run_id} · registered {model_name} version "
+            f"{tracked.model_version}",
+            highlight=False,
+        )
+    else:
+        result = run_train(data, out, cfg, show_progress=True, spark_master=spark_master)
     loss = f", final loss {result.loss_history[-1]:.5f}" if result.loss_history else ""
     Console().print(f"trained {cfg.engine} ALS in {result.seconds:.1f}s{loss} -> {out}")
 
@@ -190,18 +212,33 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON here.")] = None,
+    track: Annotated[bool, typer.Option(help="Log to the model's MLflow run.")] = True,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of a new run.")] = "musicrec",
+    record: Annotated[
+        bool, typer.Option(help="Store the metrics in the model's manifest.json.")
+    ] = True,
 ) -> None:
-    """Evaluate a model on its dataset's test split against baselines."""
+    """Evaluate a model on its dataset's test split against baselines; log to its MLflow run."""
     from musicrec.evaluate import evaluate_model
     from musicrec.fsutil import write_json_atomic
 
     ks = sorted(set(k or [10, 20]))
     report = evaluate_model(
-        data, model, ks, baselines=baseline or ["popularity"], show_progress=not as_json
+        data,
+        model,
+        ks,
+        baselines=baseline or ["popularity"],
+        show_progress=not as_json,
+        record=record,
     )
     payload = report.to_dict()
     if output:
         write_json_atomic(output, payload)
+    if track:
+        from musicrec.tracking import track_evaluation
+
+        run_id = track_evaluation(model, payload, experiment=experiment)
+        console.print(f"logged to MLflow run {run_id}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return

@@ -6,10 +6,34 @@ each passes ``alpha=1`` to its solver: plays are weighted once and scaled once.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from musicrec.config import TrainConfig
+
+
+def bm25_weight(
+    plays: Any,
+    item_total: Any,
+    mean_item_total: float,
+    log1p_degree: Any,
+    n_items: int,
+    k1: float,
+    b: float,
+) -> Any:
+    """BM25 weight of one (listener, artist) cell, before ``alpha``.
+
+    Artists are documents (length: total plays ``item_total``), listeners are terms
+    (idf from ``log1p_degree``, the log1p of how many artists the listener played).
+    Pure arithmetic on ndarrays or Spark SQL columns alike, so :func:`confidence` and
+    :mod:`musicrec.models.spark_als` evaluate the same expression.
+    """
+    length_norm = (1.0 - b) + b * item_total / mean_item_total
+    idf = math.log(n_items) - log1p_degree
+    return plays * (k1 + 1.0) / (k1 * length_norm + plays) * idf
 
 
 def item_totals(user_items: sp.csr_matrix) -> np.ndarray:
@@ -33,11 +57,16 @@ def confidence(
         out.data = np.log1p(out.data)
     elif config.weighting == "bm25":
         totals = item_totals(out) if totals is None else np.asarray(totals, dtype=np.float64)
-        n_docs = len(totals)
-        idf = np.log(n_docs) - np.log1p(np.diff(out.indptr))  # per listener
-        length_norm = (1.0 - config.bm25_b) + config.bm25_b * totals / totals.mean()
-        k1 = config.bm25_k1
-        rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
-        out.data = out.data * (k1 + 1.0) / (k1 * length_norm[out.indices] + out.data) * idf[rows]
+        degree = np.diff(out.indptr)  # artists per listener
+        rows = np.repeat(np.arange(out.shape[0]), degree)
+        out.data = bm25_weight(
+            out.data,
+            totals[out.indices],
+            float(totals.mean()),
+            np.log1p(degree)[rows],
+            len(totals),
+            config.bm25_k1,
+            config.bm25_b,
+        )
     out.data *= config.alpha
     return out.astype(np.float32)

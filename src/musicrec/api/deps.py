@@ -1,0 +1,52 @@
+"""Request dependencies as ``Annotated`` aliases: the runtime, settings and metrics."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from musicrec.api.metrics import ApiMetrics
+from musicrec.api.settings import Settings
+from musicrec.recommender import Recommender
+
+
+def get_recommender(request: Request) -> Recommender:
+    """The current model; one reference read per request, so a reload never splits one."""
+    recommender: Recommender | None = request.app.state.recommender
+    if recommender is None:
+        raise HTTPException(status_code=503, detail="no model is loaded")
+    return recommender
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+def require_admin(
+    settings: Annotated[Settings, Depends(get_app_settings)],
+    api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> None:
+    """Admin routes answer 404 unless a key is configured, and 401/403 without the right one."""
+    if settings.admin_api_key is None:
+        raise HTTPException(
+            status_code=404, detail="admin API disabled (set MUSICREC_ADMIN_API_KEY)"
+        )
+    if not api_key:
+        raise HTTPException(status_code=401, detail="missing X-API-Key header")
+    expected = settings.admin_api_key.get_secret_value()
+    if not secrets.compare_digest(api_key.encode(), expected.encode()):
+        raise HTTPException(status_code=403, detail="invalid X-API-Key")
+
+
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,113 @@
+"""Error answers: every failure a client can cause is a 4xx with a reason, never a 5xx."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from musicrec.api.metrics import ASGIApp, Message, Receive, Scope, Send
+from musicrec.recommender import (
+    MoodUnavailableError,
+    NotFoundError,
+    UnknownArtistError,
+    UnknownUserError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int,
+    detail: Any,
+    suggestions: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """JSON error body; ASCII-escaped so echoed odd input (lone surrogates) always encodes."""
+    body = json.dumps(
+        {"detail": detail, "suggestions": suggestions or []}, ensure_ascii=True, default=str
+    )
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Echoing "input" could include NaN or huge payloads: keep location, message and type.
+    return [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": err.get("msg"),
+            "type": err.get("type"),
+        }
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map validation, lookup and HTTP errors to JSON answers, and count lookups."""
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, _validation_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, exc.detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(NotFoundError)
+    async def on_not_found(request: Request, exc: NotFoundError) -> Response:
+        metrics = request.app.state.metrics
+        if isinstance(exc, UnknownUserError):
+            metrics.lookup("user", known=False)
+        elif isinstance(exc, UnknownArtistError):
+            metrics.lookup("artist", known=False, count=getattr(exc, "count", 1))
+        return error_response(404, str(exc), exc.suggestions)
+
+    @app.exception_handler(MoodUnavailableError)
+    async def on_unavailable_mood(request: Request, exc: MoodUnavailableError) -> Response:
+        return error_response(409, str(exc))
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies above ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    await error_response(400, "invalid Content-Length header")(scope, receive, send)
+                    return
+                if length > self.max_bytes:
+                    await self._too_large(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"request body larger than {self.max_bytes} bytes"
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(413, self._message())(scope, receive, send)

@@ -1,0 +1,66 @@
+"""Artist search (autocomplete) and similar artists."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.schemas import (
+    K_DEFAULT,
+    K_MAX,
+    K_MIN,
+    NAME_MAX_LENGTH,
+    ArtistHit,
+    ArtistSearchResponse,
+    ErrorResponse,
+    SimilarResponse,
+)
+
+router = APIRouter(prefix="/artists", tags=["artists"])
+
+
+@router.get("", response_model=ArtistSearchResponse)
+def search_artists(
+    recommender: RecommenderDep,
+    q: Annotated[str, Query(min_length=1, max_length=NAME_MAX_LENGTH)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> ArtistSearchResponse:
+    """Case- and accent-insensitive search: prefix matches first, then substrings; popular first."""
+    catalogue = recommender.catalogue
+    return ArtistSearchResponse(
+        query=q,
+        results=[
+            ArtistHit(
+                artist=str(catalogue.names[i]),
+                listeners=int(catalogue.listeners[i]),
+                plays=int(catalogue.plays[i]),
+            )
+            for i in recommender.search_artists(q, limit)
+        ],
+    )
+
+
+@router.get(
+    "/{name}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}}
+)
+def similar_artists(
+    recommender: RecommenderDep,
+    metrics: MetricsDep,
+    name: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
+    k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
+) -> SimilarResponse:
+    """Artists closest to ``name`` by cosine similarity of item factors."""
+    started = time.perf_counter()
+    artist, recs = recommender.similar(name, k)
+    metrics.lookup("artist", known=True)
+    metrics.served("similar", recs)
+    return SimilarResponse(
+        artist=artist,
+        recommendations=to_schema(recs),
+        model_version=recommender.version,
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )

@@ -1,0 +1,42 @@
+"""New listeners: fold a few favourite artists into the model without retraining."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
+from musicrec.recommender import UnknownArtistError
+
+router = APIRouter(prefix="/listeners", tags=["listeners"])
+
+
+@router.post(
+    "/recommendations", response_model=ListenerResponse, responses={404: {"model": ErrorResponse}}
+)
+def listener_recommendations(
+    body: ListenerRequest, recommender: RecommenderDep, metrics: MetricsDep
+) -> ListenerResponse:
+    """Recommendations for a listener described by artists (and optional play counts).
+
+    Unknown names are skipped and listed in ``unknown_artists``; if none is known: 404.
+    """
+    started = time.perf_counter()
+    try:
+        result = recommender.recommend_listener(body.artists, body.plays, body.k)
+    except UnknownArtistError as exc:
+        exc.count = len(body.artists)  # type: ignore[attr-defined]
+        raise
+    metrics.lookup("artist", known=True, count=len(body.artists) - len(result.unknown))
+    metrics.lookup("artist", known=False, count=len(result.unknown))
+    metrics.served("listener", result.recs)
+    return ListenerResponse(
+        recommendations=to_schema(result.recs),
+        used_artists=result.used,
+        unknown_artists=result.unknown,
+        model_version=recommender.version,
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )

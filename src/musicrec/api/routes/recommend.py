@@ -1,0 +1,108 @@
+"""The original project's endpoints: /recommend, /similar, /charts and /moods."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.schemas import (
+    K_DEFAULT,
+    K_MAX,
+    K_MIN,
+    ChartsResponse,
+    ErrorResponse,
+    MoodInfo,
+    MoodsResponse,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarRequest,
+    SimilarResponse,
+)
+
+router = APIRouter(prefix="", tags=["recommendations"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+}
+
+
+@router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
+def recommend(
+    body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
+) -> RecommendResponse:
+    """Recommendations for a known user (by raw id), a mood, or at random."""
+    started = time.perf_counter()
+    if body.type == "user":
+        assert body.user_id is not None
+        recs = recommender.recommend_user(body.user_id, body.k)
+        metrics.lookup("user", known=True)
+    elif body.type == "mood":
+        assert body.mood is not None
+        recs = recommender.recommend_mood(body.mood, body.k)
+        metrics.mood_requests.labels(mood=recommender.mood(body.mood).spec.name).inc()
+    else:
+        recs = recommender.recommend_random(body.k)
+    metrics.served(body.type, recs)
+    return RecommendResponse(
+        type=body.type,
+        recommendations=to_schema(recs),
+        user_id=body.user_id,
+        mood=body.mood,
+        model_version=recommender.version,
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )
+
+
+@router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
+def similar(
+    body: SimilarRequest, recommender: RecommenderDep, metrics: MetricsDep
+) -> SimilarResponse:
+    """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
+    started = time.perf_counter()
+    artist, recs = recommender.similar(body.artist_name, body.k)
+    metrics.lookup("artist", known=True)
+    metrics.served("similar", recs)
+    return SimilarResponse(
+        artist=artist,
+        recommendations=to_schema(recs),
+        model_version=recommender.version,
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )
+
+
+@router.get("/charts", response_model=ChartsResponse)
+def charts(
+    recommender: RecommenderDep,
+    metrics: MetricsDep,
+    k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
+) -> ChartsResponse:
+    """The most listened artists."""
+    recs = recommender.charts(k)
+    metrics.served("charts", recs)
+    return ChartsResponse(recommendations=to_schema(recs), model_version=recommender.version)
+
+
+@router.get("/moods", response_model=MoodsResponse)
+def moods(recommender: RecommenderDep) -> MoodsResponse:
+    """Every configured mood, with the seed artists found in this model's catalogue."""
+    names = recommender.catalogue.names
+    return MoodsResponse(
+        moods=[
+            MoodInfo(
+                name=mood.spec.name,
+                display_name=mood.spec.display_name,
+                emoji=mood.spec.emoji,
+                description=mood.spec.description,
+                seed_artists=[str(names[i]) for i in mood.seed_items],
+                tags=list(mood.spec.tags),
+                tag_artists=len(mood.tag_items),
+                available=mood.available,
+                reason=mood.reason,
+            )
+            for mood in recommender.moods.values()
+        ]
+    )

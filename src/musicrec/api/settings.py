@@ -1,0 +1,71 @@
+"""API settings from ``MUSICREC_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from musicrec.ann import HNSW_EF_COSINE, HNSW_EF_SEARCH
+from musicrec.recommender import DEFAULT_MOOD_WEIGHT
+
+
+class Settings(BaseSettings):
+    """Everything the API reads at start-up; tests pass an instance to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="MUSICREC_", env_file=".env", extra="ignore")
+
+    model: str | None = Field(
+        default=None, description="Model artifact directory or a models:/name@alias registry URI."
+    )
+    index: Literal["hnsw", "exact"] = Field(
+        default="hnsw", description="Item search: hnsw or exact."
+    )
+    hnsw_ef: int = Field(
+        default=HNSW_EF_SEARCH, ge=10, le=10_000, description="HNSW breadth: users and moods."
+    )
+    hnsw_ef_similar: int = Field(
+        default=HNSW_EF_COSINE, ge=10, le=10_000, description="HNSW breadth: similar artists."
+    )
+    save_index: bool = Field(
+        default=True, description="Save a freshly built index inside the artifact."
+    )
+    moods_path: Path | None = Field(
+        default=None, description="YAML file replacing the packaged moods."
+    )
+    mood_weight: float = Field(
+        default=DEFAULT_MOOD_WEIGHT,
+        ge=0.0,
+        le=1.0,
+        description="Mood share of a blended user query.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed browser origins, comma-separated."
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None, description="X-API-Key for /admin routes; unset disables them."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest accepted request body."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("admin_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment."""
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,174 @@
+"""``musicrec serve`` (the HTTP API under uvicorn) and ``musicrec traffic`` (load generator)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from musicrec.cli import app, console, friendly_errors
+from musicrec.errors import ConfigError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def multiprocess_metrics_dir(workers: int) -> Iterator[Path | None]:
+    """A clean Prometheus multiprocess directory when several workers will share metrics.
+
+    An existing ``PROMETHEUS_MULTIPROC_DIR`` is emptied of stale ``*.db`` files; otherwise a
+    temporary one is created for ``workers > 1`` and removed afterwards.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield path
+        return
+    if workers <= 1:
+        yield None
+        return
+    path = Path(tempfile.mkdtemp(prefix="musicrec-prometheus-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _prepare_index(model: str, index: str) -> None:
+    """Build the HNSW graphs once, before workers start (each would build its own)."""
+    from musicrec import layout
+    from musicrec.ann import COSINE_INDEX, build_item_index
+    from musicrec.api.loader import resolve_model_path
+
+    if index != "hnsw":
+        return
+    path = resolve_model_path(model)
+    if not (path / layout.MANIFEST).exists():
+        raise ConfigError(f"{path}: not a model artifact directory (run `musicrec train`)")
+    if (path / layout.ITEM_INDEX).exists() and (path / COSINE_INDEX).exists():
+        return
+    try:
+        with console.status(f"building the item index in {path} (once)"):
+            build_item_index(path)
+    except OSError as exc:
+        console.print(f"[yellow]warning:[/yellow] cannot save the index in {path} ({exc})")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Artifact dir or models:/name@alias (default: $MUSICREC_MODEL)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    index: Annotated[str, typer.Option(help="hnsw (approximate) | exact.")] = "hnsw",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve recommendations over HTTP (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from musicrec.ann import INDEX_KINDS
+
+    model = model or os.environ.get("MUSICREC_MODEL")
+    if not model:
+        raise ConfigError("no model: pass --model PATH_OR_URI or set MUSICREC_MODEL")
+    if index not in INDEX_KINDS:
+        raise ConfigError(f"--index must be one of {', '.join(INDEX_KINDS)}")
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if not 0 < port < 65536:
+        raise ConfigError("--port must be in 1..65535")
+    _prepare_index(model, index)
+    # Workers are fresh processes: settings travel in the environment.
+    os.environ["MUSICREC_MODEL"] = model
+    os.environ["MUSICREC_INDEX"] = index
+    with multiprocess_metrics_dir(workers):
+        uvicorn.run(
+            "musicrec.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+
+
+@app.command()
+@friendly_errors
+def traffic(
+    url: Annotated[str, typer.Option(help="API base URL.")] = "http://127.0.0.1:8000",
+    rate: Annotated[float, typer.Option(help="Requests per second.")] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run at most.")] = 30.0,
+    max_requests: Annotated[int | None, typer.Option(help="Requests to send at most.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Sender threads.")] = 2,
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow a non-loopback host (never by default).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the request mix.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Send a realistic, bounded mix of API requests and report latency and errors."""
+    from musicrec.traffic import run_traffic
+
+    summary = run_traffic(
+        url,
+        rate=rate,
+        duration=duration,
+        max_requests=max_requests,
+        allow_remote=allow_remote,
+        concurrency=concurrency,
+        seed=seed,
+    )
+    payload = summary.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = Table(
+        title=f"{payload['total']} requests in {payload['seconds']}s "
+        f"({payload['rate']}/s) against {payload['url']}"
+    )
+    for column in (
+        "endpoint",
+        "count",
+        "2xx",
+        "4xx",
+        "5xx",
+        "failed",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+    ):
+        table.add_column(column, justify="left" if column == "endpoint" else "right")
+    for name, s in payload["endpoints"].items():
+        table.add_row(
+            name,
+            str(s["count"]),
+            str(s["ok"]),
+            str(s["client_errors"]),
+            str(s["server_errors"]),
+            str(s["failures"]),
+            f"{s['p50_ms']:.1f}",
+            f"{s['p95_ms']:.1f}",
+            f"{s['p99_ms']:.1f}",
+        )
+    Console().print(table)
+    if summary.server_errors:
+        raise typer.Exit(1)

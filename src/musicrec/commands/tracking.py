@@ -1,0 +1,245 @@
+"""Commands for tracking, the registry and experiments: ``tracking``, ``promote``, ``rollback``,
+``experiments`` and ``tune``. Logic lives in :mod:`musicrec.tracking`, :mod:`musicrec.registry`,
+:mod:`musicrec.experiments` and :mod:`musicrec.tune`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from musicrec.cli import app, console, friendly_errors
+
+if TYPE_CHECKING:
+    from musicrec.registry import Decision
+
+MODEL_NAME = "musicrec-als"  # musicrec.tracking.DEFAULT_MODEL_NAME, without importing MLflow here
+
+tracking_app = typer.Typer(help="MLflow tracking store and model registry.", no_args_is_help=True)
+experiments_app = typer.Typer(help="Grids of tracked runs and their reports.", no_args_is_help=True)
+app.add_typer(tracking_app, name="tracking")
+app.add_typer(experiments_app, name="experiments")
+
+NameOption = Annotated[str, typer.Option("--name", help="Registered model name.")]
+
+
+@tracking_app.command("ui")
+@friendly_errors
+def tracking_ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run `mlflow ui` on this project's store ($MLFLOW_TRACKING_URI or ./mlflow.db)."""
+    from musicrec.tracking import display_uri, tracking_uri, ui_command
+
+    uri = tracking_uri()
+    console.print(
+        f"MLflow UI for {display_uri(uri)} on http://{host}:{port} (Ctrl-C stops it)",
+        soft_wrap=True,
+    )
+    command = ui_command(uri, host, port)
+    os.execv(command[0], command)  # the UI replaces this process: signals reach it directly
+
+
+@tracking_app.command("models")
+@friendly_errors
+def tracking_models(name: NameOption = MODEL_NAME) -> None:
+    """List the registered versions of a model with their gate metric and aliases."""
+    from musicrec.registry import get_version, version_info
+    from musicrec.tracking import display_uri, get_client, mlflow_errors
+
+    client = get_client()
+    with mlflow_errors(f"listing {name}"):
+        latest = int(get_version(client, name, "latest").version)
+        versions = [client.get_model_version(name, str(v)) for v in range(1, latest + 1)]
+    table = Table(title=f"{name} · {display_uri(client.tracking_uri)}")
+    for column in ("version", "ndcg@10", "dataset", "aliases", "previous champion", "run"):
+        table.add_column(column)
+    for mv in versions:
+        info = version_info(client, mv)
+        table.add_row(
+            info.version,
+            f"{info.ndcg:.4f}" if info.ndcg is not None else "-",
+            info.fingerprint or "-",
+            ", ".join(mv.aliases),
+            mv.tags.get("previous_champion", ""),
+            info.run_id or "",
+        )
+    Console().print(table)
+
+
+def _print_decision(decision: Decision) -> None:
+    out = Console()
+    verb = "promoted" if decision.promoted else "kept"
+    target = decision.candidate.version if decision.promoted else _champion(decision)
+    out.print(
+        f"{decision.name}: {verb} champion = version {target} · {decision.reason}", soft_wrap=True
+    )
+
+
+def _champion(decision: Decision) -> str:
+    return decision.champion.version if decision.champion else "(none)"
+
+
+@app.command()
+@friendly_errors
+def promote(
+    name: NameOption = MODEL_NAME,
+    version: Annotated[str, typer.Option(help="Version number, or `latest`.")] = "latest",
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A local model dir instead of --version (registered first if needed)."),
+    ] = None,
+    margin: Annotated[float, typer.Option(help="NDCG@10 the candidate must gain.")] = 0.0,
+    force: Annotated[bool, typer.Option(help="Move the alias even if the gate refuses.")] = False,
+    allow_refusal: Annotated[
+        bool, typer.Option(help="Exit 0 when the gate refuses (the reason is still printed).")
+    ] = False,
+) -> None:
+    """Make a version the champion if its NDCG@10 beats the champion's on the same data.
+
+    Exit code 0: the version is champion (promoted now or already); 1: the gate refused.
+    """
+    from musicrec.registry import promote as run_promote
+    from musicrec.registry import register_and_promote
+
+    if model is not None:
+        decision = register_and_promote(model, name, margin=margin, force=force)
+    else:
+        decision = run_promote(name, version, margin, force)
+    _print_decision(decision)
+    if not decision.is_champion and not allow_refusal:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def rollback(name: NameOption = MODEL_NAME) -> None:
+    """Move the champion alias back to the version it replaced."""
+    from musicrec.registry import rollback as run_rollback
+
+    decision = run_rollback(name)
+    Console().print(
+        f"{decision.name}: champion = version {decision.candidate.version} · {decision.reason}"
+    )
+
+
+@experiments_app.command("grid")
+@friendly_errors
+def experiments_grid(
+    data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
+    config: Annotated[Path, typer.Option(help="Grid YAML.")] = Path("configs/grid.yaml"),
+    out: Annotated[Path, typer.Option(help="Directory for the models.")] = Path("artifacts/grid"),
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec-grid",
+    register: Annotated[
+        bool, typer.Option(help="Also register every model as a version of --name.")
+    ] = False,
+    name: NameOption = MODEL_NAME,
+) -> None:
+    """Train and evaluate each grid config, one MLflow run each under a parent run."""
+    from musicrec.experiments import load_grid, run_grid
+
+    configs = load_grid(config)
+    with console.status(f"training {len(configs)} configs"):
+        parent, runs = run_grid(
+            data, configs, out, experiment=experiment, model_name=name if register else None
+        )
+    table = Table(title=f"grid run {parent} · experiment {experiment}")
+    for column in ("factors", "iterations", "seconds", "ndcg@10", "popularity ndcg@10", "run"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run.config.factors),
+            str(run.config.iterations),
+            f"{run.train_seconds:.1f}",
+            f"{run.metrics['ndcg@10']:.4f}",
+            f"{run.metrics['popularity']['ndcg@10']:.4f}",
+            run.run_id,
+        )
+    Console().print(table)
+
+
+@experiments_app.command("report")
+@friendly_errors
+def experiments_report(
+    out: Annotated[Path, typer.Option(help="Directory for <experiment>.csv/.md/.png.")],
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
+    metric: Annotated[str, typer.Option(help="Run metric to compare.")] = "ndcg_at_10",
+    parent: Annotated[
+        str | None, typer.Option(help="Only children of this run id (`latest`: newest grid/tune).")
+    ] = None,
+) -> None:
+    """Compare an experiment's runs: CSV, Markdown table and a metric-vs-time plot."""
+    from musicrec.experiments import experiment_report
+
+    files = experiment_report(experiment, out, metric=metric, parent_run_id=parent)
+    Console().print(f"{files.runs} runs -> {files.csv}, {files.markdown}, {files.plot}")
+
+
+@app.command()
+@friendly_errors
+def tune(
+    data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
+    trials: Annotated[int | None, typer.Option(help="Number of trials.")] = 30,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    out: Annotated[Path, typer.Option(help="best.yaml, trials.csv, model/.")] = Path(
+        "artifacts/tune"
+    ),
+    config: Annotated[Path | None, typer.Option(help="Starting config (trial 0).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampler and validation-split seed.")] = 0,
+    valid_fraction: Annotated[float, typer.Option(help="Train rows held out per user.")] = 0.2,
+    prune: Annotated[bool, typer.Option(help="Median pruning at sweep checkpoints.")] = True,
+    final: Annotated[bool, typer.Option(help="Train the best config, evaluate on test.")] = True,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec-tune",
+) -> None:
+    """Optuna TPE search on a validation split of the training data; test only the best."""
+    import optuna
+
+    from musicrec.config import TrainConfig
+    from musicrec.tune import tune as run_tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = TrainConfig.from_yaml(config) if config else TrainConfig()
+
+    def on_trial(trial: optuna.trial.FrozenTrial, best: float | None) -> None:
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        best_text = f"{best:.4f}" if best is not None else "-"
+        params = trial.params
+        console.print(
+            f"trial {trial.number:>3} {trial.state.name.lower():<8} val ndcg@10 {value} "
+            f"(best {best_text}) · factors={params.get('factors')} "
+            f"reg={params.get('regularization', 0):.3g} alpha={params.get('alpha', 0):.3g} "
+            f"iterations={params.get('iterations')} {params.get('weighting')}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    result = run_tune(
+        data,
+        out,
+        trials,
+        timeout,
+        base=base,
+        seed=seed,
+        valid_fraction=valid_fraction,
+        prune=prune,
+        final=final,
+        experiment=experiment,
+        on_trial=on_trial,
+    )
+    out_console = Console()
+    baseline = f"{result.baseline_value:.4f}" if result.baseline_value is not None else "-"
+    out_console.print(
+        f"{result.n_complete} complete, {result.n_pruned} pruned · best validation ndcg@10 "
+        f"{result.best_value:.4f} (starting config {baseline}) · run {result.run_id}"
+    )
+    if result.test is not None:
+        out_console.print(
+            f"best config on test: ndcg@10 {result.test['ndcg@10']:.4f} "
+            f"(popularity {result.test['popularity']['ndcg@10']:.4f})"
+        )
+    out_console.print(f"musicrec train --config {result.best_config_path} ...")

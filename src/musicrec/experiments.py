@@ -1,0 +1,267 @@
+"""Experiments: a grid of train configs tracked as nested runs, and a comparison report.
+
+The grid reuses the train and evaluate stages as they are (:func:`musicrec.tracking.tracked_train`
+and :func:`musicrec.evaluate.evaluate_model`); one child run per config under a ``grid`` run.
+The report reads runs back from MLflow (a query, not paths) into a CSV, a Markdown table and a
+plot of NDCG@10 against training time with the Pareto front (no faster run scores higher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from musicrec.config import TrainConfig
+from musicrec.errors import ConfigError
+from musicrec.tracking import (
+    PARENT_TAG,
+    display_uri,
+    get_client,
+    mlflow_errors,
+    run_tags,
+    start_run,
+    write_text_atomic,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+GRID_EXPERIMENT = "musicrec-grid"
+REPORT_PARAMS = ("factors", "iterations", "regularization", "alpha", "weighting")
+REPORT_METRICS = ("precision_at_10", "recall_at_10", "map_at_10", "coverage_at_10")
+
+
+def load_grid(path: str | Path) -> list[TrainConfig]:
+    """Read ``base:`` (overrides of the defaults) and ``grid:`` (one mapping per config)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: grid file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    grid = data.get("grid") if isinstance(data, dict) else None
+    if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
+        raise ConfigError(f"{path}: expected a non-empty `grid:` list of parameter mappings")
+    base = TrainConfig.from_dict(dict(data.get("base") or {}))
+    return [TrainConfig.from_dict(base.to_dict() | point) for point in grid]
+
+
+@dataclass(frozen=True)
+class GridRun:
+    config: TrainConfig
+    run_id: str
+    model_dir: Path
+    train_seconds: float
+    metrics: dict[str, Any]
+
+
+def run_grid(
+    data_dir: str | Path,
+    configs: list[TrainConfig],
+    out_dir: str | Path,
+    *,
+    experiment: str = GRID_EXPERIMENT,
+    model_name: str | None = None,
+    client: MlflowClient | None = None,
+) -> tuple[str, list[GridRun]]:
+    """Train and evaluate every config as a child run of one ``grid`` run; return both."""
+    from musicrec.data.dataset import Dataset
+    from musicrec.evaluate import evaluate_model
+    from musicrec.tracking import track_evaluation, tracked_train
+
+    client = client or get_client()
+    dataset = Dataset.load(data_dir)
+    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), configs[0].engine)
+    results: list[GridRun] = []
+    with (
+        mlflow_errors(f"tracking to {display_uri(client.tracking_uri)}"),
+        start_run(client, experiment, "grid", tags=tags | {"stage": "grid"}) as parent,
+    ):
+        parent.log_params({"configs": len(configs), "dataset.fingerprint": dataset.fingerprint})
+        for config in configs:
+            name = f"als-f{config.factors}-i{config.iterations}"
+            model_dir = Path(out_dir) / name
+            tracked = tracked_train(
+                data_dir,
+                model_dir,
+                config,
+                experiment=experiment,
+                model_name=model_name,
+                run_name=name,
+                parent_run_id=parent.run_id,
+                client=client,
+            )
+            report = evaluate_model(data_dir, model_dir).to_dict()
+            track_evaluation(model_dir, report, experiment=experiment, client=client)
+            results.append(
+                GridRun(config, tracked.run_id, model_dir, tracked.result.seconds, report)
+            )
+        best = max(results, key=lambda r: r.metrics["ndcg@10"])
+        parent.log_metrics({"best_ndcg_at_10": best.metrics["ndcg@10"]})
+        parent.set_tags({"best_run_id": best.run_id})
+    return parent.run_id, results
+
+
+def collect_runs(
+    experiment: str,
+    metric: str = "ndcg_at_10",
+    parent_run_id: str | None = None,
+    client: MlflowClient | None = None,
+) -> pd.DataFrame:
+    """One row per finished run of ``experiment`` that has ``metric`` and ``train_seconds``.
+
+    ``parent_run_id`` keeps only that run's children; ``latest`` means the newest grid or tune.
+    """
+    client = client or get_client()
+    with mlflow_errors(f"reading experiment {experiment!r}"):
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise ConfigError(
+                f"no experiment named {experiment!r} in {display_uri(client.tracking_uri)}"
+            )
+        query = f"attributes.status = 'FINISHED' and metrics.{metric} > -1"
+        if parent_run_id == "latest":
+            parent_run_id = latest_parent(client, found.experiment_id)
+        if parent_run_id:
+            query += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        runs = client.search_runs([found.experiment_id], query, max_results=5000)
+    rows = []
+    for run in runs:
+        metrics, params = run.data.metrics, run.data.params
+        if "train_seconds" not in metrics:
+            continue
+        row: dict[str, Any] = {"run": run.info.run_name, "run_id": run.info.run_id}
+        row |= {name: params.get(name) for name in REPORT_PARAMS}
+        row["train_seconds"] = metrics["train_seconds"]
+        row[metric] = metrics[metric]
+        row |= {name: metrics.get(name) for name in REPORT_METRICS if name != metric}
+        row["popularity.ndcg_at_10"] = metrics.get("popularity.ndcg_at_10")
+        row["dataset_fingerprint"] = run.data.tags.get("dataset_fingerprint")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"no finished run in {experiment!r} has both {metric} and train_seconds")
+    frame = pd.DataFrame(rows).dropna(axis=1, how="all")
+    for name in ("factors", "iterations", "regularization", "alpha"):
+        frame[name] = pd.to_numeric(frame[name])
+    frame["pareto"] = pareto_front(frame["train_seconds"].to_numpy(), frame[metric].to_numpy())
+    return frame.sort_values(metric, ascending=False, ignore_index=True)
+
+
+def latest_parent(client: MlflowClient, experiment_id: str) -> str:
+    """Id of the newest finished ``grid`` or ``tune`` run of the experiment."""
+    found = [
+        run
+        for stage in ("grid", "tune")
+        for run in client.search_runs(
+            [experiment_id],
+            f"attributes.status = 'FINISHED' and tags.stage = '{stage}'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+    ]
+    if not found:
+        raise ConfigError("no finished grid or tune run in this experiment")
+    return str(max(found, key=lambda run: run.info.start_time).info.run_id)
+
+
+def pareto_front(seconds: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mask of runs no other run beats on both (higher score and no slower, or faster)."""
+    order = np.lexsort((-scores, seconds))  # fastest first; ties: best score first
+    mask = np.zeros(len(seconds), dtype=bool)
+    best = -np.inf
+    for index in order:
+        if scores[index] > best:
+            mask[index] = True
+            best = scores[index]
+    return mask
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table; floats to 4 significant decimals."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "" if np.isnan(value) else f"{value:.4f}"
+        if isinstance(value, (bool, np.bool_)):
+            return "✓" if value else ""
+        return str(value)
+
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def plot_runs(frame: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
+    """Scatter of ``metric`` against training seconds, Pareto front highlighted."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    axes = figure.add_subplot()
+    rest = frame[~frame["pareto"]]
+    front = frame[frame["pareto"]].sort_values("train_seconds")
+    axes.scatter(rest["train_seconds"], rest[metric], color="0.6", s=22, label="run")
+    axes.step(front["train_seconds"], front[metric], where="post", color="C3", alpha=0.6)
+    axes.scatter(front["train_seconds"], front[metric], color="C3", s=40, label="Pareto front")
+    for row in front.itertuples():
+        axes.annotate(
+            f"f{row.factors} i{row.iterations}",
+            (row.train_seconds, getattr(row, metric)),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=7,
+        )
+    axes.set(xlabel="training time (s)", ylabel=metric.replace("_at_", "@"), title=title)
+    if frame["train_seconds"].max() > 10 * max(frame["train_seconds"].min(), 1e-3):
+        axes.set_xscale("log")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(tmp)
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    csv: Path
+    markdown: Path
+    plot: Path
+    runs: int
+
+
+def experiment_report(
+    experiment: str,
+    out_dir: str | Path,
+    *,
+    metric: str = "ndcg_at_10",
+    parent_run_id: str | None = None,
+    client: MlflowClient | None = None,
+) -> ReportFiles:
+    """Write ``<experiment>.csv``, ``.md`` and ``.png`` comparing the experiment's runs."""
+    frame = collect_runs(experiment, metric, parent_run_id, client)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / experiment
+    csv_path = stem.with_suffix(".csv")
+    write_text_atomic(csv_path, frame.to_csv(index=False, float_format="%.6g"))
+    shown = frame.drop(columns=["run_id"])
+    fingerprints = sorted(frame["dataset_fingerprint"].dropna().unique())
+    note = (
+        f"{len(frame)} runs of MLflow experiment `{experiment}` on dataset "
+        f"{', '.join(fingerprints)}, best {metric} first; `pareto` marks runs that no faster "
+        "run beats.\n"
+    )
+    if len(fingerprints) > 1:
+        note += "\n**Runs on different datasets are not comparable.**\n"
+    md_path = stem.with_suffix(".md")
+    write_text_atomic(md_path, f"# {experiment}\n\n{note}\n{to_markdown(shown)}")
+    label = metric.replace("_at_", "@")
+    plot = plot_runs(frame, metric, stem.with_suffix(".png"), f"{experiment}: {label} vs time")
+    return ReportFiles(csv_path, md_path, plot, len(frame))

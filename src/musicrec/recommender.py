@@ -1,0 +1,454 @@
+"""The serving runtime: everything the API answers, built once from a :class:`ModelArtifact`.
+
+A :class:`Recommender` is immutable after construction, so the API can swap a new one in with a
+single reference assignment while requests in flight finish on the old one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import logging
+import time
+import warnings
+from dataclasses import dataclass, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from musicrec import layout
+from musicrec.ann import IndexKind, IndexPair, ItemVectors, open_indexes
+from musicrec.confidence import confidence, item_totals
+from musicrec.config import TrainConfig
+from musicrec.data.sources import fold_accents
+from musicrec.errors import MusicrecError
+from musicrec.models.artifact import ModelArtifact
+from musicrec.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
+
+log = logging.getLogger(__name__)
+
+TAGS_PER_ARTIST = 3
+EXPLAIN_TOP = 2
+EXPLAIN_HISTORY = 200  # most-weighted history items considered for explanations
+SUGGESTIONS = 5
+FUZZY_POOL = 5000  # most popular names searched by difflib for suggestions
+DEFAULT_MOOD_WEIGHT = 0.5
+
+
+class NotFoundError(MusicrecError):
+    """A named user, artist or mood is not known to the model."""
+
+    def __init__(self, message: str, suggestions: list[str] | None = None):
+        super().__init__(message)
+        self.suggestions = suggestions or []
+
+
+class UnknownUserError(NotFoundError):
+    """The user id is not in the model's vocabulary."""
+
+
+class UnknownArtistError(NotFoundError):
+    """No artist of that name is in the catalogue."""
+
+
+class UnknownMoodError(NotFoundError):
+    """The mood name is not configured."""
+
+
+class MoodUnavailableError(MusicrecError):
+    """The mood is configured but nothing in this model's data defines it."""
+
+
+@dataclass(frozen=True)
+class Rec:
+    """One recommended artist, with everything a response needs."""
+
+    item: int
+    artist: str
+    score: float
+    listeners: int
+    plays: int
+    mbid: str | None
+    tags: tuple[str, ...]
+    because: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ListenerResult:
+    recs: list[Rec]
+    used: list[str]
+    unknown: list[str]
+
+
+def fold_names(names: pd.Series, normalized: bool = False) -> np.ndarray:
+    """Accent-folded search keys.
+
+    ``normalized`` names (a dataset's ``artist_key``: NFC, casefolded, spaces collapsed) that
+    are ASCII are already folded, which skips the Unicode work for most of a catalogue.
+    """
+    keys = names.astype(str).tolist()
+    if normalized:
+        return np.array([k if k.isascii() else fold_accents(k) for k in keys], dtype=object)
+    return np.array([fold_accents(k) for k in keys], dtype=object)
+
+
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    """The training configuration from a manifest's params (unknown keys ignored)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in params.items() if k in known})
+
+
+class Catalogue:
+    """Artist names, popularity and tags, with accent-insensitive lookup and search."""
+
+    def __init__(self, items: pd.DataFrame, tags: TagTable | None):
+        self.names = items["artist_name"].astype(str).to_numpy(dtype=object)
+        self.listeners = items["listeners"].to_numpy(dtype=np.int64)
+        self.plays = items["plays"].to_numpy(dtype=np.int64)
+        raw_mbid = items["mbid"].tolist() if "mbid" in items else [None] * len(items)
+        self.mbid = np.array(
+            [m if isinstance(m, str) and m else None for m in raw_mbid], dtype=object
+        )
+        if "artist_key" in items:
+            self.folded = fold_names(items["artist_key"], normalized=True)
+        else:
+            self.folded = fold_names(items["artist_name"])
+        # Most listened first: search scans this order and stops once it has enough hits.
+        self.by_popularity = np.argsort(-self.listeners, kind="stable")
+        popular_names = self.folded[self.by_popularity]
+        self._blob = "\n" + "\n".join(popular_names) + "\n"
+        self._starts = np.cumsum([0, *(len(n) + 1 for n in popular_names)])[:-1] + 1
+        # Later entries win: iterate least popular first so the most listened artist keeps a name.
+        self.by_name: dict[str, int] = dict(
+            zip(popular_names[::-1], self.by_popularity[::-1].tolist(), strict=True)
+        )
+        self._tag_vocab = tags.names if tags is not None else []
+        self._tag_codes, self._tag_offsets = self._tag_table(tags, len(items))
+
+    @staticmethod
+    def _tag_table(tags: TagTable | None, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tag codes grouped by item (heaviest first) and each item's offset into them."""
+        if tags is None or not len(tags):
+            return np.empty(0, dtype=np.int64), np.zeros(n_items + 1, dtype=np.int64)
+        order = np.lexsort((-tags.weights, tags.items))
+        offsets = np.searchsorted(tags.items[order], np.arange(n_items + 1))
+        return tags.codes[order], offsets
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def tags_of(self, item: int, n: int = TAGS_PER_ARTIST) -> tuple[str, ...]:
+        start, end = self._tag_offsets[item], self._tag_offsets[item + 1]
+        return tuple(self._tag_vocab[c] for c in self._tag_codes[start : min(end, start + n)])
+
+    def rec(self, item: int, score: float, because: tuple[str, ...] = ()) -> Rec:
+        return Rec(
+            item=int(item),
+            artist=str(self.names[item]),
+            score=float(score),
+            listeners=int(self.listeners[item]),
+            plays=int(self.plays[item]),
+            mbid=self.mbid[item],
+            tags=self.tags_of(int(item)),
+            because=because,
+        )
+
+    def _item_at(self, position: int) -> int:
+        return int(self.by_popularity[np.searchsorted(self._starts, position, side="right") - 1])
+
+    def search(self, query: str, limit: int) -> list[int]:
+        """Items whose folded name starts with, then contains, ``query``; popular first."""
+        needle = fold_accents(query).replace("\n", " ")
+        if not needle or limit <= 0:
+            return []
+        found: list[int] = []
+        seen: set[int] = set()
+        for pattern, offset in (("\n" + needle, 1), (needle, 0)):
+            pos = self._blob.find(pattern)
+            while pos != -1 and len(found) < limit:
+                item = self._item_at(pos + offset)
+                if item not in seen:
+                    seen.add(item)
+                    found.append(item)
+                pos = self._blob.find(pattern, pos + 1)
+            if len(found) >= limit:
+                break
+        return found
+
+    @cached_property
+    def _fuzzy_pool(self) -> list[str]:
+        return list(self.folded[self.by_popularity[:FUZZY_POOL]])
+
+    def suggest(self, name: str, n: int = SUGGESTIONS) -> list[str]:
+        """Close artist names: prefix/substring hits, then difflib over popular names."""
+        items = self.search(name, n)
+        folded = fold_accents(name)
+        if len(items) < n and folded:
+            for match in difflib.get_close_matches(folded, self._fuzzy_pool, n=n, cutoff=0.6):
+                item = self.by_name[match]
+                if item not in items:
+                    items.append(item)
+        return [str(self.names[i]) for i in items[:n]]
+
+    def resolve(self, name: str) -> int | None:
+        return self.by_name.get(fold_accents(name))
+
+    def require(self, name: str) -> int:
+        item = self.resolve(name)
+        if item is None:
+            raise UnknownArtistError(f"artist {name!r} is not in the catalogue", self.suggest(name))
+        return item
+
+
+class Recommender:
+    """Scores users, moods, artists and new listeners against one loaded model."""
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        index: IndexKind = "hnsw",
+        ef: int | None = None,
+        ef_cosine: int | None = None,
+        moods_path: str | Path | None = None,
+        mood_weight: float = DEFAULT_MOOD_WEIGHT,
+        save_index: bool = True,
+    ):
+        started = time.perf_counter()
+        self.artifact = artifact
+        self.manifest = artifact.manifest
+        self.version = artifact.version
+        self.mood_weight = mood_weight
+        self.user_factors = artifact.user_factors
+        # Copy-on-write map: implicit's solver wants a writable buffer; nothing is copied.
+        self.item_factors = np.load(
+            artifact.path / layout.ITEM_FACTORS, mmap_mode="c", allow_pickle=False
+        )
+        self.train = artifact.train_matrix
+        self.n_users, self.n_factors = (int(x) for x in self.user_factors.shape)
+        self.n_items = int(self.item_factors.shape[0])
+        self.user_ids = pd.Index(artifact.users["user_id"].astype(str))
+        tags = read_tags(artifact.path / layout.TAGS)
+        self.catalogue = Catalogue(artifact.items, tags)
+        self.vectors = ItemVectors(self.item_factors)
+        kwargs = {"ef": ef} if ef else {}
+        if ef_cosine:
+            kwargs["ef_cosine"] = ef_cosine
+        self.indexes: IndexPair = open_indexes(
+            artifact.path, self.vectors, index, save=save_index, **kwargs
+        )
+        self.index_kind: str = index
+        self.config = train_config(artifact.manifest.get("params", {}))
+        self.totals = item_totals(self.train)
+        self._solver = self._fold_in_model()
+        self.mood_specs = load_mood_specs(moods_path)
+        self.moods: dict[str, ResolvedMood] = resolve_moods(
+            self.mood_specs,
+            self.vectors.unit,
+            self.catalogue.by_name,
+            self.catalogue.listeners,
+            tags,
+        )
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def unit_items(self) -> np.ndarray:
+        """All unit-normalised item factors (computed on first use)."""
+        return self.vectors.unit_all
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> Recommender:
+        """Load an artifact directory (memory-mapped factors) and build the runtime."""
+        return cls(ModelArtifact.load(path), **kwargs)
+
+    def _fold_in_model(self) -> Any:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # BLAS thread advice, not ours
+            model = AlternatingLeastSquares(
+                factors=self.n_factors,
+                regularization=self.config.regularization,
+                alpha=1.0,  # confidence() already scaled the row
+                num_threads=1,
+            )
+        model.item_factors = self.item_factors
+        model.user_factors = np.zeros((1, self.n_factors), dtype=np.float32)
+        _ = model.YtY  # computed once here, not on the first request
+        return model
+
+    # ------------------------------------------------------------------ lookups
+
+    def user_index(self, user_id: str) -> int:
+        position = self.user_ids.get_indexer([user_id])[0]
+        if position < 0:
+            raise UnknownUserError(
+                f"user {user_id!r} is not known to model {self.version}",
+                self._close_user_ids(user_id),
+            )
+        return int(position)
+
+    @cached_property
+    def _sorted_user_ids(self) -> list[str]:
+        return sorted(self.user_ids)
+
+    def _close_user_ids(self, user_id: str, n: int = SUGGESTIONS) -> list[str]:
+        """Known ids sharing the longest prefix with ``user_id``."""
+        ids = self._sorted_user_ids
+        at = bisect.bisect_left(ids, user_id)
+        window = ids[max(0, at - n) : at + n]
+
+        def shared(other: str) -> int:
+            return next(
+                (i for i, (a, b) in enumerate(zip(user_id, other, strict=False)) if a != b),
+                min(len(user_id), len(other)),
+            )
+
+        ranked = sorted(window, key=shared, reverse=True)
+        return [other for other in ranked if shared(other) >= 3][:n]
+
+    def sample_users(self, limit: int) -> list[str]:
+        """Up to ``limit`` user ids spread evenly over the vocabulary."""
+        if self.n_users == 0:
+            return []
+        positions = np.linspace(0, self.n_users - 1, num=min(limit, self.n_users)).astype(int)
+        return [str(self.user_ids[p]) for p in np.unique(positions)]
+
+    def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's training items and their confidence weights."""
+        row = self.train[user]
+        weights = confidence(row, self.config, totals=self.totals)
+        return row.indices.astype(np.int64), weights.data.astype(np.float32)
+
+    def mood(self, name: str) -> ResolvedMood:
+        key = name.strip().lower()
+        mood = self.moods.get(key)
+        if mood is None:
+            valid = list(self.moods)
+            raise UnknownMoodError(
+                f"unknown mood {name!r}; valid moods: {', '.join(valid)}",
+                difflib.get_close_matches(key, valid, n=SUGGESTIONS, cutoff=0.5) or valid,
+            )
+        if not mood.available:
+            raise MoodUnavailableError(mood.reason)
+        return mood
+
+    # ------------------------------------------------------------------ scoring
+
+    def _explain(
+        self, items: np.ndarray, history: np.ndarray, weights: np.ndarray
+    ) -> list[tuple[str, ...]]:
+        """Per item, the history artists with the largest ``weight x cosine`` contribution."""
+        if not len(history) or not len(items):
+            return [() for _ in items]
+        if len(history) > EXPLAIN_HISTORY:
+            keep = np.argsort(-weights, kind="stable")[:EXPLAIN_HISTORY]
+            history, weights = history[keep], weights[keep]
+        contrib = (self.vectors.unit(history) @ self.vectors.unit(items).T) * weights[:, None]
+        contrib[history[:, None] == items[None, :]] = -np.inf  # never "because of itself"
+        top = np.argsort(-contrib, axis=0, kind="stable")[:EXPLAIN_TOP]
+        names = self.catalogue.names
+        return [
+            tuple(str(names[history[r]]) for r in top[:, col] if contrib[r, col] > 0)
+            for col in range(len(items))
+        ]
+
+    def _recs(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        history: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+    ) -> list[Rec]:
+        reasons: list[tuple[str, ...]] = [() for _ in ids]
+        if history is not None and weights is not None:
+            reasons = self._explain(ids, history, weights)
+        return [
+            self.catalogue.rec(int(i), float(s), r)
+            for i, s, r in zip(ids, scores, reasons, strict=True)
+        ]
+
+    def recommend_user(self, user_id: str, k: int, mood: str | None = None) -> list[Rec]:
+        """Top-``k`` unplayed artists for a known user, optionally blended with a mood."""
+        user = self.user_index(user_id)
+        history, weights = self.history(user)
+        query = np.asarray(self.user_factors[user], dtype=np.float32)
+        if mood is not None:
+            vector = self.mood(mood).vector
+            norm = float(np.linalg.norm(query))
+            if norm > 0 and vector is not None:
+                blend = (1.0 - self.mood_weight) * query / norm + self.mood_weight * vector
+                query = blend.astype(np.float32)
+        ids, scores = self.indexes.inner.search(query, k, exclude=history)
+        return self._recs(ids, scores, history, weights)
+
+    def recommend_mood(self, name: str, k: int) -> list[Rec]:
+        """Top-``k`` artists along the mood's direction; explained by its defining artists."""
+        mood = self.mood(name)
+        assert mood.vector is not None  # mood() raises for unavailable moods
+        ids, scores = self.indexes.inner.search(mood.vector, k)
+        defining = np.unique(np.concatenate([mood.seed_items, mood.tag_items]))
+        return self._recs(ids, scores, defining, np.ones(len(defining), dtype=np.float32))
+
+    def recommend_random(self, k: int, seed: int | None = None) -> list[Rec]:
+        """``k`` distinct artists drawn with probability proportional to log listeners."""
+        rng = np.random.default_rng(seed)
+        weights = np.log1p(self.catalogue.listeners.astype(np.float64))
+        if weights.sum() <= 0:
+            weights = np.ones(self.n_items)
+        k = min(k, int(np.count_nonzero(weights)))
+        ids = rng.choice(self.n_items, size=k, replace=False, p=weights / weights.sum())
+        return self._recs(ids, np.zeros(len(ids), dtype=np.float32))
+
+    def charts(self, k: int) -> list[Rec]:
+        """The ``k`` artists with the most listeners."""
+        ids = self.catalogue.by_popularity[:k]
+        return self._recs(ids, self.catalogue.listeners[ids].astype(np.float32))
+
+    def similar(self, name: str, k: int) -> tuple[str, list[Rec]]:
+        """Resolved artist name and its ``k`` nearest artists by cosine of item factors."""
+        item = self.catalogue.require(name)
+        query = self.vectors.unit(np.array([item], dtype=np.int64))[0]
+        ids, scores = self.indexes.cosine.search(query, k, exclude=np.array([item], dtype=np.int64))
+        return str(self.catalogue.names[item]), self._recs(ids, scores)
+
+    def recommend_listener(
+        self, artists: list[str], plays: list[float] | None, k: int
+    ) -> ListenerResult:
+        """Fold a listener the model has never seen into it (no retraining) and recommend."""
+        counts: dict[int, float] = {}
+        used: list[str] = []
+        unknown: list[str] = []
+        for position, name in enumerate(artists):
+            item = self.catalogue.resolve(name)
+            if item is None:
+                unknown.append(name)
+                continue
+            if item not in counts:
+                used.append(str(self.catalogue.names[item]))
+            counts[item] = counts.get(item, 0.0) + (plays[position] if plays else 1.0)
+        if not counts:
+            suggestions: list[str] = []
+            for name in unknown[:3]:
+                suggestions += [s for s in self.catalogue.suggest(name, 3) if s not in suggestions]
+            raise UnknownArtistError(
+                f"none of the {len(artists)} artist(s) are in the catalogue", suggestions
+            )
+        items = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        values = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+        row = sp.csr_matrix(
+            (values, (np.zeros(len(items), dtype=np.int64), items)), shape=(1, self.n_items)
+        )
+        weighted = confidence(row, self.config, totals=self.totals)
+        user = self._solver.recalculate_user(0, weighted)
+        ids, scores = self.indexes.inner.search(user, k, exclude=weighted.indices.astype(np.int64))
+        recs = self._recs(
+            ids, scores, weighted.indices.astype(np.int64), weighted.data.astype(np.float32)
+        )
+        return ListenerResult(recs, used, unknown)
+
+    def search_artists(self, query: str, limit: int) -> list[int]:
+        return self.catalogue.search(query, limit)

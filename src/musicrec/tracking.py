@@ -1,0 +1,435 @@
+"""Experiment tracking with MLflow: where runs are stored and what a train or evaluate run records.
+
+The store is ``$MLFLOW_TRACKING_URI`` when set, else a SQLite database ``mlflow.db`` in the
+current directory with run artifacts under ``mlartifacts/`` beside it. Nothing is configured at
+import: every function takes (or builds) an explicit :class:`~mlflow.MlflowClient`, so no global
+tracking URI or active run is ever set.
+
+A tracked train run records the :class:`~musicrec.config.TrainConfig` and the dataset as params,
+the training loss per ALS sweep (metric ``train_loss``, step = iteration), a loss-curve PNG and
+the model artifact directory (under ``model/``), then registers that directory as a new version
+of a registered model. ``musicrec evaluate`` adds every metric at each K, the baselines and the
+slices to the same run, found through ``mlflow_run_id`` in the artifact's manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from musicrec import layout
+from musicrec.config import TrainConfig
+from musicrec.data.dataset import Dataset
+from musicrec.errors import MusicrecError
+from musicrec.fsutil import read_json, write_json_atomic
+from musicrec.models.als import IterationCallback
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from musicrec.train import TrainResult
+
+DEFAULT_EXPERIMENT = "musicrec"
+DEFAULT_MODEL_NAME = "musicrec-als"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+MODEL_PATH = "model"  # run artifact path of the model directory
+LOSS_METRIC = "train_loss"
+PARENT_TAG = "mlflow.parentRunId"
+_BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
+
+
+class TrackingError(MusicrecError):
+    """The tracking store or registry refused an operation."""
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (read at call time)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / DB_FILE).as_posix()}"
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without credentials (``postgresql://user:secret@host`` -> ``postgresql://***@host``)."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifact root of new experiments: ``mlartifacts/`` beside a SQLite file, else the store's."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / ARTIFACTS_DIR).as_uri()
+
+
+def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line serving ``uri`` and its local artifacts."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", host, "--port", str(port)]
+    location = artifact_location(uri)
+    if location:
+        command += ["--artifacts-destination", location]
+    return command
+
+
+def get_client(uri: str | None = None) -> MlflowClient:
+    """A client bound to ``uri`` (default :func:`tracking_uri`) for tracking and registry."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def mlflow_errors(action: str) -> Iterator[None]:
+    """Re-raise MLflow's exceptions as :class:`TrackingError` with a one-line reason."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        message = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
+        raise TrackingError(f"{action}: {message}") from exc
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are shareable reports and configs
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def metric_key(name: str) -> str:
+    """MLflow-safe metric name: ``ndcg@10`` -> ``ndcg_at_10`` (MLflow rejects ``@``)."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", "_at_"))
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """Flatten an evaluation report: ``ndcg_at_10``, ``popularity.ndcg_at_10``,
+    ``slice.cold_users.ndcg_at_10``. Non-numeric entries are skipped."""
+    out: dict[str, float] = {}
+    for key, value in report.items():
+        if isinstance(value, Mapping):
+            groups = value.items() if key == "slices" else [(key, value)]
+            for group, values in groups:
+                prefix = f"slice.{group}" if key == "slices" else group
+                for name, number in values.items():
+                    if isinstance(number, (int, float)):
+                        out[f"{metric_key(prefix)}.{metric_key(name)}"] = float(number)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[metric_key(key)] = float(value)
+    return out
+
+
+def dataset_params(dataset: Dataset) -> dict[str, Any]:
+    """The dataset's identity and size as run params (prefix ``dataset.``)."""
+    params: dict[str, Any] = {
+        "dataset.fingerprint": dataset.fingerprint,
+        "dataset.source": dataset.meta.get("source"),
+        "dataset.split": dataset.stats.get("split", dataset.meta.get("config", {}).get("split")),
+    }
+    for name, value in dataset.meta.get("config", {}).items():
+        params[f"dataset.config.{name}"] = value
+    for name, value in dataset.stats.get("kept", {}).items():
+        params[f"dataset.kept.{name}"] = value
+    if "rows_read" in dataset.stats:
+        params["dataset.rows_read"] = dataset.stats["rows_read"]
+    return params
+
+
+def run_tags(fingerprint: str, source: str | None, engine: str) -> dict[str, str]:
+    """Tags every musicrec run carries; ``dataset_fingerprint`` is the data version."""
+    from musicrec.models.artifact import code_version
+
+    return {
+        "code_version": code_version(),
+        "engine": engine,
+        "data_source": str(source),
+        "dataset_fingerprint": fingerprint,
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One MLflow run, logged through an explicit client."""
+
+    client: MlflowClient
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        items = [Metric(metric_key(k), float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, tags=items[start : start + _BATCH])
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_json(self, payload: Any, artifact_file: str) -> None:
+        """Write ``payload`` as JSON and log it under ``artifact_file`` (e.g. ``metrics.json``)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            write_json_atomic(path, payload)
+            self.log_artifact(path, str(Path(artifact_file).parent).strip(".") or None)
+
+    def loss_callback(self) -> IterationCallback:
+        """A training callback logging ``train_loss`` and cumulative seconds at each iteration."""
+
+        def on_iteration(iteration: int, seconds: float, loss: float) -> None:
+            metrics = {"iteration_seconds": seconds}
+            if not math.isnan(loss):
+                metrics[LOSS_METRIC] = loss
+            self.log_metrics(metrics, step=iteration)
+
+        return on_iteration
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (artifacts per :func:`artifact_location`) if new."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        location = artifact_location(client.tracking_uri)
+        return str(client.create_experiment(name, artifact_location=location))
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(f"experiment {name!r} is deleted; restore it or choose another name")
+    return str(experiment.experiment_id)
+
+
+@contextmanager
+def start_run(
+    client: MlflowClient,
+    experiment: str,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Run]:
+    """Create a run (nested under ``parent_run_id`` if given); end it FINISHED or FAILED."""
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    created = client.create_run(experiment_id(client, experiment), tags=all_tags, run_name=run_name)
+    run = Run(client, created.info.run_id)
+    try:
+        yield run
+    except BaseException:
+        client.set_terminated(run.run_id, "FAILED")
+        raise
+    client.set_terminated(run.run_id, "FINISHED")
+
+
+def existing_run(client: MlflowClient, run_id: str | None) -> Run | None:
+    """The run ``run_id`` if this store has it and it is not deleted."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        found = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return None if found.info.lifecycle_stage == "deleted" else Run(client, run_id)
+
+
+def loss_plot(losses: list[float], path: Path, title: str = "ALS training loss") -> Path:
+    """Save a loss-per-iteration PNG (matplotlib's Agg canvas, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    axes.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3)
+    axes.set(xlabel="iteration", ylabel="loss", title=title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def publish_model(
+    run: Run,
+    model_dir: str | Path,
+    experiment: str,
+    model_name: str | None,
+    fingerprint: str,
+    losses: list[float],
+) -> str | None:
+    """Log the artifact dir under ``model/`` plus its loss curve, then register it.
+
+    The run id (and the registered version) go into the manifest first, so the logged copy
+    knows where it came from. Returns the registered version, or ``None`` without a name.
+    """
+    from musicrec.models.artifact import ModelArtifact
+
+    artifact = ModelArtifact.load(model_dir)
+    artifact.update_manifest(mlflow_run_id=run.run_id, mlflow_experiment=experiment)
+    if losses:
+        with tempfile.TemporaryDirectory() as tmp:
+            run.log_artifact(loss_plot(losses, Path(tmp) / "loss_curve.png"))
+    run.log_artifacts(model_dir, MODEL_PATH)
+    if not model_name:
+        return None
+    from musicrec.registry import register_version
+
+    version = str(register_version(run.client, model_name, run.run_id, fingerprint).version)
+    artifact.update_manifest(registered_model={"name": model_name, "version": version})
+    run.log_artifact(Path(model_dir) / layout.MANIFEST, MODEL_PATH)
+    return version
+
+
+@dataclass(frozen=True)
+class TrackedTrain:
+    """A training result with where it was tracked and registered."""
+
+    result: TrainResult
+    run_id: str
+    model_name: str | None
+    model_version: str | None
+
+
+def tracked_train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    *,
+    experiment: str = DEFAULT_EXPERIMENT,
+    model_name: str | None = DEFAULT_MODEL_NAME,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    show_progress: bool = False,
+    spark_master: str | None = None,
+    client: MlflowClient | None = None,
+) -> TrackedTrain:
+    """:func:`musicrec.train.train` inside an MLflow run; register the artifact unless no name."""
+    from musicrec.train import train
+
+    client = client or get_client()
+    dataset = Dataset.load(data_dir)
+    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), config.engine)
+    name = run_name or f"als-f{config.factors}-i{config.iterations}"
+    with (
+        mlflow_errors(f"MLflow store {display_uri(client.tracking_uri)}"),
+        start_run(client, experiment, name, parent_run_id, tags | {"stage": "train"}) as run,
+    ):
+        run.log_params(config.to_dict() | dataset_params(dataset))
+        result = train(data_dir, out_dir, config, run.loss_callback(), show_progress, spark_master)
+        final = {"train_seconds": result.seconds}
+        if result.loss_history and not math.isnan(result.loss_history[-1]):
+            final["final_loss"] = result.loss_history[-1]
+        run.log_metrics(final)
+        version = publish_model(
+            run, out_dir, experiment, model_name, dataset.fingerprint, result.loss_history
+        )
+    return TrackedTrain(result, run.run_id, model_name, version)
+
+
+def track_evaluation(
+    model_dir: str | Path,
+    report: Mapping[str, Any],
+    *,
+    experiment: str = DEFAULT_EXPERIMENT,
+    client: MlflowClient | None = None,
+) -> str:
+    """Log an evaluation report into the model's train run (or a new run); return the run id.
+
+    The artifact's manifest (already holding the metrics) is logged again under ``model/`` so
+    the registered copy carries them too.
+    """
+    client = client or get_client()
+    manifest_path = Path(model_dir) / layout.MANIFEST
+    manifest = read_json(manifest_path)
+    with mlflow_errors(f"MLflow store {display_uri(client.tracking_uri)}"):
+        run = existing_run(client, manifest.get("mlflow_run_id"))
+        if run is not None:
+            _log_evaluation(run, report)
+            run.log_artifact(manifest_path, MODEL_PATH)
+            return run.run_id
+        dataset = manifest.get("dataset", {})
+        tags = run_tags(str(dataset.get("fingerprint")), dataset.get("source"), manifest["engine"])
+        with start_run(client, experiment, "evaluate", tags=tags | {"stage": "evaluate"}) as run:
+            run.log_params(manifest.get("params", {}))
+            _log_evaluation(run, report)
+        from musicrec.models.artifact import ModelArtifact
+
+        ModelArtifact.load(model_dir).update_manifest(
+            mlflow_run_id=run.run_id, mlflow_experiment=experiment
+        )
+        return run.run_id
+
+
+def _log_evaluation(run: Run, report: Mapping[str, Any]) -> None:
+    run.log_metrics(report_metrics(report))
+    run.log_json(dict(report), "evaluation/metrics.json")
+    run.set_tags({"evaluated": "true"})
+
+
+def track_artifact(
+    model_dir: str | Path,
+    *,
+    experiment: str = DEFAULT_EXPERIMENT,
+    model_name: str | None = DEFAULT_MODEL_NAME,
+    client: MlflowClient | None = None,
+) -> str | None:
+    """Log an existing (untracked) artifact to a new run from its manifest; register it.
+
+    Params, loss history and evaluation metrics come from manifest.json. Returns the
+    registered version (``None`` without a model name).
+    """
+    client = client or get_client()
+    manifest = read_json(Path(model_dir) / layout.MANIFEST)
+    dataset = manifest.get("dataset", {})
+    fingerprint = str(dataset.get("fingerprint"))
+    tags = run_tags(fingerprint, dataset.get("source"), manifest["engine"])
+    losses = [float(x) for x in manifest.get("loss_history", [])]
+    with (
+        mlflow_errors(f"tracking {model_dir} in {display_uri(client.tracking_uri)}"),
+        start_run(client, experiment, "register", tags=tags | {"stage": "register"}) as run,
+    ):
+        run.log_params(manifest.get("params", {}) | {"dataset.fingerprint": fingerprint})
+        for step, loss in enumerate(losses):
+            if not math.isnan(loss):
+                run.log_metrics({LOSS_METRIC: loss}, step=step)
+        if "train_seconds" in manifest:
+            run.log_metrics({"train_seconds": float(manifest["train_seconds"])})
+        if manifest.get("metrics"):
+            _log_evaluation(run, manifest["metrics"])
+        return publish_model(run, model_dir, experiment, model_name, fingerprint, losses)

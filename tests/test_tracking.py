@@ -1,0 +1,278 @@
+"""Tracking, registry and experiments against a throw-away SQLite MLflow store per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from musicrec.cli import app
+from musicrec.config import TrainConfig
+from musicrec.evaluate import evaluate_model
+from musicrec.experiments import experiment_report, load_grid, pareto_front, run_grid
+from musicrec.models.artifact import ModelArtifact
+from musicrec.registry import (
+    VersionInfo,
+    gate,
+    promote,
+    register_and_promote,
+    register_version,
+    resolve_model,
+    rollback,
+)
+from musicrec.tracking import (
+    LOSS_METRIC,
+    TrackingError,
+    artifact_location,
+    display_uri,
+    get_client,
+    metric_key,
+    report_metrics,
+    start_run,
+    track_evaluation,
+    tracked_train,
+    tracking_uri,
+    ui_command,
+)
+from musicrec.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = TrainConfig(factors=8, iterations=4)
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised MLflow SQLite database, copied per test (creating one takes seconds)."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    get_client(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private tracking store in ``tmp_path`` (also the working directory) and model cache."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MUSICREC_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return uri
+
+
+def test_metric_names_are_mlflow_safe() -> None:
+    report = {
+        "ndcg@10": 0.3,
+        "users_evaluated": 12,
+        "popularity": {"ndcg@10": 0.1},
+        "slices": {"cold_users": {"users": 3, "ndcg@10": 0.2}},
+    }
+    flat = report_metrics(report)
+    assert metric_key("share_of_recommendations@10") == "share_of_recommendations_at_10"
+    assert flat == {
+        "ndcg_at_10": 0.3,
+        "users_evaluated": 12.0,
+        "popularity.ndcg_at_10": 0.1,
+        "slice.cold_users.users": 3.0,
+        "slice.cold_users.ndcg_at_10": 0.2,
+    }
+
+
+def test_default_store_is_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = tracking_uri()
+    assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert artifact_location(uri) == (tmp_path / "mlartifacts").as_uri()
+    command = ui_command(uri, port=5001)
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert command[command.index("--backend-store-uri") + 1] == uri
+    assert command[command.index("--port") + 1] == "5001"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert tracking_uri() == "http://mlflow:5000"
+    assert artifact_location(tracking_uri()) is None  # the server decides
+    assert (
+        display_uri("postgresql://user:secret@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    )
+
+
+def test_gate_rules() -> None:
+    champion = VersionInfo("1", "r1", 0.20, "fp-a")
+    assert gate(VersionInfo("2", "r2", 0.25, "fp-a"), None)[0]
+    assert gate(VersionInfo("2", "r2", 0.25, "fp-a"), champion)[0]
+    assert not gate(VersionInfo("2", "r2", 0.20, "fp-a"), champion)[0]  # a tie does not beat
+    assert not gate(VersionInfo("2", "r2", 0.21, "fp-a"), champion, margin=0.02)[0]
+    assert gate(VersionInfo("2", "r2", 0.23, "fp-a"), champion, margin=0.02)[0]
+    ok, reason = gate(VersionInfo("2", "r2", 0.90, "fp-b"), champion)
+    assert not ok and "not comparable" in reason
+    ok, reason = gate(VersionInfo("2", "r2", None, "fp-a"), champion)
+    assert not ok and "musicrec evaluate" in reason
+    assert not gate(champion, champion)[0]
+
+
+def test_pareto_front() -> None:
+    seconds = np.array([1.0, 2.0, 3.0, 4.0, 2.0])
+    scores = np.array([0.10, 0.20, 0.15, 0.30, 0.18])
+    assert pareto_front(seconds, scores).tolist() == [True, True, False, True, False]
+
+
+def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path) -> None:
+    model_dir = Path("model")
+    tracked = tracked_train(synth_dataset, model_dir, TINY)
+    client = get_client()
+    run = client.get_run(tracked.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["factors"] == "8"
+    assert run.data.params["weighting"] == TINY.weighting
+    fingerprint = ModelArtifact.load(model_dir).manifest["dataset"]["fingerprint"]
+    assert run.data.params["dataset.fingerprint"] == fingerprint
+    assert run.data.tags["dataset_fingerprint"] == fingerprint
+    assert {"code_version", "engine", "data_source"} <= set(run.data.tags)
+    losses = client.get_metric_history(tracked.run_id, LOSS_METRIC)
+    assert len(losses) == TINY.iterations
+    assert len({m.step for m in losses}) == TINY.iterations
+    artifacts = {a.path for a in client.list_artifacts(tracked.run_id)}
+    assert {"loss_curve.png", "model"} <= artifacts
+    logged_model = {a.path for a in client.list_artifacts(tracked.run_id, "model")}
+    assert {"model/manifest.json", "model/user_factors.npy"} <= logged_model
+    manifest = ModelArtifact.load(model_dir).manifest
+    assert manifest["mlflow_run_id"] == tracked.run_id
+    assert manifest["registered_model"] == {"name": "musicrec-als", "version": "1"}
+    assert tracked.model_version == "1"
+
+    report = evaluate_model(synth_dataset, model_dir).to_dict()
+    assert track_evaluation(model_dir, report) == tracked.run_id
+    metrics = client.get_run(tracked.run_id).data.metrics
+    assert metrics["ndcg_at_10"] == pytest.approx(report["ndcg@10"])
+    assert metrics["popularity.ndcg_at_10"] == pytest.approx(report["popularity"]["ndcg@10"])
+    assert "slice.cold_users.ndcg_at_10" in metrics
+    assert "evaluation/metrics.json" in {
+        a.path for a in client.list_artifacts(tracked.run_id, "evaluation")
+    }
+    second = tracked_train(synth_dataset, Path("model2"), TINY)
+    assert second.model_version == "2"
+
+
+def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
+    runner = CliRunner()
+
+    def train_and_evaluate(out: str, *extra: str) -> None:
+        args = ["train", "--data", str(synth_dataset), "--out", out, "--factors", "8"]
+        result = runner.invoke(app, [*args, "--iterations", "3", *extra])
+        assert result.exit_code == 0, result.output
+        args = ["evaluate", "--data", str(synth_dataset), "--model", out, *extra]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+
+    train_and_evaluate("m1")
+    run_id = ModelArtifact.load("m1").manifest["mlflow_run_id"]
+    assert "ndcg_at_10" in get_client().get_run(run_id).data.metrics  # evaluate found the run
+    assert runner.invoke(app, ["promote"]).exit_code == 0
+    assert runner.invoke(app, ["promote", "--version", "1"]).exit_code == 0  # already champion
+    train_and_evaluate("m2")  # same data, same seed: the same score, which does not beat it
+    refused = runner.invoke(app, ["promote", "--version", "latest"])
+    assert refused.exit_code == 1 and "does not beat" in refused.output
+    assert runner.invoke(app, ["promote", "--allow-refusal"]).exit_code == 0
+    train_and_evaluate("m3", "--no-track")
+    assert "mlflow_run_id" not in ModelArtifact.load("m3").manifest
+
+
+def _version_with_ndcg(client, name: str, ndcg: float, fingerprint: str, tmp: Path) -> str:  # type: ignore[no-untyped-def]
+    """Register a version whose run carries a known ndcg_at_10 (contents are irrelevant here)."""
+    with start_run(client, "gate", tags={"dataset_fingerprint": fingerprint}) as run:
+        run.log_metrics({"ndcg_at_10": ndcg})
+        (tmp / "m").mkdir(exist_ok=True)
+        (tmp / "m" / "manifest.json").write_text("{}")
+        run.log_artifacts(tmp / "m", "model")
+    return str(register_version(client, name, run.run_id, fingerprint).version)
+
+
+def test_promotion_gate_and_rollback(store: str, tmp_path: Path) -> None:
+    client = get_client()
+    name = "gate-model"
+    scores = [(0.20, "A"), (0.19, "A"), (0.25, "A"), (0.30, "B"), (0.26, "A")]
+    v = [_version_with_ndcg(client, name, s, fp, tmp_path) for s, fp in scores]
+
+    def champion() -> str:
+        return str(client.get_model_version_by_alias(name, "champion").version)
+
+    assert promote(name, v[0]).promoted and champion() == v[0]
+    refused = promote(name, v[1])
+    assert not refused.promoted and champion() == v[0]
+    assert promote(name, v[2]).promoted and champion() == v[2]
+    other_data = promote(name, v[3])
+    assert not other_data.promoted and "not comparable" in other_data.reason
+    assert champion() == v[2]
+    assert not promote(name, v[4], margin=0.02).promoted  # 0.26 is not > 0.25 + 0.02
+    assert promote(name, v[4], margin=0.005).promoted and champion() == v[4]
+    assert promote(name, v[3], force=True).promoted and champion() == v[3]
+
+    assert rollback(name).candidate.version == v[4] and champion() == v[4]
+    assert rollback(name).candidate.version == v[2] and champion() == v[2]
+    assert rollback(name).candidate.version == v[0] and champion() == v[0]
+    with pytest.raises(TrackingError, match="no previous champion"):
+        rollback(name)
+    history = client.get_registered_model(name).tags["champion_history"].split(",")
+    assert history == [v[0], v[2], v[4], v[3], v[4], v[2], v[0]]
+
+
+def test_resolve_model_downloads_once_and_loads(store: str, synth_dataset: Path) -> None:
+    tracked = tracked_train(synth_dataset, Path("model"), TINY)
+    track_evaluation(Path("model"), evaluate_model(synth_dataset, "model").to_dict())
+    assert promote().promoted
+    local = resolve_model("models:/musicrec-als@champion")
+    loaded = ModelArtifact.load(local)
+    np.testing.assert_array_equal(loaded.item_factors, ModelArtifact.load("model").item_factors)
+    assert loaded.manifest["registered_model"]["version"] == tracked.model_version
+    assert loaded.manifest["metrics"]["ndcg@10"] > 0  # evaluation reached the registered copy
+    run_artifacts = Path(
+        get_client().get_run(tracked.run_id).info.artifact_uri.removeprefix("file://")
+    )
+    shutil.rmtree(run_artifacts)  # a cached version must not be downloaded again
+    assert resolve_model("models:/musicrec-als/1") == local
+    with pytest.raises(TrackingError, match="not models:/"):
+        resolve_model("runs:/abc/model")
+    with pytest.raises(TrackingError):
+        resolve_model("models:/musicrec-als@no-such-alias")
+
+
+def test_register_and_promote_untracked_artifact(store: str, synth_dataset: Path) -> None:
+    train(synth_dataset, "plain", TINY)
+    report = evaluate_model(synth_dataset, "plain")  # metrics recorded in the manifest
+    decision = register_and_promote("plain")
+    assert decision.promoted and decision.candidate.version == "1"
+    assert decision.candidate.ndcg == pytest.approx(report.model["ndcg@10"])
+    again = register_and_promote("plain")  # same artifact: same version, already champion
+    assert again.candidate.version == "1" and again.is_champion and not again.promoted
+
+
+def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> None:
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(
+        "base: {regularization: 0.05}\ngrid:\n"
+        "  - {factors: 8, iterations: 2}\n  - {factors: 16, iterations: 3}\n"
+    )
+    configs = load_grid(grid_file)
+    assert [(c.factors, c.iterations, c.regularization) for c in configs] == [
+        (8, 2, 0.05),
+        (16, 3, 0.05),
+    ]
+    assert len(load_grid(REPO_ROOT / "configs" / "grid.yaml")) == 5
+    parent, runs = run_grid(synth_dataset, configs, tmp_path / "models")
+    client = get_client()
+    children = client.search_runs(
+        [client.get_experiment_by_name("musicrec-grid").experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent}'",
+    )
+    assert {r.info.run_id for r in children} == {r.run_id for r in runs}
+    assert all("ndcg_at_10" in r.data.metrics for r in children)
+    files = experiment_report("musicrec-grid", tmp_path / "report")
+    assert files.runs == 2
+    table = files.markdown.read_text()
+    assert "als-f8-i2" in table and "als-f16-i3" in table
+    assert files.plot.read_bytes()[:4] == b"\x89PNG"
+    assert files.csv.read_text().splitlines()[0].startswith("run,")

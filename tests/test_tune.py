@@ -1,0 +1,79 @@
+"""Hyperparameter search: the validation split, staged fitting, and a short real search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from musicrec.config import TrainConfig
+from musicrec.data.dataset import Dataset
+from musicrec.models.als import fit_als
+from musicrec.tracking import get_client
+from musicrec.tune import checkpoints, score_config, tune, validation_ndcg, validation_split
+
+
+def _random_plays(n_users: int = 120, n_items: int = 90, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.15) * rng.integers(1, 50, (n_users, n_items))
+    dense[:, 0] = 3  # every user has at least one row
+    dense[0, :] = 0
+    dense[0, 1] = 5  # a user with a single row keeps it
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def test_validation_split_partitions_each_users_training_rows() -> None:
+    train = _random_plays()
+    split = validation_split(train, fraction=0.25, seed=3)
+    assert split.train.multiply(split.valid).nnz == 0  # disjoint
+    assert (split.train + split.valid != train).nnz == 0  # nothing lost, plays kept
+    kept, held, total = (np.diff(m.indptr) for m in (split.train, split.valid, train))
+    assert (kept >= 1).all()  # no user loses all training rows
+    assert held[0] == 0
+    np.testing.assert_array_equal(held[1:], np.round(0.25 * total[1:]))
+    again = validation_split(train, fraction=0.25, seed=3)
+    assert (again.valid != split.valid).nnz == 0  # same seed, same split
+    assert (validation_split(train, fraction=0.25, seed=4).valid != split.valid).nnz > 0
+
+
+def test_checkpoints() -> None:
+    assert checkpoints(15, 5) == [5, 10, 15]
+    assert checkpoints(7, 5) == [5, 7]
+    assert checkpoints(3, 5) == [3]
+
+
+def test_staged_fit_equals_one_fit() -> None:
+    """Scoring at checkpoints must not change the model the trial is judged by."""
+    split = validation_split(_random_plays(), seed=1)
+    config = TrainConfig(factors=8, iterations=7, regularization=0.05)
+    seen: list[tuple[int, float]] = []
+    staged = score_config(config, split, lambda step, ndcg: seen.append((step, ndcg)), every=3)
+    whole = fit_als(split.train, config)
+    assert [step for step, _ in seen] == [3, 6, 7]
+    assert staged.ndcg == pytest.approx(
+        validation_ndcg(whole.user_factors, whole.item_factors, split)
+    )
+
+
+@pytest.mark.slow
+def test_three_trial_search_is_no_worse_than_the_default(
+    hetrec_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Three trials are fewer than the pruner's startup trials: pruning could not act anyway.
+    result = tune(hetrec_dataset, tmp_path / "tune", n_trials=3, prune=False, final=False)
+    split = validation_split(Dataset.load(hetrec_dataset).train, seed=0)
+    default = score_config(TrainConfig(), split).ndcg
+    assert result.baseline_value == pytest.approx(default)
+    assert result.best_value >= default - 1e-9
+    assert TrainConfig.from_yaml(result.best_config_path) == result.best
+    client = get_client()
+    trials = client.search_runs(
+        [client.get_experiment_by_name("musicrec-tune").experiment_id],
+        f"tags.`mlflow.parentRunId` = '{result.run_id}'",
+    )
+    assert len(trials) == 3
+    assert all("val_ndcg_at_10" in run.data.metrics for run in trials)
+    assert not any("ndcg_at_10" in run.data.metrics for run in trials)  # test split untouched
