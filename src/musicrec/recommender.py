@@ -283,7 +283,7 @@ class Recommender:
     # ------------------------------------------------------------------ lookups
 
     def user_index(self, user_id: str) -> int:
-        position = self.user_ids.get_indexer([user_id])[0]
+        position = self.user_ids.get_indexer(pd.Index([user_id]))[0]
         if position < 0:
             raise UnknownUserError(
                 f"user {user_id!r} is not known to model {self.version}",

@@ -86,6 +86,7 @@ def serve(
     import uvicorn
 
     from musicrec.ann import INDEX_KINDS
+    from musicrec.api.server import HTTP_PROTOCOL
 
     model = model or os.environ.get("MUSICREC_MODEL")
     if not model:
@@ -108,6 +109,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
+            http=HTTP_PROTOCOL,
         )
 
 

@@ -458,4 +458,4 @@ def _normalize_tags(artists: pd.Series, tags: pd.Series, weights: pd.Series) -> 
         }
     )
     frame = frame[(frame["artist_key"] != "") & (frame["tag"] != "")]
-    return frame.groupby(["artist_key", "tag"], as_index=False)["weight"].sum()
+    return frame.groupby(["artist_key", "tag"])["weight"].sum().reset_index()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from rich.progress import Progress, TextColumn
 from threadpoolctl import threadpool_limits
 
 from musicrec.confidence import confidence
@@ -67,9 +68,23 @@ def fit_als(
             callback(iteration, elapsed, float(loss))
 
     # implicit parallelises itself; a multithreaded BLAS underneath only oversubscribes.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        Progress(
+            *Progress.get_default_columns(),
+            TextColumn("loss {task.fields[loss]}"),
+            disable=not show_progress,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("ALS sweeps", total=config.iterations, loss="-")
+
+        def on_sweep(iteration: int, elapsed: float, loss: float) -> None:
+            progress.update(task, advance=1, loss=f"{loss:.5f}")
+            on_iteration(iteration, elapsed, loss)
+
         model = build_als(config)
-        model.fit(weighted, show_progress=show_progress, callback=on_iteration)
+        model.fit(weighted, show_progress=False, callback=on_sweep)
     if hasattr(model, "to_cpu"):
         model = model.to_cpu()
     return Factors(

@@ -227,7 +227,7 @@ def to_numpy(factors: DataFrame, n_rows: int, rank: int, what: str) -> np.ndarra
     ids = frame["id"].to_numpy(dtype=np.int64)
     if ids.min() < 0 or ids.max() >= n_rows:
         raise DataError(f"Spark returned {what} ids outside 0..{n_rows - 1}")
-    out[ids] = np.stack(frame["features"].to_numpy()).astype(np.float32)
+    out[ids] = np.stack(frame["features"].tolist()).astype(np.float32)
     return out
 
 
