@@ -15,7 +15,7 @@ install: $(VENV)/.installed ## Create .venv and install musicrec with its dev ex
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,spark]'
 	touch $@
 
 os-deps: ## Install OS packages used by the tests (Prometheus, Chromium, Java)

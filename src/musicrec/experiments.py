@@ -18,6 +18,7 @@ import yaml
 
 from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
+from musicrec.fsutil import write_text_atomic
 from musicrec.tracking import (
     PARENT_TAG,
     display_uri,
@@ -25,7 +26,6 @@ from musicrec.tracking import (
     mlflow_errors,
     run_tags,
     start_run,
-    write_text_atomic,
 )
 
 if TYPE_CHECKING:

@@ -99,22 +99,6 @@ def mlflow_errors(action: str) -> Iterator[None]:
         raise TrackingError(f"{action}: {message}") from exc
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are shareable reports and configs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def metric_key(name: str) -> str:
     """MLflow-safe metric name: ``ndcg@10`` -> ``ndcg_at_10`` (MLflow rejects ``@``)."""
     return re.sub(r"[^\w\-. :/]", "_", name.replace("@", "_at_"))

@@ -29,6 +29,7 @@ import yaml
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError
+from musicrec.fsutil import write_text_atomic
 from musicrec.tracking import (
     dataset_params,
     display_uri,
@@ -36,7 +37,6 @@ from musicrec.tracking import (
     mlflow_errors,
     run_tags,
     start_run,
-    write_text_atomic,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ VALID_METRIC = "val_ndcg_at_10"
 VALID_FRACTION = 0.2
 CHECKPOINT_EVERY = 10  # each checkpoint is a full validation pass, so not every sweep
 FACTORS = (16, 256)  # integer, log scale
-REGULARIZATION = (1e-3, 1.0)  # log scale
+REGULARIZATION = (1e-3, 100.0)  # log scale
 ALPHA = (0.1, 50.0)  # log scale
 ITERATIONS = (5, 30)  # integer
 WEIGHTINGS = ("none", "log1p", "bm25")
