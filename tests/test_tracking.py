@@ -276,3 +276,19 @@ def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> Non
     assert "als-f8-i2" in table and "als-f16-i3" in table
     assert files.plot.read_bytes()[:4] == b"\x89PNG"
     assert files.csv.read_text().splitlines()[0].startswith("run,")
+
+
+def test_dvc_data_version_links_a_run_to_the_dvc_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicrec.tracking import dvc_data_version
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "dataset").mkdir(parents=True)
+    assert dvc_data_version(tmp_path / "data" / "dataset") is None
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    cmd: musicrec data prepare\n    outs:\n"
+        "    - path: data/dataset\n      md5: 0123abcd.dir\n      size: 10\n      nfiles: 3\n"
+    )
+    assert dvc_data_version(tmp_path / "data" / "dataset") == "0123abcd.dir"
+    assert dvc_data_version(tmp_path / "elsewhere") is None

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
@@ -134,7 +136,31 @@ def dataset_params(dataset: Dataset) -> dict[str, Any]:
         params[f"dataset.kept.{name}"] = value
     if "rows_read" in dataset.stats:
         params["dataset.rows_read"] = dataset.stats["rows_read"]
+    dvc_md5 = dvc_data_version(dataset.path)
+    if dvc_md5:
+        params["dataset.dvc_md5"] = dvc_md5
     return params
+
+
+def dvc_data_version(data_dir: Path, lock_file: Path = Path("dvc.lock")) -> str | None:
+    """DVC's hash of ``data_dir`` when a ``dvc.lock`` (in the working directory) records it.
+
+    Under ``dvc repro`` this ties a run to the exact dataset version DVC can ``checkout``;
+    outside a DVC pipeline it is ``None`` and the content fingerprint alone identifies the data.
+    """
+    if not lock_file.is_file():
+        return None
+    try:
+        lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    target = Path(data_dir).resolve()
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if (lock_file.parent / str(out.get("path", ""))).resolve() == target:
+                md5 = out.get("md5")
+                return str(md5) if md5 else None
+    return None
 
 
 def run_tags(fingerprint: str, source: str | None, engine: str) -> dict[str, str]:
