@@ -105,3 +105,24 @@ def test_evaluate_records_metrics_and_checks_fingerprint(
     assert report.baselines["popularity"]["ndcg@10"] > report.baselines["random"]["ndcg@10"]
     with pytest.raises(ArtifactError, match="trained on dataset"):
         evaluate_model(hetrec_dataset, synth_model)
+
+
+@pytest.mark.parametrize("block_items", [7, 64, 10_000])
+def test_factor_ranker_is_exact(block_items: int) -> None:
+    """Early termination never changes the result: same top-k scores as scoring everything."""
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(300, 16)).astype(np.float32) * rng.lognormal(size=(300, 1))
+    users = rng.normal(size=(50, 16)).astype(np.float32)
+    exclude = sp.random(50, 300, density=0.1, format="csr", random_state=1) != 0
+    exclude[3, :295] = True  # only 5 candidates left for user 3
+    ranked = FactorRanker(users, items, block_items=block_items).rank(
+        np.arange(50), 10, sp.csr_matrix(exclude)
+    )
+    scores = users @ items.T
+    scores[exclude.toarray()] = -np.inf
+    expected = -np.sort(-scores, axis=1)[:, :10]
+    got = np.where(ranked >= 0, np.take_along_axis(scores, np.maximum(ranked, 0), 1), -np.inf)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert (ranked[3, 5:] == -1).all() and (ranked[3, :5] >= 295).all()
+    for user in range(50):
+        assert not set(ranked[user][ranked[user] >= 0]) & set(exclude[user].indices)

@@ -106,14 +106,16 @@ def evaluate_ranker(
         task = progress.add_task(f"evaluating {ranker.name}", total=len(users))
         for batch in _batches(users, batch_size):
             top = ranker.rank(batch, k_max, train[batch])
+            filled = top >= 0  # -1 pads users with fewer unplayed items than k
+            top = np.where(filled, top, 0)
             rows = np.arange(len(batch))[:, None]
-            hits = np.asarray(test[batch][rows, top].todense()) != 0
+            hits = (np.asarray(test[batch][rows, top].todense()) != 0) & filled
             for k in ks:
                 for name, values in ranking_metrics(hits, n_rel[batch], k).items():
                     per_user.setdefault(f"{name}@{k}", []).append(values)
-                recommended[k][top[:, :k].ravel()] = True
+                recommended[k][top[:, :k][filled[:, :k]]] = True
             k10 = top[:, : ks[0]]
-            tail_recs += int(is_tail[k10].sum())
+            tail_recs += int((is_tail[k10] & filled[:, : ks[0]]).sum())
             tail_hits += int((hits[:, : ks[0]] & is_tail[k10]).sum())
             tail_rel += int(is_tail[test[batch].indices].sum())
             progress.advance(task, len(batch))
