@@ -40,20 +40,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_api(model: Path | None, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """The API on loopback; returns once /health answers (any model state).
+def start_api(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``musicrec serve`` on loopback; returns once /health answers (any model state).
 
-    With ``model=None`` the app runs degraded, as a replica whose model is not there yet.
+    A ``model`` path that does not exist (yet) gives a degraded replica: it runs, reports
+    ``model_loaded 0`` and answers recommendation requests with 503.
     """
     env = {k: v for k, v in os.environ.items() if k != "MUSICREC_MODEL"}
-    env["MUSICREC_INDEX"] = "exact"
-    if model is None:
-        command = [sys.executable, "-m", "uvicorn", "musicrec.api.app:create_app", "--factory"]
-    else:
-        command = [str(BIN / "musicrec"), "serve", "--model", str(model)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, "--port", str(port), "--log-level", "warning"],
+            [str(BIN / "musicrec"), "serve", "--model", str(model), "--port", str(port),
+             "--log-level", "warning"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     deadline = time.monotonic() + 180
@@ -79,7 +76,7 @@ def stack(synth_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     healthy_port, broken_port, prom_port = free_port(), free_port(), free_port()
     processes = [
         start_api(synth_model, healthy_port, work / "api-healthy.log"),
-        start_api(None, broken_port, work / "api-broken.log"),
+        start_api(work / "model-not-there-yet", broken_port, work / "api-broken.log"),
     ]
     # The shipped rules, with `for:` shortened so the test does not wait minutes.
     rules = yaml.safe_load(alert_rules_text())
@@ -167,3 +164,20 @@ def test_traffic_dashboards_and_alerts(stack: dict[str, str]) -> None:
         time.sleep(1)
     assert wanted <= firing, f"firing: {sorted(firing)}"
     assert "MusicrecApiDown" not in firing
+
+
+def test_prometheus_starts_from_a_relative_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`musicrec monitor`'s default workdir is relative to where it runs."""
+    from musicrec.monitoring import prometheus_url, start_prometheus
+
+    require_or_skip(shutil.which("prometheus") is not None, "prometheus not installed")
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    process = start_prometheus("http://127.0.0.1:9", Path("artifacts/prometheus"), port)
+    try:
+        wait_ready(prometheus_url(port), process=process)
+    finally:
+        stop_prometheus(process)
+    assert (tmp_path / "artifacts/prometheus/prometheus.yml").exists()

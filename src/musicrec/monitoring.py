@@ -141,6 +141,7 @@ def start_prometheus(
     Use :func:`wait_ready` with :func:`prometheus_url` to wait until it serves queries.
     """
     executable = find_prometheus(binary)
+    workdir = Path(workdir).resolve()  # Prometheus runs with cwd=workdir: paths must be absolute
     config_path = write_prometheus_files(
         target, workdir, scrape_interval=scrape_interval, evaluation_interval=evaluation_interval
     )
