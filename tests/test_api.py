@@ -450,7 +450,6 @@ def test_metrics_add_up_across_workers(model_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "/definitely/missing/model"], "not a model artifact directory"),
         (["--model", ".", "--index", "annoy"], "--index must be one of"),
         (["--model", ".", "--workers", "0"], "--workers must be at least 1"),
     ],
@@ -464,6 +463,23 @@ def test_serve_rejects_bad_options(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli_app, ["serve", *args], env=env)
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_serve_starts_degraded_when_the_model_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica whose model is not there yet runs (and reports it) rather than crash-looping."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from musicrec.cli import app as cli_app
+
+    for name in ("MUSICREC_MODEL", "MUSICREC_INDEX"):
+        monkeypatch.setenv(name, "")  # serve exports both for its workers; restored afterwards
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))
+    result = CliRunner().invoke(cli_app, ["serve", "--model", "/definitely/missing/model"])
+    assert result.exit_code == 0, result.output
+    assert "starting without a model" in result.output
+    assert len(started) == 1 and started[0]["port"] == 8000
 
 
 def test_multiprocess_dir_is_created_and_cleaned(

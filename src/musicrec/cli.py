@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import ConfigError, MusicrecError
 
 app = typer.Typer(
     name="musicrec",
@@ -120,7 +120,7 @@ def data_fetch(
     from musicrec.data.fetch import fetch
 
     path = fetch(name, cache_dir, base_url=base_url, show_progress=True)
-    Console().print(str(path))
+    typer.echo(str(path))  # plain, unwrapped: scripts read this line
 
 
 # ----------------------------------------------------------------------------- model
@@ -223,6 +223,10 @@ def evaluate(
     from musicrec.fsutil import write_json_atomic
 
     ks = sorted(set(k or [10, 20]))
+    if ks[0] < 1:
+        raise ConfigError(f"--k must be at least 1, got {ks[0]}")
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output {output}: is a directory, expected a file path")
     report = evaluate_model(
         data,
         model,

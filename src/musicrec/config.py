@@ -67,6 +67,10 @@ class TrainConfig:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: config file not found") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f"{path}: is a directory, expected a YAML file") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
         if not isinstance(data, dict):

@@ -42,6 +42,10 @@ def load_grid(path: str | Path) -> list[TrainConfig]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: grid file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the grid ({exc})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
     grid = data.get("grid") if isinstance(data, dict) else None
@@ -245,8 +249,10 @@ def experiment_report(
     client: MlflowClient | None = None,
 ) -> ReportFiles:
     """Write ``<experiment>.csv``, ``.md`` and ``.png`` comparing the experiment's runs."""
-    frame = collect_runs(experiment, metric, parent_run_id, client)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
+    frame = collect_runs(experiment, metric, parent_run_id, client)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / experiment
     csv_path = stem.with_suffix(".csv")

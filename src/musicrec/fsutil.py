@@ -11,16 +11,41 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from musicrec.errors import ArtifactError
+
+
+def check_replaceable(target: str | Path, marker: str | None = None) -> None:
+    """Raise :class:`ArtifactError` unless ``target`` is absent or a directory we may replace.
+
+    An existing ``target`` must be a directory; with ``marker`` it must also be empty or hold
+    that file (an earlier output of the same kind), so an unrelated directory is never replaced.
+    """
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ArtifactError(f"{target}: exists and is not a directory")
+    if marker is not None and not (target / marker).exists() and any(target.iterdir()):
+        raise ArtifactError(
+            f"{target}: directory is not empty and has no {marker}; "
+            "refusing to replace it, choose another output path"
+        )
+
 
 @contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
+def atomic_dir(target: str | Path, marker: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` only if the block succeeds.
 
     On error the temporary directory is removed and an existing ``target`` is untouched.
+    ``target`` is first checked with :func:`check_replaceable` (``marker`` passed through).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    check_replaceable(target, marker)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise ArtifactError(f"{target}: cannot write into {target.parent} ({exc})") from exc
     try:
         yield tmp
         if target.exists():
@@ -38,6 +63,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary sibling and a rename (mode 0644)."""
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a directory, expected a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicrec import layout
+from musicrec.errors import ArtifactError
 from musicrec.fsutil import read_json
 from musicrec.tracking import (
     DEFAULT_EXPERIMENT,
@@ -232,6 +233,8 @@ def register_and_promote(
     """
     from musicrec.tracking import track_artifact
 
+    if not (Path(model_dir) / layout.MANIFEST).is_file():
+        raise ArtifactError(f"{model_dir}: not a model artifact directory (run `musicrec train`)")
     client = client or get_client()
     manifest = read_json(Path(model_dir) / layout.MANIFEST)
     registered = manifest.get("registered_model") or {}

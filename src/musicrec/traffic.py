@@ -37,6 +37,10 @@ def check_target(url: str, allow_remote: bool = False) -> str:
         raise TrafficError(f"{url!r} is not an http(s) URL")
     host = parts.hostname
     try:
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise TrafficError(f"{url!r}: {exc}") from None
+    try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host.lower() in LOOPBACK_NAMES
@@ -235,6 +239,8 @@ def run_traffic(
         raise TrafficError("rate and duration must be positive")
     if max_requests is not None and max_requests < 1:
         raise TrafficError("max-requests must be at least 1")
+    if concurrency < 1:
+        raise TrafficError("concurrency must be at least 1")
     base = check_target(url, allow_remote)
     with httpx.Client(base_url=base, timeout=timeout) as client:
         pools = fetch_pools(client)

@@ -7,8 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
+from musicrec.fsutil import check_replaceable
 from musicrec.models.als import Factors, IterationCallback, fit_als
 from musicrec.models.artifact import save_artifact
 
@@ -50,6 +52,7 @@ def train(
     """Fit ALS on ``data_dir``'s train split and write the artifact to ``out_dir``."""
     config = config or TrainConfig()
     dataset = Dataset.load(data_dir)
+    check_replaceable(out_dir, layout.MANIFEST)  # before fitting, not after
     started = time.perf_counter()
     factors = fit(dataset, config, callback, show_progress, spark_master)
     seconds = time.perf_counter() - started

@@ -201,6 +201,12 @@ def tune(
 
     if n_trials is None and timeout is None:
         raise ConfigError("give a number of trials, a timeout, or both")
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"the number of trials must be at least 1, got {n_trials}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"the timeout must be positive, got {timeout}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
     base = base or TrainConfig()
     if base.engine != "implicit":
         raise ConfigError("tuning supports the implicit engine only")

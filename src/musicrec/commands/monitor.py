@@ -22,8 +22,24 @@ def monitor(
     scrape_interval: Annotated[str, typer.Option(help="e.g. 5s")] = "5s",
 ) -> None:
     """Start Prometheus with musicrec's scrape config and alert rules; Ctrl-C stops it."""
+    from urllib.parse import urlsplit
+
+    from musicrec.errors import ConfigError
     from musicrec.monitoring import prometheus_url, start_prometheus, stop_prometheus, wait_ready
 
+    parts = urlsplit(api_url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise ConfigError(f"--api-url {api_url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--api-url must be an http(s) URL such as http://127.0.0.1:8000, got {api_url!r}"
+        )
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir}: exists and is not a directory")
     process = start_prometheus(api_url, workdir, port, scrape_interval=scrape_interval)
     try:
         url = prometheus_url(port)

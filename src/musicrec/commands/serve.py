@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from musicrec.cli import app, console, friendly_errors
-from musicrec.errors import ConfigError
+from musicrec.errors import ConfigError, MusicrecError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -57,9 +57,23 @@ def _prepare_index(model: str, index: str) -> None:
 
     if index != "hnsw":
         return
-    path = resolve_model_path(model)
+    try:
+        path = resolve_model_path(model)
+    except MusicrecError as exc:
+        console.print(
+            f"[yellow]warning:[/yellow] {exc}; starting without a model (/ready: 503)",
+            soft_wrap=True,
+        )
+        return
     if not (path / layout.MANIFEST).exists():
-        raise ConfigError(f"{path}: not a model artifact directory (run `musicrec train`)")
+        # The app starts degraded and reports it (/health, /ready, model_loaded) until a
+        # reload succeeds; an orchestrator keeps traffic away instead of crash-looping.
+        console.print(
+            f"[yellow]warning:[/yellow] {path}: not a model artifact directory; "
+            "starting without a model (/ready answers 503 until POST /admin/reload)",
+            soft_wrap=True,
+        )
+        return
     if (path / layout.ITEM_INDEX).exists() and (path / COSINE_INDEX).exists():
         return
     try:
@@ -84,6 +98,7 @@ def serve(
 ) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn)."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from musicrec.ann import INDEX_KINDS
     from musicrec.api.server import HTTP_PROTOCOL
@@ -97,6 +112,8 @@ def serve(
         raise ConfigError("--workers must be at least 1")
     if not 0 < port < 65536:
         raise ConfigError("--port must be in 1..65535")
+    if log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
     _prepare_index(model, index)
     # Workers are fresh processes: settings travel in the environment.
     os.environ["MUSICREC_MODEL"] = model

@@ -34,8 +34,11 @@ def tracking_ui(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Run `mlflow ui` on this project's store ($MLFLOW_TRACKING_URI or ./mlflow.db)."""
+    from musicrec.errors import ConfigError
     from musicrec.tracking import display_uri, tracking_uri, ui_command
 
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
     uri = tracking_uri()
     console.print(
         f"MLflow UI for {display_uri(uri)} on http://{host}:{port} (Ctrl-C stops it)",

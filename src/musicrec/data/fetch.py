@@ -118,7 +118,10 @@ def fetch(
     filename = spec.url.rsplit("/", 1)[1]
     url = f"{base_url.rstrip('/')}/{filename}" if base_url else spec.url
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{cache_dir}: cannot create the cache directory ({exc.strerror})") from exc
     archive, part = cache_dir / filename, cache_dir / f"{filename}.part"
     if not archive.exists():
         try:

@@ -21,7 +21,7 @@ from musicrec import layout
 from musicrec.data.sources import RawInteractions, load
 from musicrec.data.validate import validate_frames
 from musicrec.errors import DataError
-from musicrec.fsutil import atomic_dir, write_json_atomic
+from musicrec.fsutil import atomic_dir, check_replaceable, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def prepare(
 ) -> PreparedSummary:
     """Load ``input_path`` as ``source`` and write the dataset directory ``out_dir`` atomically."""
     config = config or PrepareConfig()
+    check_replaceable(out_dir, layout.DATASET_META)  # before the (possibly long) load
     started = time.perf_counter()
     raw = load(source, input_path)
     summary = build_dataset(raw, out_dir, config, source=source)
@@ -221,7 +222,7 @@ def build_dataset(
         "has_timestamps": timestamps is not None,
         "has_tags": tags is not None,
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=layout.DATASET_META) as tmp:
         train_df.to_parquet(tmp / layout.TRAIN, index=False)
         test_df.to_parquet(tmp / layout.TEST, index=False)
         users.to_parquet(tmp / layout.USERS, index=False)

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from musicrec.errors import DataError
+
 PLAYS_FILE = "usersha1-artmbid-artname-plays.tsv"
 TAGS_FILE = "artist-tags.tsv"
 
@@ -208,7 +210,10 @@ def synthesize(
     if n_users < 1 or n_artists < 2 * len(SEED_GENRES):
         raise ValueError(f"need n_users >= 1 and n_artists >= {2 * len(SEED_GENRES)}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from exc
     rng = np.random.default_rng(seed)
     genres = SEED_GENRES
     n_g = len(genres)

@@ -87,7 +87,7 @@ def save_artifact(
         **(extra or {}),
     }
     manifest["version"] = f"{manifest['created_at'][:10]}-{dataset.fingerprint[:8]}"
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, marker=layout.MANIFEST) as tmp:
         np.save(tmp / layout.USER_FACTORS, np.ascontiguousarray(user_factors, dtype=np.float32))
         np.save(tmp / layout.ITEM_FACTORS, np.ascontiguousarray(item_factors, dtype=np.float32))
         sp.save_npz(tmp / layout.TRAIN_MATRIX, dataset.train, compressed=False)
