@@ -16,6 +16,20 @@ WEIGHTINGS: tuple[str, ...] = ("none", "log1p", "bm25")
 ENGINES: tuple[str, ...] = ("implicit", "spark")
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file (empty -> ``{}``); every way it can fail is a one-line ConfigError."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: {what} file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """ALS hyperparameters. ``alpha`` scales the weighted plays once, in :mod:`confidence`."""
@@ -63,16 +77,7 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         """Read a YAML file; a top-level ``train:`` section is used when present."""
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: config file not found") from exc
-        except IsADirectoryError as exc:
-            raise ConfigError(f"{path}: is a directory, expected a YAML file") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        data = read_yaml(path, "config")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of parameters")
         section = data.get("train", data)

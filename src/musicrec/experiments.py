@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from musicrec.config import TrainConfig
+from musicrec.config import TrainConfig, read_yaml
 from musicrec.errors import ConfigError
 from musicrec.fsutil import write_text_atomic
 from musicrec.tracking import (
@@ -38,16 +37,7 @@ REPORT_METRICS = ("precision_at_10", "recall_at_10", "map_at_10", "coverage_at_1
 
 def load_grid(path: str | Path) -> list[TrainConfig]:
     """Read ``base:`` (overrides of the defaults) and ``grid:`` (one mapping per config)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: grid file not found") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{path}: is a directory, expected a YAML file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the grid ({exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    data = read_yaml(path, "grid")
     grid = data.get("grid") if isinstance(data, dict) else None
     if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
         raise ConfigError(f"{path}: expected a non-empty `grid:` list of parameter mappings")

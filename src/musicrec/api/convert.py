@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from musicrec.api.schemas import Recommendation
-from musicrec.recommender import Rec
+import time
+
+from musicrec.api.metrics import ApiMetrics
+from musicrec.api.schemas import Recommendation, SimilarResponse
+from musicrec.recommender import Rec, Recommender
 
 
 def to_schema(recs: list[Rec]) -> list[Recommendation]:
@@ -24,3 +27,19 @@ def to_schema(recs: list[Rec]) -> list[Recommendation]:
 
 def elapsed_ms(started: float, now: float) -> float:
     return round((now - started) * 1000.0, 3)
+
+
+def similar_response(
+    recommender: Recommender, metrics: ApiMetrics, name: str, k: int
+) -> SimilarResponse:
+    """Artists closest to ``name``; answers both ``/similar`` and ``/artists/{name}/similar``."""
+    started = time.perf_counter()
+    artist, recs = recommender.similar(name, k)
+    metrics.lookup("artist", known=True)
+    metrics.served("similar", recs)
+    return SimilarResponse(
+        artist=artist,
+        recommendations=to_schema(recs),
+        model_version=recommender.version,
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )

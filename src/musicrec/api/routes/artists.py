@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.convert import similar_response
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -54,13 +53,4 @@ def similar_artists(
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
 ) -> SimilarResponse:
     """Artists closest to ``name`` by cosine similarity of item factors."""
-    started = time.perf_counter()
-    artist, recs = recommender.similar(name, k)
-    metrics.lookup("artist", known=True)
-    metrics.served("similar", recs)
-    return SimilarResponse(
-        artist=artist,
-        recommendations=to_schema(recs),
-        model_version=recommender.version,
-        took_ms=elapsed_ms(started, time.perf_counter()),
-    )
+    return similar_response(recommender, metrics, name, k)

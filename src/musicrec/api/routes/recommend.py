@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.convert import elapsed_ms, similar_response, to_schema
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -62,16 +62,7 @@ def similar(
     body: SimilarRequest, recommender: RecommenderDep, metrics: MetricsDep
 ) -> SimilarResponse:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    started = time.perf_counter()
-    artist, recs = recommender.similar(body.artist_name, body.k)
-    metrics.lookup("artist", known=True)
-    metrics.served("similar", recs)
-    return SimilarResponse(
-        artist=artist,
-        recommendations=to_schema(recs),
-        model_version=recommender.version,
-        took_ms=elapsed_ms(started, time.perf_counter()),
-    )
+    return similar_response(recommender, metrics, body.artist_name, body.k)
 
 
 @router.get("/charts", response_model=ChartsResponse)
