@@ -132,6 +132,18 @@ def train(
     data: Annotated[Path, typer.Option(help="Prepared dataset directory.")],
     out: Annotated[Path, typer.Option(help="Model artifact directory to write.")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="als | ease | itemknn | rp3beta | blend (default: als).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="KEY=VALUE parameter of the kind (repeatable), e.g. -p l2=1000 -p "
+            "similarity=bm25; blend parts as first.kind=ease.",
+        ),
+    ] = None,
     factors: Annotated[int | None, typer.Option(help="Latent factors.")] = None,
     regularization: Annotated[float | None, typer.Option(help="L2 regularization.")] = None,
     iterations: Annotated[int | None, typer.Option(help="ALS sweeps.")] = None,
@@ -145,21 +157,24 @@ def train(
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
 ) -> None:
-    """Train ALS on a prepared dataset, write the model artifact, track and register it."""
-    from musicrec.config import TrainConfig
+    """Train a model (ALS by default) on a prepared dataset; write, track and register it."""
+    from musicrec.config import TrainConfig, parse_params
     from musicrec.train import train as run_train
 
     base = TrainConfig.from_yaml(config) if config else TrainConfig()
-    cfg = base.override(
-        factors=factors,
-        regularization=regularization,
-        iterations=iterations,
-        alpha=alpha,
-        weighting=weighting,
-        seed=seed,
-        engine=engine,
-        use_gpu=gpu,
-    )
+    if kind is not None and kind != base.kind:
+        base = TrainConfig.for_kind(kind)
+    flags = {
+        "factors": factors,
+        "regularization": regularization,
+        "iterations": iterations,
+        "alpha": alpha,
+        "weighting": weighting,
+        "seed": seed,
+        "engine": engine,
+        "use_gpu": gpu,
+    }
+    cfg = base.override(**(parse_params(param or [], base) | _given(flags)))
     if track:
         from musicrec.tracking import tracked_train
 
@@ -180,8 +195,15 @@ def train(
         )
     else:
         result = run_train(data, out, cfg, show_progress=True, spark_master=spark_master)
-    loss = f", final loss {result.loss_history[-1]:.5f}" if result.loss_history else ""
-    Console().print(f"trained {cfg.engine} ALS in {result.seconds:.1f}s{loss} -> {out}")
+    losses = [x for x in result.loss_history if x == x]  # NaN between loss evaluations
+    loss = f", final loss {losses[-1]:.5f}" if losses else ""
+    what = f"{cfg.engine} ALS" if cfg.kind == "als" else cfg.kind
+    Console().print(f"trained {what} in {result.seconds:.1f}s{loss} -> {out}")
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user set (unset typer options are ``None``)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def metrics_table(report_dict: dict[str, Any], ks: list[int]) -> Table:

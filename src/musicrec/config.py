@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,36 @@ Weighting = Literal["none", "log1p", "bm25"]
 Engine = Literal["implicit", "spark"]
 WEIGHTINGS: tuple[str, ...] = ("none", "log1p", "bm25")
 ENGINES: tuple[str, ...] = ("implicit", "spark")
+KINDS: tuple[str, ...] = ("als", "ease", "itemknn", "rp3beta", "blend")
+SIMILARITIES: tuple[str, ...] = ("cosine", "bm25", "tfidf")
+
+_WEIGHTING = ("weighting", "alpha", "bm25_k1", "bm25_b")
+# The parameters each model kind reads; any other one given for that kind is an error.
+KIND_PARAMS: dict[str, tuple[str, ...]] = {
+    "als": (
+        "factors",
+        "regularization",
+        "iterations",
+        *_WEIGHTING,
+        "seed",
+        "engine",
+        "use_gpu",
+    ),
+    "ease": ("l2", *_WEIGHTING),
+    "itemknn": ("similarity", "neighbours", *_WEIGHTING),
+    "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING),
+    "blend": ("first", "second", "blend_weight"),
+}
+# Defaults that differ from the field defaults (which are ALS's), per kind.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "als": {},
+    "ease": {"l2": 500.0, "alpha": 1.0, "weighting": "log1p"},
+    "itemknn": {"similarity": "cosine", "neighbours": 100, "alpha": 1.0, "weighting": "log1p"},
+    "rp3beta": {"neighbours": 200, "alpha": 1.0, "weighting": "log1p"},
+    "blend": {},
+}
+BLEND_DEFAULT_FIRST: dict[str, Any] = {"kind": "ease"}
+BLEND_DEFAULT_SECOND: dict[str, Any] = {"kind": "als"}
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -32,8 +63,13 @@ def read_yaml(path: str | Path, what: str) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """ALS hyperparameters. ``alpha`` scales the weighted plays once, in :mod:`confidence`."""
+    """What to train: a model ``kind`` and its parameters (``KIND_PARAMS[kind]``).
 
+    The field defaults are ALS's; :meth:`for_kind` applies each kind's own defaults.
+    ``alpha`` scales the weighted plays once, in :mod:`musicrec.confidence`, for every kind.
+    """
+
+    kind: str = "als"
     factors: int = 64
     regularization: float = 0.1
     iterations: int = 15
@@ -44,8 +80,19 @@ class TrainConfig:
     seed: int = 42
     engine: Engine = "implicit"
     use_gpu: bool = False
+    l2: float = 500.0  # EASE: L2 penalty on the item-item weights
+    similarity: str = "cosine"  # itemknn: cosine | bm25 | tfidf
+    neighbours: int = 100  # itemknn / rp3beta: neighbours kept per item
+    rp3_alpha: float = 1.0  # rp3beta: exponent on transition probabilities
+    rp3_beta: float = 0.3  # rp3beta: popularity penalty exponent
+    blend_weight: float = 0.5  # blend: weight of ``first`` (``second`` gets 1 - w)
+    first: Mapping[str, Any] | None = field(default=None, compare=False)
+    second: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.factors < 1:
             raise ConfigError(f"factors must be >= 1, got {self.factors}")
         if self.iterations < 1:
@@ -58,21 +105,99 @@ class TrainConfig:
             raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)}")
+        if self.l2 <= 0:
+            raise ConfigError(f"l2 must be > 0, got {self.l2}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"similarity must be one of {', '.join(SIMILARITIES)}")
+        if self.neighbours < 1:
+            raise ConfigError(f"neighbours must be >= 1, got {self.neighbours}")
+        if self.rp3_alpha <= 0 or self.rp3_beta < 0:
+            raise ConfigError("rp3_alpha must be > 0 and rp3_beta >= 0")
+        if not 0 <= self.blend_weight <= 1:
+            raise ConfigError(f"blend_weight must be in [0, 1], got {self.blend_weight}")
+        if self.kind == "blend":
+            for name in ("first", "second"):
+                part = getattr(self, name)
+                if part is not None and not isinstance(part, Mapping):
+                    raise ConfigError(f"blend {name} must be a mapping of parameters")
+                if (part or {}).get("kind") == "blend":
+                    raise ConfigError("a blend cannot contain another blend")
+            self.part("first")  # validates the components
+            self.part("second")
+
+    def _check_types(self) -> None:
+        """Each parameter has its field's type (an int is accepted for a float)."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            default = spec.default
+            if spec.name in ("first", "second") or value is None:
+                continue
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if ok:
+                    object.__setattr__(self, spec.name, float(value))
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                kind = type(default).__name__
+                raise ConfigError(f"{spec.name} must be of type {kind}, got {value!r}")
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameter names this kind reads."""
+        return KIND_PARAMS[self.kind]
+
+    def part(self, name: str) -> TrainConfig:
+        """A blend component (``first`` or ``second``) as its own config."""
+        default = BLEND_DEFAULT_FIRST if name == "first" else BLEND_DEFAULT_SECOND
+        data = dict(getattr(self, name) or default)
+        try:
+            return TrainConfig.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"blend {name}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``kind`` and this kind's parameters (what a manifest and a tracked run record)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for name in self.params:
+            value = getattr(self, name)
+            if name in ("first", "second"):
+                value = self.part(name).to_dict()
+            out[name] = value
+        return out
 
     def override(self, **changes: Any) -> TrainConfig:
-        """Copy with the non-``None`` ``changes`` applied (CLI flags left unset are ``None``)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """Copy with the non-``None`` ``changes`` applied (CLI flags left unset are ``None``).
+
+        Changing ``kind`` starts from that kind's defaults; a parameter the (new) kind does
+        not read is an error.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        kind = changes.pop("kind", self.kind)
+        base = self if kind == self.kind else TrainConfig.for_kind(kind)
+        _check_belongs(kind, changes)
+        return replace(base, **changes)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def for_kind(cls, kind: str, **params: Any) -> TrainConfig:
+        """``kind`` with its defaults and ``params`` applied."""
+        if kind not in KINDS:
+            raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+        _check_belongs(kind, params)
+        return cls(kind=kind, **(KIND_DEFAULTS[kind] | params))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        params = dict(data)
+        return cls.for_kind(str(params.pop("kind", "als")), **params)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -81,4 +206,69 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of parameters")
         section = data.get("train", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: expected a mapping of parameters")
         return cls.from_dict(dict(section))
+
+
+def _check_belongs(kind: str, params: Mapping[str, Any]) -> None:
+    foreign = sorted(set(params) - set(KIND_PARAMS[kind]) - {"kind"})
+    if foreign:
+        raise ConfigError(
+            f"parameter(s) {', '.join(foreign)} do not belong to model kind {kind!r} "
+            f"(its parameters: {', '.join(KIND_PARAMS[kind])})"
+        )
+
+
+def config_name(config: TrainConfig) -> str:
+    """A short run name: the kind and its leading parameters (``als-f64-i15``, ``ease-l500``)."""
+    if config.kind == "als":
+        return f"als-f{config.factors}-i{config.iterations}"
+    if config.kind == "ease":
+        return f"ease-l{config.l2:g}"
+    if config.kind == "itemknn":
+        return f"itemknn-{config.similarity}-k{config.neighbours}"
+    if config.kind == "rp3beta":
+        return f"rp3beta-a{config.rp3_alpha:.2g}-b{config.rp3_beta:.2g}-k{config.neighbours}"
+    first, second = config.part("first"), config.part("second")
+    return f"blend-{first.kind}-{second.kind}-w{config.blend_weight:.2g}"
+
+
+def parse_params(items: list[str], base: TrainConfig) -> dict[str, Any]:
+    """``["l2=1000", "first.kind=ease"]`` -> typed overrides of ``base`` (one-line errors).
+
+    Values are parsed as YAML scalars (``10`` -> int, ``0.5`` -> float, ``bm25`` -> str);
+    ``first.``/``second.`` keys set a blend component's parameters.
+    """
+    out: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"--param {item!r}: expected a single value")
+        head, dot, rest = key.partition(".")
+        if dot and head in ("first", "second"):
+            if base.kind != "blend":
+                raise ConfigError(f"--param {key}: only a blend has {head} parameters")
+            parts.setdefault(head, dict(base.part(head).to_dict()) if head not in parts else parts[head])
+            if rest == "kind":
+                parts[head] = {"kind": value} | {
+                    k: v for k, v in parts[head].items() if k in KIND_PARAMS.get(str(value), ())
+                }
+            else:
+                parts[head][rest] = value
+            continue
+        if key not in {f.name for f in fields(TrainConfig)}:
+            raise ConfigError(
+                f"--param {key}: unknown parameter; {base.kind} takes {', '.join(base.params)}"
+            )
+        out[key] = value
+    out.update(parts)
+    return out

@@ -27,7 +27,7 @@ from rich.progress import Progress
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError
 from musicrec.models.artifact import ModelArtifact
-from musicrec.models.rankers import FactorRanker, RandomRanker, Ranker, StaticRanker
+from musicrec.ranking import ModelRanker, RandomRanker, Ranker, StaticRanker
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def evaluate_model(
         "random": RandomRanker(train.shape[1]),
     }
     report = evaluate(
-        FactorRanker(artifact.user_factors, artifact.item_factors),
+        ModelRanker(artifact.model, train),
         train,
         test,
         ks,

@@ -16,11 +16,14 @@ Dataset dir (written by ``musicrec data prepare``)::
 
 Model artifact dir (written by ``musicrec train``)::
 
-    user_factors.npy   float32 (n_users, factors), loadable with mmap_mode="r"
-    item_factors.npy   float32 (n_items, factors)
+    user_factors.npy   als: float32 (n_users, factors), loadable with mmap_mode="r"
+    item_factors.npy   als: float32 (n_items, factors)
+    similarity.npz     itemknn / rp3beta: scipy CSR items x items, S[i, j] = i recommends j
+    similarity.npy     ease: dense float32 items x items
+    first/, second/    blend: each component's files
     train_matrix.npz   scipy CSR users x items, raw plays (filters already-played items)
     users.parquet, items.parquet[, tags.parquet]   vocabularies copied from the dataset
-    manifest.json      format_version, engine, params, metrics, dataset fingerprint/stats,
+    manifest.json      format_version, kind, engine, params, metrics, dataset fingerprint/stats,
                        code version, created_at
     item_index.hnsw    optional approximate nearest-neighbour index over item factors
 
@@ -45,3 +48,5 @@ ITEM_FACTORS = "item_factors.npy"
 TRAIN_MATRIX = "train_matrix.npz"
 MANIFEST = "manifest.json"
 ITEM_INDEX = "item_index.hnsw"
+SIMILARITY = "similarity.npz"  # item-item kinds: sparse CSR items x items
+SIMILARITY_DENSE = "similarity.npy"  # EASE: dense float32 items x items

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from musicrec import layout
-from musicrec.config import TrainConfig
+from musicrec.config import TrainConfig, config_name
 from musicrec.data.dataset import Dataset
 from musicrec.errors import MusicrecError
 from musicrec.fsutil import read_json, write_json_atomic
-from musicrec.models.als import IterationCallback
+from musicrec.models.base import IterationCallback
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -163,12 +163,15 @@ def dvc_data_version(data_dir: Path, lock_file: Path = Path("dvc.lock")) -> str 
     return None
 
 
-def run_tags(fingerprint: str, source: str | None, engine: str) -> dict[str, str]:
+def run_tags(
+    fingerprint: str, source: str | None, engine: str, kind: str = "als"
+) -> dict[str, str]:
     """Tags every musicrec run carries; ``dataset_fingerprint`` is the data version."""
     from musicrec.models.artifact import code_version
 
     return {
         "code_version": code_version(),
+        "kind": kind,
         "engine": engine,
         "data_source": str(source),
         "dataset_fingerprint": fingerprint,
@@ -354,8 +357,8 @@ def tracked_train(
 
     client = client or get_client()
     dataset = Dataset.load(data_dir)
-    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), config.engine)
-    name = run_name or f"als-f{config.factors}-i{config.iterations}"
+    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), config.engine, config.kind)
+    name = run_name or config_name(config)
     with (
         mlflow_errors(f"MLflow store {display_uri(client.tracking_uri)}"),
         start_run(client, experiment, name, parent_run_id, tags | {"stage": "train"}) as run,
@@ -394,7 +397,12 @@ def track_evaluation(
             run.log_artifact(manifest_path, MODEL_PATH)
             return run.run_id
         dataset = manifest.get("dataset", {})
-        tags = run_tags(str(dataset.get("fingerprint")), dataset.get("source"), manifest["engine"])
+        tags = run_tags(
+            str(dataset.get("fingerprint")),
+            dataset.get("source"),
+            manifest["engine"],
+            manifest.get("kind", "als"),
+        )
         with start_run(client, experiment, "evaluate", tags=tags | {"stage": "evaluate"}) as run:
             run.log_params(manifest.get("params", {}))
             _log_evaluation(run, report)
@@ -428,7 +436,7 @@ def track_artifact(
     manifest = read_json(Path(model_dir) / layout.MANIFEST)
     dataset = manifest.get("dataset", {})
     fingerprint = str(dataset.get("fingerprint"))
-    tags = run_tags(fingerprint, dataset.get("source"), manifest["engine"])
+    tags = run_tags(fingerprint, dataset.get("source"), manifest["engine"], manifest.get("kind", "als"))
     losses = [float(x) for x in manifest.get("loss_history", [])]
     with (
         mlflow_errors(f"tracking {model_dir} in {display_uri(client.tracking_uri)}"),

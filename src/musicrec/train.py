@@ -1,4 +1,4 @@
-"""Train stage: prepared dataset -> model artifact directory."""
+"""Train stage: a model of any kind fitted on a dataset, and the artifact directory written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.fsutil import check_replaceable
-from musicrec.models.als import Factors, IterationCallback, fit_als
 from musicrec.models.artifact import save_artifact
+from musicrec.models.base import IterationCallback, Model
+from musicrec.models.registry import build
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +27,47 @@ class TrainResult:
     fingerprint: str
 
 
-def fit(
+def fit_model(
     dataset: Dataset,
     config: TrainConfig,
     callback: IterationCallback | None = None,
     show_progress: bool = False,
     spark_master: str | None = None,
-) -> Factors:
-    """Fit the configured engine on the dataset's training matrix."""
-    if config.engine == "spark":
+) -> Model:
+    """Fit ``config.kind`` on the dataset's training matrix (Spark reads the dataset itself)."""
+    if config.kind == "als" and config.engine == "spark":
+        from musicrec.models.als import ALSModel
         from musicrec.models.spark_als import fit_spark
 
-        return fit_spark(dataset, config, master=spark_master, callback=callback)
-    return fit_als(dataset.train, config, callback=callback, show_progress=show_progress)
+        factors = fit_spark(dataset, config, master=spark_master, callback=callback)
+        return ALSModel.from_factors(config, factors, dataset.train)
+    return build(config).fit(dataset.train, callback=callback, show_progress=show_progress)
+
+
+def train_model(
+    dataset: Dataset,
+    out_dir: str | Path,
+    config: TrainConfig,
+    callback: IterationCallback | None = None,
+    show_progress: bool = False,
+    spark_master: str | None = None,
+) -> tuple[Model, TrainResult]:
+    """Fit on an already loaded dataset and write the artifact to ``out_dir``."""
+    check_replaceable(out_dir, layout.MANIFEST)  # before fitting, not after
+    started = time.perf_counter()
+    model = fit_model(dataset, config, callback, show_progress, spark_master)
+    seconds = time.perf_counter() - started
+    save_artifact(
+        out_dir,
+        model=model,
+        dataset=dataset,
+        engine=config.engine if config.kind == "als" else config.kind,
+        params=config.to_dict(),
+        extra={"train_seconds": round(seconds, 3), "loss_history": model.loss_history},
+    )
+    log.info("trained %s in %.1fs -> %s", config.kind, seconds, out_dir)
+    result = TrainResult(Path(out_dir), seconds, model.loss_history, config, dataset.fingerprint)
+    return model, result
 
 
 def train(
@@ -49,21 +78,7 @@ def train(
     show_progress: bool = False,
     spark_master: str | None = None,
 ) -> TrainResult:
-    """Fit ALS on ``data_dir``'s train split and write the artifact to ``out_dir``."""
-    config = config or TrainConfig()
+    """Fit ``config`` (default: ALS) on ``data_dir``'s train split; write the artifact."""
     dataset = Dataset.load(data_dir)
-    check_replaceable(out_dir, layout.MANIFEST)  # before fitting, not after
-    started = time.perf_counter()
-    factors = fit(dataset, config, callback, show_progress, spark_master)
-    seconds = time.perf_counter() - started
-    save_artifact(
-        out_dir,
-        user_factors=factors.user_factors,
-        item_factors=factors.item_factors,
-        dataset=dataset,
-        engine=config.engine,
-        params=config.to_dict(),
-        extra={"train_seconds": round(seconds, 3), "loss_history": factors.loss_history},
-    )
-    log.info("trained %s in %.1fs -> %s", config.engine, seconds, out_dir)
-    return TrainResult(Path(out_dir), seconds, factors.loss_history, config, dataset.fingerprint)
+    config = config or TrainConfig()
+    return train_model(dataset, out_dir, config, callback, show_progress, spark_master)[1]

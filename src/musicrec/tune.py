@@ -1,6 +1,9 @@
-"""Hyperparameter search: Optuna TPE on a validation split carved from the training data.
+"""Hyperparameter search over model kinds: Optuna TPE on a validation split carved from train.
 
-The test split is never looked at while searching. Each user's training rows are split again
+``kinds`` (default ALS alone) are searched together: each trial picks a kind, then that kind's
+parameters from :data:`SPACES`. After the search, the best configs of the two best kinds are
+blended (weights :data:`BLEND_WEIGHTS`, scored on the same validation split) and the blend is
+kept when it beats both. The test split is never looked at while searching. Each user's training rows are split again
 (``valid_fraction`` held out, at least one row kept); every trial fits on the rest and is scored
 by NDCG@10 on the held-out rows. Only the best configuration is then trained on the full training
 split and evaluated once on the test split.
@@ -26,10 +29,12 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-from musicrec.config import TrainConfig
+from musicrec.config import TrainConfig, config_name
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError
 from musicrec.fsutil import write_text_atomic
+from musicrec.models.base import Model
+from musicrec.models.registry import build
 from musicrec.tracking import (
     dataset_params,
     display_uri,
@@ -43,6 +48,8 @@ if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
+    from musicrec.ranking import Ranker
+
 log = logging.getLogger(__name__)
 
 TUNE_EXPERIMENT = "musicrec-tune"
@@ -55,6 +62,19 @@ ALPHA = (0.1, 50.0)  # log scale
 ITERATIONS = (5, 30)  # integer
 WEIGHTINGS = ("none", "log1p", "bm25")
 SEARCH_SPACE = ("factors", "regularization", "alpha", "iterations", "weighting")
+L2 = (1.0, 1e5)  # EASE, log scale
+NEIGHBOURS = (10, 1000)  # itemknn / rp3beta, integer, log scale
+RP3_ALPHA = (0.2, 1.5)
+RP3_BETA = (0.0, 1.0)
+TUNABLE_KINDS = ("als", "ease", "itemknn", "rp3beta")
+BLEND_WEIGHTS = (0.3, 0.5, 0.7)
+# Every parameter a trial may set, per kind (the columns of trials.csv).
+SPACES: dict[str, tuple[str, ...]] = {
+    "als": SEARCH_SPACE,
+    "ease": ("l2", "weighting"),
+    "itemknn": ("similarity", "neighbours", "weighting"),
+    "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", "weighting"),
+}
 
 
 @dataclass(frozen=True)
@@ -94,13 +114,23 @@ def validation_split(
 def validation_ndcg(
     user_factors: np.ndarray, item_factors: np.ndarray, split: ValidationSplit, k: int = 10
 ) -> float:
-    """NDCG@k on the held-out rows, ranking with the fitting rows excluded."""
-    from musicrec.evaluate import evaluate_ranker
-    from musicrec.models.rankers import FactorRanker
+    """NDCG@k of ALS factors on the held-out rows, ranking with the fitting rows excluded."""
+    from musicrec.ranking import FactorRanker
 
-    metrics, _ = evaluate_ranker(
-        FactorRanker(user_factors, item_factors), split.train, split.valid, ks=(k,)
-    )
+    return _ndcg(FactorRanker(user_factors, item_factors), split, k)
+
+
+def model_ndcg(model: Model, split: ValidationSplit, k: int = 10) -> float:
+    """NDCG@k of a fitted model of any kind on the held-out rows."""
+    from musicrec.ranking import ModelRanker
+
+    return _ndcg(ModelRanker(model, split.train), split, k)
+
+
+def _ndcg(ranker: Ranker, split: ValidationSplit, k: int) -> float:
+    from musicrec.evaluate import evaluate_ranker
+
+    metrics, _ = evaluate_ranker(ranker, split.train, split.valid, ks=(k,))
     return metrics[f"ndcg@{k}"]
 
 
@@ -121,46 +151,120 @@ def score_config(
     on_checkpoint: Callable[[int, float], None] | None = None,
     every: int = CHECKPOINT_EVERY,
 ) -> Score:
-    """Fit ``config`` on ``split.train`` in stages; validation NDCG@10 after the last sweep.
+    """Fit ``config`` on ``split.train``; validation NDCG@10 of the fitted model.
 
-    Same confidence weighting and model factory as training (:mod:`musicrec.models.als`).
-    ``on_checkpoint(sweeps, ndcg)`` may raise to stop early (Optuna's ``TrialPruned``).
+    ALS fits in stages of ``every`` sweeps and is scored after each (the same model as one
+    uninterrupted fit); other kinds fit once and are scored once. ``on_checkpoint(step, ndcg)``
+    may raise to stop early (Optuna's ``TrialPruned``).
     """
+    if config.kind != "als":
+        started = time.perf_counter()
+        model = build(config).fit(split.train)
+        seconds = time.perf_counter() - started
+        ndcg = model_ndcg(model, split)
+        if on_checkpoint is not None:
+            on_checkpoint(1, ndcg)
+        return Score(ndcg, seconds)
     from threadpoolctl import threadpool_limits
 
     from musicrec.confidence import confidence
     from musicrec.models.als import build_als
 
     weighted = confidence(split.train, config)
-    model = build_als(config)
+    als = build_als(config)
     done, seconds, ndcg = 0, 0.0, float("nan")
     for step in checkpoints(config.iterations, every):
-        model.iterations = step - done
+        als.iterations = step - done
         started = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):
-            model.fit(weighted, show_progress=False)
+            als.fit(weighted, show_progress=False)
         seconds += time.perf_counter() - started
         done = step
-        cpu = model.to_cpu() if hasattr(model, "to_cpu") else model
+        cpu = als.to_cpu() if hasattr(als, "to_cpu") else als
         ndcg = validation_ndcg(np.asarray(cpu.user_factors), np.asarray(cpu.item_factors), split)
         if on_checkpoint is not None:
             on_checkpoint(step, ndcg)
     return Score(ndcg, seconds)
 
 
-def suggest_config(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
-    """One point of :data:`SEARCH_SPACE`; other settings (seed, BM25 shape) come from ``base``."""
-    return base.override(
-        factors=trial.suggest_int("factors", *FACTORS, log=True),
-        regularization=trial.suggest_float("regularization", *REGULARIZATION, log=True),
-        alpha=trial.suggest_float("alpha", *ALPHA, log=True),
-        iterations=trial.suggest_int("iterations", *ITERATIONS),
-        weighting=trial.suggest_categorical("weighting", list(WEIGHTINGS)),
+def suggest_config(
+    trial: optuna.Trial, base: TrainConfig, kinds: tuple[str, ...] = ("als",)
+) -> TrainConfig:
+    """One point of the search space; unsearched settings (seed, BM25 shape) come from ``base``."""
+    kind = trial.suggest_categorical("kind", list(kinds)) if len(kinds) > 1 else kinds[0]
+    start = base if base.kind == kind else TrainConfig.for_kind(kind)
+    weighting = trial.suggest_categorical(f"{kind}.weighting", list(WEIGHTINGS))
+    if kind == "als":
+        return start.override(
+            factors=trial.suggest_int("factors", *FACTORS, log=True),
+            regularization=trial.suggest_float("regularization", *REGULARIZATION, log=True),
+            alpha=trial.suggest_float("alpha", *ALPHA, log=True),
+            iterations=trial.suggest_int("iterations", *ITERATIONS),
+            weighting=weighting,
+        )
+    if kind == "ease":
+        return start.override(l2=trial.suggest_float("l2", *L2, log=True), weighting=weighting)
+    if kind == "itemknn":
+        return start.override(
+            similarity=trial.suggest_categorical("similarity", ["cosine", "bm25", "tfidf"]),
+            neighbours=trial.suggest_int("itemknn.neighbours", *NEIGHBOURS, log=True),
+            weighting=weighting,
+        )
+    return start.override(
+        rp3_alpha=trial.suggest_float("rp3_alpha", *RP3_ALPHA),
+        rp3_beta=trial.suggest_float("rp3_beta", *RP3_BETA),
+        neighbours=trial.suggest_int("rp3beta.neighbours", *NEIGHBOURS, log=True),
+        weighting=weighting,
     )
 
 
-def _space_params(config: TrainConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in SEARCH_SPACE}
+def trial_params(config: TrainConfig, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """The Optuna parameters that reproduce ``config`` (to enqueue a starting trial)."""
+    names = {"neighbours": f"{config.kind}.neighbours", "weighting": f"{config.kind}.weighting"}
+    params = {names.get(n, n): getattr(config, n) for n in SPACES[config.kind]}
+    if len(kinds) > 1:
+        params["kind"] = config.kind
+    return params
+
+
+def parse_kinds(kinds: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"als,ease"`` -> ``("als", "ease")``; unknown or untunable kinds are an error."""
+    names = kinds.split(",") if isinstance(kinds, str) else list(kinds)
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in TUNABLE_KINDS]
+    if not names or unknown:
+        raise ConfigError(
+            f"kinds to tune must be among {', '.join(TUNABLE_KINDS)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def blend_best(
+    configs: list[tuple[float, TrainConfig]],
+    split: ValidationSplit,
+    weights: tuple[float, ...] = BLEND_WEIGHTS,
+) -> list[tuple[float, TrainConfig]]:
+    """Validation NDCG of blends of the best config of each of the two best kinds."""
+    from musicrec.models.blend import BlendModel
+
+    best_per_kind: dict[str, tuple[float, TrainConfig]] = {}
+    for value, config in sorted(configs, key=lambda vc: -vc[0]):
+        best_per_kind.setdefault(config.kind, (value, config))
+    if len(best_per_kind) < 2:
+        return []
+    (_, first), (_, second) = list(best_per_kind.values())[:2]
+    fitted = [build(c).fit(split.train) for c in (first, second)]
+    out = []
+    for weight in weights:
+        config = TrainConfig.for_kind(
+            "blend", first=first.to_dict(), second=second.to_dict(), blend_weight=weight
+        )
+        blend = BlendModel(config)
+        blend.first, blend.second = fitted
+        blend._remember(split.train)
+        out.append((model_ndcg(blend, split), config))
+    return out
 
 
 @dataclass(frozen=True)
@@ -184,6 +288,8 @@ def tune(
     timeout: float | None = None,
     *,
     base: TrainConfig | None = None,
+    kinds: tuple[str, ...] | str | None = None,
+    blend: bool = True,
     seed: int = 0,
     valid_fraction: float = VALID_FRACTION,
     prune: bool = True,
@@ -192,10 +298,11 @@ def tune(
     client: MlflowClient | None = None,
     on_trial: Callable[[optuna.trial.FrozenTrial, float | None], None] | None = None,
 ) -> TuneResult:
-    """Search :data:`SEARCH_SPACE` (``base`` is tried first); write ``best.yaml`` to ``out_dir``.
+    """Search ``kinds`` (default: ``base``'s kind; ``base`` is tried first); write ``best.yaml``.
 
-    With ``final``, the best config is trained on the full training split into ``out_dir/model``
-    and evaluated on the test split, tracked as the ``best`` child run.
+    With several kinds and ``blend``, the two best kinds are also blended. With ``final``, the
+    best config is trained on the full training split into ``out_dir/model`` and evaluated on
+    the test split, tracked as the ``best`` child run.
     """
     import optuna
 
@@ -208,14 +315,17 @@ def tune(
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"{out_dir}: exists and is not a directory")
     base = base or TrainConfig()
-    if base.engine != "implicit":
+    kinds = parse_kinds(kinds if kinds is not None else (base.kind,))
+    if base.kind not in kinds:
+        base = TrainConfig.for_kind(kinds[0])
+    if base.kind == "als" and base.engine != "implicit":
         raise ConfigError("tuning supports the implicit engine only")
     client = client or get_client()
     dataset = Dataset.load(data_dir)
     split = validation_split(dataset.train, valid_fraction, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), base.engine)
+    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), base.engine, base.kind)
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -223,7 +333,8 @@ def tune(
         if prune
         else optuna.pruners.NopPruner(),
     )
-    study.enqueue_trial(_space_params(base))
+    study.enqueue_trial(trial_params(base, kinds))
+    started = time.monotonic()
     with (
         mlflow_errors(f"tracking to {display_uri(client.tracking_uri)}"),
         start_run(client, experiment, "tune", tags=tags | {"stage": "tune"}) as parent,
@@ -231,22 +342,27 @@ def tune(
         parent.log_params(
             {"n_trials": n_trials, "timeout": timeout, "seed": seed, "prune": prune}
             | {"valid_fraction": valid_fraction, "checkpoint_every": CHECKPOINT_EVERY}
+            | {"kinds": ",".join(kinds), "blend": blend}
             | {f"base.{k}": v for k, v in base.to_dict().items()}
             | dataset_params(dataset)
         )
 
         def objective(trial: optuna.Trial) -> float:
-            config = suggest_config(trial, base)
-            name = f"trial-{trial.number}"
+            config = suggest_config(trial, base, kinds)
+            trial.set_user_attr("config", config.to_dict())
             with start_run(
-                client, experiment, name, parent.run_id, tags | {"stage": "trial"}
+                client,
+                experiment,
+                f"trial-{trial.number}",
+                parent.run_id,
+                tags | {"stage": "trial", "kind": config.kind},
             ) as run:
                 run.log_params(config.to_dict())
 
                 def report(step: int, ndcg: float) -> None:
                     run.log_metrics({VALID_METRIC: ndcg}, step=step)
                     trial.report(ndcg, step)
-                    if trial.should_prune():
+                    if config.kind == "als" and trial.should_prune():
                         run.set_tags({"trial_state": "pruned"})
                         raise optuna.TrialPruned(f"{VALID_METRIC}={ndcg:.4f} after {step} sweeps")
 
@@ -265,35 +381,54 @@ def tune(
 
         callbacks = [lambda study, trial: on_trial(trial, _best(study))] if on_trial else []
         study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
-        states = [t.state for t in study.trials]
-        n_complete = states.count(optuna.trial.TrialState.COMPLETE)
-        if n_complete == 0:
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
             raise ConfigError("no trial completed; allow more trials or a longer timeout")
-        best = base.override(**study.best_params)
+        scored = [(float(t.value), TrainConfig.from_dict(t.user_attrs["config"])) for t in complete]  # type: ignore[arg-type]
+        best_value, best = max(scored, key=lambda vc: vc[0])
+        blends: list[tuple[float, TrainConfig]] = []
+        out_of_time = timeout is not None and time.monotonic() - started > timeout
+        if blend and len(kinds) > 1 and not out_of_time:
+            blends = blend_best(scored, split)
+            for value, config in blends:
+                with start_run(
+                    client,
+                    experiment,
+                    config_name(config),
+                    parent.run_id,
+                    tags | {"stage": "trial", "kind": "blend"},
+                ) as run:
+                    run.log_params(config.to_dict())
+                    run.log_metrics({VALID_METRIC: value})
+                    run.set_tags({"trial_state": "complete"})
+                if value > best_value:
+                    best_value, best = value, config
         first = study.trials[0]
         baseline = first.value if first.state == optuna.trial.TrialState.COMPLETE else None
-        parent.log_metrics({f"best_{VALID_METRIC}": study.best_value})
+        parent.log_metrics({f"best_{VALID_METRIC}": best_value})
         if baseline is not None:
             parent.log_metrics({f"baseline_{VALID_METRIC}": baseline})
         baseline_text = f"{baseline:.4f}" if baseline is not None else "pruned"
         header = (
-            f"Best of {len(study.trials)} `musicrec tune` trials on dataset {dataset.fingerprint}\n"
-            f"validation NDCG@10 {study.best_value:.4f} (starting config: {baseline_text})\n"
+            f"Best of {len(study.trials)} `musicrec tune` trials ({', '.join(kinds)}) on "
+            f"dataset {dataset.fingerprint}\n"
+            f"validation NDCG@10 {best_value:.4f} (starting config: {baseline_text})\n"
             f"tracking run {parent.run_id}"
         )
         best_path = write_config_yaml(out_dir / "best.yaml", best, header)
-        _write_trials_csv(out_dir / "trials.csv", study)
+        _write_trials_csv(out_dir / "trials.csv", study, kinds, blends)
         parent.log_artifact(best_path)
         parent.log_artifact(out_dir / "trials.csv")
+        parent.set_tags({"best_kind": best.kind})
         test = _final(data_dir, out_dir, best, experiment, parent.run_id, client) if final else None
         if test is not None:
             parent.log_metrics({"best_test_ndcg_at_10": float(test["ndcg@10"])})
     return TuneResult(
         best,
-        float(study.best_value),
+        best_value,
         baseline,
-        n_complete,
-        states.count(optuna.trial.TrialState.PRUNED),
+        len(complete),
+        sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         parent.run_id,
         best_path,
         test,
@@ -343,13 +478,23 @@ def write_config_yaml(path: Path, config: TrainConfig, comment: str = "") -> Pat
     )
 
 
-def _write_trials_csv(path: Path, study: optuna.Study) -> None:
-    names = list(SEARCH_SPACE)
+def _write_trials_csv(
+    path: Path,
+    study: optuna.Study,
+    kinds: tuple[str, ...],
+    blends: list[tuple[float, TrainConfig]] = [],  # noqa: B006
+) -> None:
+    names = list(dict.fromkeys(name for kind in kinds for name in SPACES[kind]))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["trial", "state", VALID_METRIC, "seconds", *names])
+    writer.writerow(["trial", "kind", "state", VALID_METRIC, "seconds", *names])
     for trial in study.trials:
         seconds = trial.duration.total_seconds() if trial.duration else ""
-        params = [trial.params.get(name, "") for name in names]
-        writer.writerow([trial.number, trial.state.name, trial.value, seconds, *params])
+        config = trial.user_attrs.get("config", {})
+        params = [config.get(name, "") for name in names]
+        writer.writerow(
+            [trial.number, config.get("kind", ""), trial.state.name, trial.value, seconds, *params]
+        )
+    for value, config in blends:
+        writer.writerow([config_name(config), "blend", "COMPLETE", value, "", *["" for _ in names]])
     write_text_atomic(path, buffer.getvalue())

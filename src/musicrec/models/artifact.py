@@ -1,4 +1,7 @@
-"""The model artifact directory: factors as .npy, matrices as .npz, vocabularies as parquet.
+"""The model artifact directory: a model's own files, the train matrix, vocabularies, manifest.
+
+The manifest names the model ``kind``; the kind's class (:mod:`musicrec.models.registry`) saves
+and loads its files (factors as .npy, similarity matrices as .npz/.npy).
 
 Nothing here unpickles: ``np.load(..., allow_pickle=False)`` and parquet only, so loading an
 artifact from an untrusted registry cannot execute code.
@@ -13,20 +16,20 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from musicrec import __version__, layout
+from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.errors import ArtifactError
+from musicrec.errors import ArtifactError, ConfigError
 from musicrec.fsutil import atomic_dir, read_json, write_json_atomic
+from musicrec.models.base import Model
 
 REQUIRED = (
-    layout.USER_FACTORS,
-    layout.ITEM_FACTORS,
     layout.TRAIN_MATRIX,
     layout.USERS,
     layout.ITEMS,
@@ -53,28 +56,42 @@ def code_version() -> str:
 def save_artifact(
     out_dir: str | Path,
     *,
-    user_factors: np.ndarray,
-    item_factors: np.ndarray,
     dataset: Dataset,
     engine: str,
     params: dict[str, Any],
+    model: Model | None = None,
+    user_factors: np.ndarray | None = None,
+    item_factors: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete artifact directory atomically and return its path."""
+    """Write a complete artifact directory atomically and return its path.
+
+    Give a fitted ``model``, or ALS factors (``user_factors`` and ``item_factors``).
+    """
     n_users, n_items = dataset.shape
-    if user_factors.shape[0] != n_users or item_factors.shape[0] != n_items:
-        raise ArtifactError(
-            f"factor shapes {user_factors.shape}/{item_factors.shape} do not match the "
-            f"dataset's {n_users} users x {n_items} items"
-        )
+    if model is None:
+        if user_factors is None or item_factors is None:
+            raise ArtifactError("save_artifact needs a model or both factor arrays")
+        from musicrec.models.als import ALSModel, Factors
+
+        config = TrainConfig.from_dict({k: v for k, v in params.items() if k in _ALS_KEYS})
+        model = ALSModel.from_factors(config, Factors(user_factors, item_factors, []), dataset.train)
+    if getattr(model, "has_factors", False):
+        uf, itf = model.user_factors, model.item_factors  # type: ignore[attr-defined]
+        if uf.shape[0] != n_users or itf.shape[0] != n_items:
+            raise ArtifactError(
+                f"factor shapes {uf.shape}/{itf.shape} do not match the "
+                f"dataset's {n_users} users x {n_items} items"
+            )
     manifest: dict[str, Any] = {
         "format_version": layout.ARTIFACT_FORMAT_VERSION,
+        "kind": model.kind,
         "engine": engine,
         "params": params,
         "metrics": {},
         "n_users": n_users,
         "n_items": n_items,
-        "factors": int(item_factors.shape[1]),
+        **model.describe(),
         "dataset": {
             "fingerprint": dataset.fingerprint,
             "source": dataset.meta.get("source"),
@@ -88,8 +105,7 @@ def save_artifact(
     }
     manifest["version"] = f"{manifest['created_at'][:10]}-{dataset.fingerprint[:8]}"
     with atomic_dir(out_dir, marker=layout.MANIFEST) as tmp:
-        np.save(tmp / layout.USER_FACTORS, np.ascontiguousarray(user_factors, dtype=np.float32))
-        np.save(tmp / layout.ITEM_FACTORS, np.ascontiguousarray(item_factors, dtype=np.float32))
+        model.save(tmp)
         sp.save_npz(tmp / layout.TRAIN_MATRIX, dataset.train, compressed=False)
         for name in (layout.USERS, layout.ITEMS, layout.TAGS):
             if (dataset.path / name).exists():
@@ -98,20 +114,40 @@ def save_artifact(
     return Path(out_dir)
 
 
+_ALS_KEYS = frozenset(
+    ("kind", "factors", "regularization", "iterations", "alpha", "weighting", "bm25_k1")
+    + ("bm25_b", "seed", "engine", "use_gpu")
+)
+
+
+def manifest_config(manifest: dict[str, Any]) -> TrainConfig:
+    """The training config recorded in a manifest (artifacts before kinds are ALS)."""
+    params = dict(manifest.get("params", {}))
+    kind = str(params.get("kind") or manifest.get("kind") or "als")
+    params["kind"] = kind
+    try:
+        return TrainConfig.from_dict(
+            {k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__}
+        )
+    except ConfigError as exc:
+        raise ArtifactError(f"manifest parameters are not a valid {kind} config: {exc}") from exc
+
+
 @dataclass
 class ModelArtifact:
-    """A loaded artifact. Factors are memory-mapped read-only unless ``mmap=False``."""
+    """A loaded artifact: its model (files memory-mapped where the kind allows) and vocabularies."""
 
     path: Path
     manifest: dict[str, Any]
-    user_factors: np.ndarray
-    item_factors: np.ndarray
+    model: Model
     train_matrix: sp.csr_matrix
     users: pd.DataFrame
     items: pd.DataFrame
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> ModelArtifact:
+        from musicrec.models.registry import model_class
+
         path = Path(path)
         if not path.is_dir():
             raise ArtifactError(f"{path}: no model artifact directory here (run `musicrec train`)")
@@ -123,15 +159,47 @@ class ModelArtifact:
             raise ArtifactError(
                 f"{path}: unsupported artifact format {manifest.get('format_version')}"
             )
-        mode: Literal["r"] | None = "r" if mmap else None
-        user_factors = np.load(path / layout.USER_FACTORS, mmap_mode=mode, allow_pickle=False)
-        item_factors = np.load(path / layout.ITEM_FACTORS, mmap_mode=mode, allow_pickle=False)
+        config = manifest_config(manifest)
+        try:
+            kind_class = model_class(config.kind)
+        except ConfigError as exc:
+            raise ArtifactError(f"{path}: {exc}") from exc
+        missing = [name for name in kind_class.files(config) if not (path / name).exists()]
+        if missing:
+            raise ArtifactError(f"{path}: incomplete {config.kind} artifact, missing {', '.join(missing)}")
         train = sp.load_npz(path / layout.TRAIN_MATRIX).tocsr()
         users = pd.read_parquet(path / layout.USERS)
         items = pd.read_parquet(path / layout.ITEMS)
-        if user_factors.shape[0] != len(users) or item_factors.shape[0] != len(items):
+        if train.shape != (len(users), len(items)):
+            raise ArtifactError(f"{path}: train matrix shape does not match the vocabularies")
+        model = kind_class.load(path, config, train)
+        if not mmap:
+            for name in ("user_factors", "item_factors"):
+                if hasattr(model, name):
+                    setattr(model, name, np.array(getattr(model, name)))
+        if model.has_factors and (
+            model.user_factors.shape[0] != len(users)  # type: ignore[attr-defined]
+            or model.item_factors.shape[0] != len(items)  # type: ignore[attr-defined]
+        ):
             raise ArtifactError(f"{path}: factor shapes do not match the vocabularies")
-        return cls(path, manifest, user_factors, item_factors, train, users, items)
+        return cls(path, manifest, model, train, users, items)
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        return self._factors("user_factors")
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        return self._factors("item_factors")
+
+    def _factors(self, name: str) -> np.ndarray:
+        if not self.model.has_factors:
+            raise ArtifactError(f"{self.path}: a {self.kind} model has no {name}")
+        return getattr(self.model, name)  # type: ignore[no-any-return]
 
     @property
     def version(self) -> str:

@@ -1,22 +1,9 @@
-"""Batch rankers behind one interface: ALS factors, popularity and random.
-
-``rank(users, k, exclude)`` returns the top-``k`` item indices per user, best first, never
-an item in that user's row of ``exclude`` (the training matrix). The evaluator and the
-benchmarks only see this interface.
-"""
+"""Exact top-k over factor scores ``user_factors @ item_factors.T``, with early termination."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import scipy.sparse as sp
-
-
-class Ranker(Protocol):
-    name: str
-
-    def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray: ...
 
 
 class FactorRanker:
@@ -46,7 +33,16 @@ class FactorRanker:
 
     def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
         """Top-``k`` item ids per user, best first; -1 pads users with fewer than k candidates."""
-        query = np.ascontiguousarray(self.user_factors[users], dtype=np.float32)
+        return self.rank_queries(self.user_factors[users], k, exclude)[0]
+
+    def rank_queries(
+        self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (ids, scores) per query vector; ``-1`` / ``-inf`` pad missing slots."""
+        users = np.arange(len(queries))
+        if exclude is None:
+            exclude = sp.csr_matrix((len(queries), len(self.order)), dtype=np.float32)
+        query = np.ascontiguousarray(queries, dtype=np.float32)
         query_norms = np.linalg.norm(query, axis=1)
         n_users, n_items = len(users), len(self.order)
         best_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
@@ -82,47 +78,7 @@ class FactorRanker:
                 active = active[query_norms[active] * self.sorted_norms[start] >= kth_best]
         ranked = np.argsort(-best_scores, axis=1, kind="stable")
         best_pos = np.take_along_axis(best_pos, ranked, axis=1)
-        valid = np.isfinite(np.take_along_axis(best_scores, ranked, axis=1))
-        return np.where(valid, self.order[np.maximum(best_pos, 0)], -1)
-
-
-class StaticRanker:
-    """Same score order for every user (popularity); seen items are skipped per user."""
-
-    def __init__(self, scores: np.ndarray, name: str):
-        self.order = np.argsort(-scores, kind="stable").astype(np.int32)
-        self.name = name
-
-    @classmethod
-    def popularity(cls, train: sp.csr_matrix) -> StaticRanker:
-        """Rank artists by number of distinct training listeners."""
-        listeners = np.bincount(train.indices, minlength=train.shape[1])
-        return cls(listeners.astype(np.float64), "popularity")
-
-    def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
-        seen = np.diff(exclude.indptr)
-        n_candidates = min(len(self.order), k + int(seen.max(initial=0)))
-        candidates = np.broadcast_to(self.order[:n_candidates], (len(users), n_candidates))
-        rows = np.arange(len(users))[:, None]
-        blocked = np.asarray(exclude[rows, candidates].todense()) != 0
-        # Stable sort puts unblocked candidates first, in popularity order.
-        pick = np.argsort(blocked, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(candidates, pick, axis=1)
-
-
-class RandomRanker:
-    """Uniformly random unseen items: the floor every model must clear."""
-
-    name = "random"
-
-    def __init__(self, n_items: int, seed: int = 0):
-        self.n_items = n_items
-        self.seed = seed
-
-    def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, int(users[0]) if len(users) else 0])
-        scores = rng.random((len(users), self.n_items), dtype=np.float32)
-        scores[exclude.nonzero()] = -1.0
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        return np.take_along_axis(top, order, axis=1)
+        best_scores = np.take_along_axis(best_scores, ranked, axis=1)
+        valid = np.isfinite(best_scores)
+        ids = np.where(valid, self.order[np.maximum(best_pos, 0)], -1)
+        return ids.astype(np.int64), np.where(valid, best_scores, -np.inf).astype(np.float32)

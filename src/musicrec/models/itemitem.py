@@ -1,0 +1,255 @@
+"""Item-item models: a similarity matrix ``S`` scores a history as ``weights(history) @ S``.
+
+``S[i, j]`` is how much having played ``i`` recommends ``j``; row ``i`` holds ``i``'s
+neighbours, so similar artists are a row lookup and an explanation is an exact sum of
+``weights[h] * S[h, j]`` terms. The kinds differ only in how ``S`` is learned:
+
+- ``itemknn``: implicit's nearest-neighbour models (cosine, BM25 or TF-IDF), top-K per item.
+- ``rp3beta``: random walks item -> user -> item with popularity penalised by ``pop ** beta``.
+- ``ease``: the closed-form linear autoencoder (Steck, 2019); ``S`` is dense.
+
+Sparse ``S`` is saved as ``similarity.npz``, dense as ``similarity.npy``; no pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from musicrec import layout
+from musicrec.config import TrainConfig
+from musicrec.errors import ConfigError
+from musicrec.models.base import IterationCallback, Model, batch_rows
+from musicrec.ranking.topk import topk_dense, topk_sparse
+
+log = logging.getLogger(__name__)
+
+EASE_BYTES_PER_CELL = 4 * 4  # float32 Gram matrix, its inverse, the symmetrised copy, the result
+EASE_MEMORY_SHARE = 0.6  # of physical memory EASE may plan to use
+RP3_BLOCK = 1024  # item rows per block of the random-walk product
+
+
+class ItemItemModel(Model):
+    """Shared scoring for every kind that learns an item x item matrix."""
+
+    dense: bool = False
+
+    def __init__(self, config: TrainConfig):
+        super().__init__(config)
+        self.similarity: sp.csr_matrix | np.ndarray = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def _fit(
+        self, user_items: sp.csr_matrix, callback: IterationCallback | None, show_progress: bool
+    ) -> None:
+        self.similarity = self._learn(self.weights(user_items), show_progress)
+
+    def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> Any:
+        raise NotImplementedError
+
+    def history_scores(self, weighted: sp.csr_matrix) -> sp.csr_matrix | np.ndarray:
+        """``weighted @ S``: sparse for sparse ``S``, dense float32 for dense ``S``."""
+        if self.dense:
+            with threadpool_limits(limits=1, user_api="blas"):
+                return np.asarray(weighted @ self.similarity, dtype=np.float32)
+        return sp.csr_matrix(weighted @ self.similarity, dtype=np.float32)
+
+    def scores(self, users: np.ndarray | None, user_items: sp.csr_matrix) -> np.ndarray:
+        result = self.history_scores(self.weights(user_items))
+        return result if isinstance(result, np.ndarray) else result.toarray()
+
+    def _rank(
+        self,
+        users: np.ndarray | None,
+        user_items: sp.csr_matrix,
+        k: int,
+        exclude: sp.csr_matrix,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.dense:
+            return super()._rank(users, user_items, k, exclude)
+        assert self.popularity is not None
+        n = user_items.shape[0]
+        ids = np.full((n, k), -1, dtype=np.int64)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        step = max(64, batch_rows(self.n_items) * 4)
+        for start in range(0, n, step):
+            end = min(n, start + step)
+            block = self.history_scores(self.weights(user_items[start:end]))
+            assert isinstance(block, sp.csr_matrix)
+            ids[start:end], scores[start:end] = topk_sparse(
+                block, k, exclude[start:end], self.popularity
+            )
+        return ids, scores
+
+    def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        items = np.asarray(items, dtype=np.int64)
+        own = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), (np.arange(len(items)), items)),
+            shape=(len(items), self.n_items),
+        )
+        if self.dense:
+            rows = np.array(self.similarity[items], dtype=np.float32)
+            return topk_dense(rows, k, own)
+        assert self.popularity is not None
+        rows = sp.csr_matrix(self.similarity[items])
+        return topk_sparse(rows, k, own, self.popularity)
+
+    def save(self, directory: Path) -> None:
+        if self.dense:
+            np.save(directory / layout.SIMILARITY_DENSE, np.asarray(self.similarity, np.float32))
+        else:
+            sp.save_npz(directory / layout.SIMILARITY, sp.csr_matrix(self.similarity))
+
+    @classmethod
+    def files(cls, config: TrainConfig) -> tuple[str, ...]:
+        return (layout.SIMILARITY_DENSE if cls.dense else layout.SIMILARITY,)
+
+    @classmethod
+    def load(cls, directory: Path, config: TrainConfig, user_items: sp.csr_matrix) -> Model:
+        model = cls(config)
+        model._remember(user_items)
+        if cls.dense:
+            model.similarity = np.load(
+                directory / layout.SIMILARITY_DENSE, mmap_mode="r", allow_pickle=False
+            )
+        else:
+            model.similarity = sp.load_npz(directory / layout.SIMILARITY).tocsr()
+        return model
+
+    def describe(self) -> dict[str, Any]:
+        if isinstance(self.similarity, np.ndarray):
+            return {"similarity": "dense", "similarity_nnz": int(self.similarity.size)}
+        return {"similarity": "sparse", "similarity_nnz": int(self.similarity.nnz)}
+
+
+class ItemKNNModel(ItemItemModel):
+    """implicit's item-item nearest neighbours (cosine, BM25 or TF-IDF), ``neighbours`` per item."""
+
+    kind = "itemknn"
+
+    def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> sp.csr_matrix:
+        from implicit.nearest_neighbours import (
+            BM25Recommender,
+            CosineRecommender,
+            TFIDFRecommender,
+        )
+
+        k = min(self.config.neighbours, weighted.shape[1])
+        if self.config.similarity == "bm25":
+            knn: Any = BM25Recommender(K=k, K1=self.config.bm25_k1, B=self.config.bm25_b)
+        elif self.config.similarity == "tfidf":
+            knn = TFIDFRecommender(K=k)
+        else:
+            knn = CosineRecommender(K=k)
+        knn.fit(weighted, show_progress=show_progress)
+        similarity = sp.csr_matrix(knn.similarity, dtype=np.float32)
+        similarity.setdiag(0)  # an item never recommends itself
+        similarity.eliminate_zeros()
+        return similarity
+
+
+class RP3BetaModel(ItemItemModel):
+    """RP3beta (Paudel et al., 2017): item -> user -> item walks, popularity penalised."""
+
+    kind = "rp3beta"
+
+    def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> sp.csr_matrix:
+        from rich.progress import Progress
+
+        alpha, beta = self.config.rp3_alpha, self.config.rp3_beta
+        n_items = weighted.shape[1]
+        user_item = _row_normalize(weighted)  # P(item | user)
+        item_user = _row_normalize(sp.csr_matrix(weighted.T))  # P(user | item)
+        user_item.data **= alpha
+        item_user.data **= alpha
+        popularity = np.asarray((weighted > 0).sum(axis=0), dtype=np.float64).ravel()
+        penalty = np.power(np.maximum(popularity, 1.0), -beta).astype(np.float32)
+        k = min(self.config.neighbours, n_items - 1) if n_items > 1 else 1
+        blocks = []
+        with Progress(disable=not show_progress, transient=True) as progress:
+            task = progress.add_task("RP3beta walks", total=n_items)
+            for start in range(0, n_items, RP3_BLOCK):
+                end = min(n_items, start + RP3_BLOCK)
+                walk = (item_user[start:end] @ user_item).toarray().astype(np.float32)
+                walk *= penalty[None, :]
+                walk[np.arange(end - start), np.arange(start, end)] = 0.0
+                blocks.append(_keep_top(walk, k))
+                progress.advance(task, end - start)
+        return sp.csr_matrix(sp.vstack(blocks), dtype=np.float32)
+
+
+class EASEModel(ItemItemModel):
+    """EASE^R (Steck, 2019): ``B = I - P / diag(P)`` with ``P = (X'X + l2 I)^-1``; dense."""
+
+    kind = "ease"
+    dense = True
+
+    def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> np.ndarray:
+        from scipy.linalg import lapack
+
+        check_ease_memory(weighted.shape[1])
+        gram = np.asarray((weighted.T @ weighted).toarray(), dtype=np.float32)
+        gram[np.diag_indices_from(gram)] += self.config.l2
+        # Cholesky inverse of the symmetric positive definite Gram matrix, in float32: a third
+        # of the time of a float64 LU inverse, and l2 keeps it well conditioned.
+        with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+            factor, info = lapack.spotrf(gram, lower=False, overwrite_a=True)
+            if info == 0:
+                inverse, info = lapack.spotri(factor, lower=False, overwrite_c=True)
+        if info != 0:
+            raise ConfigError(f"EASE: the Gram matrix is not invertible (LAPACK info {info})")
+        del gram, factor
+        upper = np.triu(inverse)
+        inverse = upper + np.triu(upper, 1).T
+        weights = inverse / (-np.diag(inverse))
+        weights[np.diag_indices_from(weights)] = 0.0
+        return weights.astype(np.float32, copy=False)
+
+
+def ease_memory_bytes(n_items: int) -> int:
+    """Memory EASE plans for a catalogue of ``n_items`` (dense item x item matrices)."""
+    return EASE_BYTES_PER_CELL * n_items * n_items
+
+
+def physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def check_ease_memory(n_items: int, budget: int | None = None) -> None:
+    """Refuse, with an estimate, a catalogue whose dense item x item matrices do not fit."""
+    budget = budget if budget is not None else int(EASE_MEMORY_SHARE * physical_memory())
+    need = ease_memory_bytes(n_items)
+    if need > budget:
+        raise ConfigError(
+            f"EASE needs dense {n_items:,} x {n_items:,} item matrices: about "
+            f"{need / 2**30:,.1f} GiB of memory, more than the {budget / 2**30:,.1f} GiB "
+            f"allowed here; use kind itemknn or rp3beta, or shrink the catalogue "
+            f"(musicrec data prepare --min-item-users)"
+        )
+
+
+def _row_normalize(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+    return sp.csr_matrix(sp.diags(scale) @ matrix)
+
+
+def _keep_top(block: np.ndarray, k: int) -> sp.csr_matrix:
+    """Each row's ``k`` largest positive entries as a sparse block."""
+    if k < block.shape[1]:
+        cut = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        kept = np.zeros_like(block)
+        rows = np.arange(block.shape[0])[:, None]
+        kept[rows, cut] = block[rows, cut]
+        block = kept
+    block[block < 0] = 0.0
+    return sp.csr_matrix(block)
