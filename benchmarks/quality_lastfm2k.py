@@ -20,7 +20,7 @@ from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
 from musicrec.evaluate import evaluate, evaluate_model
-from musicrec.models.rankers import FactorRanker
+from musicrec.ranking import FactorRanker
 from musicrec.train import train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"

@@ -15,7 +15,7 @@ from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError
 from musicrec.evaluate import evaluate, evaluate_model, ranking_metrics
 from musicrec.models.artifact import ModelArtifact
-from musicrec.models.rankers import FactorRanker, StaticRanker
+from musicrec.ranking import FactorRanker, StaticRanker
 
 
 def reference(ranked: list[int], relevant: set[int], k: int) -> dict[str, float]:

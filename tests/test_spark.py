@@ -28,7 +28,7 @@ from musicrec.errors import ConfigError
 from musicrec.evaluate import evaluate_model
 from musicrec.models import spark_als
 from musicrec.models.artifact import ModelArtifact
-from musicrec.models.rankers import FactorRanker
+from musicrec.ranking import FactorRanker
 from musicrec.train import train
 
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ from musicrec.cli import app
 from musicrec.config import TrainConfig
 from musicrec.evaluate import evaluate_model
 from musicrec.experiments import experiment_report, load_grid, pareto_front, run_grid
+from musicrec.models.als import loss_sweeps
 from musicrec.models.artifact import ModelArtifact
 from musicrec.registry import (
     VersionInfo,
@@ -133,8 +134,9 @@ def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path)
     assert run.data.tags["dataset_fingerprint"] == fingerprint
     assert {"code_version", "engine", "data_source"} <= set(run.data.tags)
     losses = client.get_metric_history(tracked.run_id, LOSS_METRIC)
-    assert len(losses) == TINY.iterations
-    assert len({m.step for m in losses}) == TINY.iterations
+    assert [m.step for m in losses] == [s - 1 for s in loss_sweeps(TINY.iterations)]
+    sweeps = client.get_metric_history(tracked.run_id, "iteration_seconds")
+    assert len({m.step for m in sweeps}) == TINY.iterations  # every sweep is observed
     artifacts = {a.path for a in client.list_artifacts(tracked.run_id)}
     assert {"loss_curve.png", "model"} <= artifacts
     logged_model = {a.path for a in client.list_artifacts(tracked.run_id, "model")}

@@ -290,8 +290,9 @@ def loss_plot(losses: list[float], path: Path, title: str = "ALS training loss")
 
     figure = Figure(figsize=(6, 3.5), dpi=100)
     axes = figure.add_subplot()
-    axes.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3)
-    axes.set(xlabel="iteration", ylabel="loss", title=title)
+    points = [(i, x) for i, x in enumerate(losses, start=1) if not math.isnan(x)]
+    axes.plot([i for i, _ in points], [x for _, x in points], marker="o", markersize=3)
+    axes.set(xlabel="sweep", ylabel="loss", title=title)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)

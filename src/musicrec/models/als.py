@@ -32,7 +32,15 @@ log = logging.getLogger(__name__)
 
 LOSS_EVERY = 5  # sweeps between two training-loss evaluations (and always after the last)
 
-__all__ = ["ALSModel", "Factors", "IterationCallback", "build_als", "fit_als", "has_cuda"]
+__all__ = [
+    "ALSModel",
+    "Factors",
+    "IterationCallback",
+    "build_als",
+    "fit_als",
+    "has_cuda",
+    "loss_sweeps",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,11 @@ def build_als(config: TrainConfig, n_threads: int = 0, loss: bool = False):  # t
         use_gpu=use_gpu,
         num_threads=n_threads,
     )
+
+
+def loss_sweeps(iterations: int, every: int = LOSS_EVERY) -> list[int]:
+    """The sweeps (1-based) after which the training loss is evaluated."""
+    return sorted({*range(every, iterations, every), iterations}) if every else [iterations]
 
 
 def training_loss(model: Any, weighted: sp.csr_matrix, regularization: float) -> float:
@@ -107,10 +120,11 @@ def fit_als(
         task = progress.add_task("ALS sweeps", total=config.iterations, loss="-")
         model = build_als(config)
 
+        scored = set(loss_sweeps(config.iterations, loss_every))
+
         def on_sweep(iteration: int, elapsed: float, _: float | None) -> None:
-            sweep = iteration + 1
             loss = float("nan")
-            if sweep == config.iterations or (loss_every and sweep % loss_every == 0):
+            if iteration + 1 in scored:
                 started = time.perf_counter()
                 loss = training_loss(model, weighted, config.regularization)
                 elapsed += time.perf_counter() - started
