@@ -31,7 +31,7 @@ import yaml
 
 from musicrec.config import TrainConfig, config_name
 from musicrec.data.dataset import Dataset
-from musicrec.errors import ConfigError
+from musicrec.errors import ConfigError, MusicrecError
 from musicrec.fsutil import write_text_atomic
 from musicrec.models.base import Model
 from musicrec.models.registry import build
@@ -380,7 +380,15 @@ def tune(
             return score.ndcg
 
         callbacks = [lambda study, trial: on_trial(trial, _best(study))] if on_trial else []
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks)
+        # A config a kind cannot fit (e.g. EASE's Gram matrix losing definiteness) fails its
+        # trial, not the search.
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            callbacks=callbacks,
+            catch=(MusicrecError,),
+        )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError("no trial completed; allow more trials or a longer timeout")

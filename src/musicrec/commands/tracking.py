@@ -193,6 +193,13 @@ def tune(
         "artifacts/tune"
     ),
     config: Annotated[Path | None, typer.Option(help="Starting config (trial 0).")] = None,
+    kinds: Annotated[
+        str | None,
+        typer.Option(help="Model kinds to search, e.g. als,ease,itemknn,rp3beta (default: als)."),
+    ] = None,
+    blend: Annotated[
+        bool, typer.Option(help="Also try blends of the two best kinds (several kinds only).")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Sampler and validation-split seed.")] = 0,
     valid_fraction: Annotated[float, typer.Option(help="Train rows held out per user.")] = 0.2,
     prune: Annotated[bool, typer.Option(help="Median pruning at sweep checkpoints.")] = True,
@@ -211,12 +218,16 @@ def tune(
     def on_trial(trial: optuna.trial.FrozenTrial, best: float | None) -> None:
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         best_text = f"{best:.4f}" if best is not None else "-"
-        params = trial.params
+        params = dict(trial.user_attrs.get("config", {}))
+        kind = params.pop("kind", "als")
+        shown = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in params.items()
+            if k not in ("seed", "engine", "use_gpu", "bm25_k1", "bm25_b")
+        )
         console.print(
             f"trial {trial.number:>3} {trial.state.name.lower():<8} val ndcg@10 {value} "
-            f"(best {best_text}) · factors={params.get('factors')} "
-            f"reg={params.get('regularization', 0):.3g} alpha={params.get('alpha', 0):.3g} "
-            f"iterations={params.get('iterations')} {params.get('weighting')}",
+            f"(best {best_text}) · {kind} {shown}",
             highlight=False,
             soft_wrap=True,
         )
@@ -227,6 +238,8 @@ def tune(
         trials,
         timeout,
         base=base,
+        kinds=kinds,
+        blend=blend,
         seed=seed,
         valid_fraction=valid_fraction,
         prune=prune,
@@ -237,8 +250,9 @@ def tune(
     out_console = Console()
     baseline = f"{result.baseline_value:.4f}" if result.baseline_value is not None else "-"
     out_console.print(
-        f"{result.n_complete} complete, {result.n_pruned} pruned · best validation ndcg@10 "
-        f"{result.best_value:.4f} (starting config {baseline}) · run {result.run_id}"
+        f"{result.n_complete} complete, {result.n_pruned} pruned · best: {result.best.kind}, "
+        f"validation ndcg@10 {result.best_value:.4f} (starting config {baseline}) · "
+        f"run {result.run_id}"
     )
     if result.test is not None:
         out_console.print(
