@@ -11,6 +11,7 @@ import difflib
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,7 @@ from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
 from musicrec.errors import MusicrecError
 from musicrec.models.artifact import ModelArtifact
+from musicrec.ranking.topk import topk_dense
 from musicrec.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
 
 log = logging.getLogger(__name__)
@@ -222,42 +224,85 @@ class Recommender:
         self.manifest = artifact.manifest
         self.version = artifact.version
         self.mood_weight = mood_weight
-        self.user_factors = artifact.user_factors
-        # Copy-on-write map: implicit's solver wants a writable buffer; nothing is copied.
-        self.item_factors = np.load(
-            artifact.path / layout.ITEM_FACTORS, mmap_mode="c", allow_pickle=False
-        )
+        self.model = artifact.model
+        self.kind = artifact.kind
         self.train = artifact.train_matrix
-        self.n_users, self.n_factors = (int(x) for x in self.user_factors.shape)
-        self.n_items = int(self.item_factors.shape[0])
+        self.n_users, self.n_items = (int(x) for x in self.train.shape)
         self.user_ids = pd.Index(artifact.users["user_id"].astype(str))
         tags = read_tags(artifact.path / layout.TAGS)
         self.catalogue = Catalogue(artifact.items, tags)
-        self.vectors = ItemVectors(self.item_factors)
-        kwargs = {"ef": ef} if ef else {}
-        if ef_cosine:
-            kwargs["ef_cosine"] = ef_cosine
-        self.indexes: IndexPair = open_indexes(
-            artifact.path, self.vectors, index, save=save_index, **kwargs
-        )
-        self.index_kind: str = index
         self.config = train_config(artifact.manifest.get("params", {}))
         self.totals = item_totals(self.train)
-        self._solver = self._fold_in_model()
+        self.index_kind: str = index
+        unit: Callable[[np.ndarray], np.ndarray]
+        if self.model.has_factors:
+            self.user_factors = artifact.user_factors
+            # Copy-on-write map: implicit's solver wants a writable buffer; nothing is copied.
+            self.item_factors = np.load(
+                artifact.path / layout.ITEM_FACTORS, mmap_mode="c", allow_pickle=False
+            )
+            self.n_factors = int(self.item_factors.shape[1])
+            self.vectors = ItemVectors(self.item_factors)
+            kwargs = {"ef": ef} if ef else {}
+            if ef_cosine:
+                kwargs["ef_cosine"] = ef_cosine
+            self.indexes: IndexPair = open_indexes(
+                artifact.path, self.vectors, index, save=save_index, **kwargs
+            )
+            self._solver = self._fold_in_model()
+            unit = self.vectors.unit
+        else:
+            # Item-space kinds score histories through their item x item matrix; moods become
+            # artist profiles in item space (one-hot rows averaged like unit factors).
+            self.n_factors = 0
+            self.index_kind = "item-item"
+            unit = self._one_hot
         self.mood_specs = load_mood_specs(moods_path)
         self.moods: dict[str, ResolvedMood] = resolve_moods(
             self.mood_specs,
-            self.vectors.unit,
+            unit,
             self.catalogue.by_name,
             self.catalogue.listeners,
             tags,
         )
         self.load_seconds = time.perf_counter() - started
 
+    def _one_hot(self, ids: np.ndarray) -> np.ndarray:
+        rows = np.zeros((len(ids), self.n_items), dtype=np.float32)
+        rows[np.arange(len(ids)), np.asarray(ids, dtype=np.int64)] = 1.0
+        return rows
+
+    @property
+    def factor_space(self) -> bool:
+        """True for factor models (HNSW / exact search over item factors)."""
+        return bool(self.model.has_factors)
+
     @property
     def unit_items(self) -> np.ndarray:
-        """All unit-normalised item factors (computed on first use)."""
+        """All unit-normalised item factors (computed on first use); factor models only."""
         return self.vectors.unit_all
+
+    def embedding(self, items: np.ndarray) -> np.ndarray:
+        """Vectors of ``items`` whose cosine is what /similar ranks by (for the artist map).
+
+        Factor models: unit item factors. Item-space kinds: the items' rows of the similarity
+        scores restricted to the same items, unit-normalised.
+        """
+        items = np.asarray(items, dtype=np.int64)
+        if self.factor_space:
+            return self.vectors.unit(items)
+        _, _ = self.model.similar_items(items[:1], 1)  # model is loaded and fitted
+        rows = np.zeros((len(items), len(items)), dtype=np.float32)
+        position = {int(item): at for at, item in enumerate(items.tolist())}
+        ids, scores = self.model.similar_items(items, min(self.n_items - 1, 200))
+        for row in range(len(items)):
+            for item, score in zip(ids[row], scores[row], strict=True):
+                col = position.get(int(item))
+                if col is not None and np.isfinite(score):
+                    rows[row, col] = score
+        rows[np.arange(len(items)), np.arange(len(items))] = rows.max(initial=0.0)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> Recommender:
@@ -341,13 +386,20 @@ class Recommender:
     def _explain(
         self, items: np.ndarray, history: np.ndarray, weights: np.ndarray
     ) -> list[tuple[str, ...]]:
-        """Per item, the history artists with the largest ``weight x cosine`` contribution."""
+        """Per item, the history artists that contribute most to its score.
+
+        Factor models: ``weight x cosine`` of item factors. Item-space kinds: the exact terms
+        ``weight[h] * S[h, item]`` of the score.
+        """
         if not len(history) or not len(items):
             return [() for _ in items]
         if len(history) > EXPLAIN_HISTORY:
             keep = np.argsort(-weights, kind="stable")[:EXPLAIN_HISTORY]
             history, weights = history[keep], weights[keep]
-        contrib = (self.vectors.unit(history) @ self.vectors.unit(items).T) * weights[:, None]
+        if self.factor_space:
+            contrib = (self.vectors.unit(history) @ self.vectors.unit(items).T) * weights[:, None]
+        else:
+            contrib = self._item_contributions(history, items) * weights[:, None]
         contrib[history[:, None] == items[None, :]] = -np.inf  # never "because of itself"
         top = np.argsort(-contrib, axis=0, kind="stable")[:EXPLAIN_TOP]
         names = self.catalogue.names
@@ -355,6 +407,18 @@ class Recommender:
             tuple(str(names[history[r]]) for r in top[:, col] if contrib[r, col] > 0)
             for col in range(len(items))
         ]
+
+    def _item_contributions(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``S[history][:, items]`` of the item-item part of the model (dense)."""
+        from musicrec.models.itemitem import ItemItemModel
+
+        model = self.model
+        parts = [model] + [getattr(model, name, None) for name in ("first", "second")]
+        for part in parts:
+            if isinstance(part, ItemItemModel):
+                block = part.similarity[history][:, items]
+                return np.asarray(block.toarray() if sp.issparse(block) else block, np.float32)
+        return np.zeros((len(history), len(items)), dtype=np.float32)
 
     def _recs(
         self,
@@ -375,6 +439,9 @@ class Recommender:
         """Top-``k`` unplayed artists for a known user, optionally blended with a mood."""
         user = self.user_index(user_id)
         history, weights = self.history(user)
+        if not self.factor_space:
+            ids, scores = self._item_space_user(user, k, mood)
+            return self._recs(ids, scores, history, weights)
         query = np.asarray(self.user_factors[user], dtype=np.float32)
         if mood is not None:
             vector = self.mood(mood).vector
@@ -389,7 +456,13 @@ class Recommender:
         """Top-``k`` artists along the mood's direction; explained by its defining artists."""
         mood = self.mood(name)
         assert mood.vector is not None  # mood() raises for unavailable moods
-        ids, scores = self.indexes.inner.search(mood.vector, k)
+        if self.factor_space:
+            ids, scores = self.indexes.inner.search(mood.vector, k)
+        else:
+            nothing = sp.csr_matrix((1, self.n_items), dtype=np.float32)
+            ids, scores = _first_row(
+                self.model.recommend_listener(self._profile(mood), k, exclude=nothing)
+            )
         defining = np.unique(np.concatenate([mood.seed_items, mood.tag_items]))
         return self._recs(ids, scores, defining, np.ones(len(defining), dtype=np.float32))
 
@@ -411,6 +484,9 @@ class Recommender:
     def similar(self, name: str, k: int) -> tuple[str, list[Rec]]:
         """Resolved artist name and its ``k`` nearest artists by cosine of item factors."""
         item = self.catalogue.require(name)
+        if not self.factor_space:
+            ids, scores = _first_row(self.model.similar_items(np.array([item]), k))
+            return str(self.catalogue.names[item]), self._recs(ids, scores)
         query = self.vectors.unit(np.array([item], dtype=np.int64))[0]
         ids, scores = self.indexes.cosine.search(query, k, exclude=np.array([item], dtype=np.int64))
         return str(self.catalogue.names[item]), self._recs(ids, scores)
@@ -443,8 +519,13 @@ class Recommender:
             (values, (np.zeros(len(items), dtype=np.int64), items)), shape=(1, self.n_items)
         )
         weighted = confidence(row, self.config, totals=self.totals)
-        user = self._solver.recalculate_user(0, weighted)
-        ids, scores = self.indexes.inner.search(user, k, exclude=weighted.indices.astype(np.int64))
+        if self.factor_space:
+            user = self._solver.recalculate_user(0, weighted)
+            ids, scores = self.indexes.inner.search(
+                user, k, exclude=weighted.indices.astype(np.int64)
+            )
+        else:
+            ids, scores = _first_row(self.model.recommend_listener(row, k))
         recs = self._recs(
             ids, scores, weighted.indices.astype(np.int64), weighted.data.astype(np.float32)
         )
@@ -452,3 +533,39 @@ class Recommender:
 
     def search_artists(self, query: str, limit: int) -> list[int]:
         return self.catalogue.search(query, limit)
+
+    # ------------------------------------------------------------------ item-space kinds
+
+    def _profile(self, mood: ResolvedMood) -> sp.csr_matrix:
+        """A mood's artist profile as a pseudo-listener row (the heaviest artist: 10 plays)."""
+        assert mood.vector is not None
+        items = np.flatnonzero(mood.vector > 0)
+        plays = 10.0 * mood.vector[items] / float(mood.vector[items].max())
+        return sp.csr_matrix(
+            (plays.astype(np.float32), (np.zeros(len(items), dtype=np.int64), items)),
+            shape=(1, self.n_items),
+        )
+
+    def _item_space_user(
+        self, user: int, k: int, mood: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        row = self.train[[user]]
+        users = np.array([user], dtype=np.int64)
+        if mood is None:
+            return _first_row(self.model.recommend(users, row, k))
+        profile = self._profile(self.mood(mood))
+        mixed = (1.0 - self.mood_weight) * _unit_max(self.model.scores(users, row))
+        mixed += self.mood_weight * _unit_max(self.model.scores(None, profile))
+        return _first_row(topk_dense(mixed.astype(np.float32), k, row))
+
+
+def _first_row(ranking: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of a ranking without its ``-1`` padding."""
+    ids, scores = ranking
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]
+
+
+def _unit_max(scores: np.ndarray) -> np.ndarray:
+    top = np.abs(scores).max(axis=1, keepdims=True)
+    return np.divide(scores, top, out=np.zeros_like(scores), where=top > 0)

@@ -85,7 +85,7 @@ def artist_map(
     """The ``limit`` most listened artists in the first two principal components."""
     catalogue = recommender.catalogue
     items = catalogue.by_popularity[: min(limit, len(catalogue))]
-    coords, variance = project_2d(recommender.unit_items[items])
+    coords, variance = project_2d(recommender.embedding(items))
     seeds = seed_moods(recommender)
     return ArtistMapResponse(
         points=[
