@@ -226,6 +226,7 @@ class ModelCard(BaseModel):
     """What is being served and how good it is."""
 
     version: str
+    kind: str = Field(default="als", description="Model kind: als, ease, itemknn, rp3beta, blend.")
     engine: str
     created_at: str | None = None
     code_version: str | None = None

@@ -19,6 +19,7 @@ def model_card(recommender: RecommenderDep) -> ModelCard:
     baseline = metrics.get(BASELINE)
     return ModelCard(
         version=recommender.version,
+        kind=recommender.kind,
         engine=str(manifest.get("engine", "unknown")),
         created_at=manifest.get("created_at"),
         code_version=manifest.get("code_version"),
