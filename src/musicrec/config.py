@@ -257,7 +257,9 @@ def parse_params(items: list[str], base: TrainConfig) -> dict[str, Any]:
         if dot and head in ("first", "second"):
             if base.kind != "blend":
                 raise ConfigError(f"--param {key}: only a blend has {head} parameters")
-            parts.setdefault(head, dict(base.part(head).to_dict()) if head not in parts else parts[head])
+            parts.setdefault(
+                head, dict(base.part(head).to_dict()) if head not in parts else parts[head]
+            )
             if rest == "kind":
                 parts[head] = {"kind": value} | {
                     k: v for k, v in parts[head].items() if k in KIND_PARAMS.get(str(value), ())

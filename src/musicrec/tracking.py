@@ -437,7 +437,9 @@ def track_artifact(
     manifest = read_json(Path(model_dir) / layout.MANIFEST)
     dataset = manifest.get("dataset", {})
     fingerprint = str(dataset.get("fingerprint"))
-    tags = run_tags(fingerprint, dataset.get("source"), manifest["engine"], manifest.get("kind", "als"))
+    tags = run_tags(
+        fingerprint, dataset.get("source"), manifest["engine"], manifest.get("kind", "als")
+    )
     losses = [float(x) for x in manifest.get("loss_history", [])]
     with (
         mlflow_errors(f"tracking {model_dir} in {display_uri(client.tracking_uri)}"),

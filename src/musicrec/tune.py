@@ -1,7 +1,8 @@
 """Hyperparameter search over model kinds: Optuna TPE on a validation split carved from train.
 
-``kinds`` (default ALS alone) are searched together: each trial picks a kind, then that kind's
-parameters from :data:`SPACES`. After the search, the best configs of the two best kinds are
+``kinds`` (default ALS alone) share the trial budget (and the time budget) equally; each kind
+has its own TPE study over its parameters (:data:`SPACES`), started from its defaults, so no
+kind is starved because another looked good early. After the search, the best configs of the two best kinds are
 blended (weights :data:`BLEND_WEIGHTS`, scored on the same validation split) and the blend is
 kept when it beats both. The test split is never looked at while searching. Each user's training rows are split again
 (``valid_fraction`` held out, at least one row kept); every trial fits on the rest and is scored
@@ -62,7 +63,7 @@ ALPHA = (0.1, 50.0)  # log scale
 ITERATIONS = (5, 30)  # integer
 WEIGHTINGS = ("none", "log1p", "bm25")
 SEARCH_SPACE = ("factors", "regularization", "alpha", "iterations", "weighting")
-L2 = (1.0, 1e5)  # EASE, log scale
+L2 = (20.0, 1e4)  # EASE, log scale
 NEIGHBOURS = (10, 1000)  # itemknn / rp3beta, integer, log scale
 RP3_ALPHA = (0.2, 1.5)
 RP3_BETA = (0.0, 1.0)
@@ -191,7 +192,7 @@ def suggest_config(
     trial: optuna.Trial, base: TrainConfig, kinds: tuple[str, ...] = ("als",)
 ) -> TrainConfig:
     """One point of the search space; unsearched settings (seed, BM25 shape) come from ``base``."""
-    kind = trial.suggest_categorical("kind", list(kinds)) if len(kinds) > 1 else kinds[0]
+    kind = kinds[0] if len(kinds) == 1 else trial.suggest_categorical("kind", list(kinds))
     start = base if base.kind == kind else TrainConfig.for_kind(kind)
     weighting = trial.suggest_categorical(f"{kind}.weighting", list(WEIGHTINGS))
     if kind == "als":
@@ -326,14 +327,17 @@ def tune(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), base.engine, base.kind)
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5)
-        if prune
-        else optuna.pruners.NopPruner(),
-    )
-    study.enqueue_trial(trial_params(base, kinds))
+
+    def new_study() -> optuna.Study:
+        return optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=5)
+            if prune
+            else optuna.pruners.NopPruner(),
+        )
+
+    studies: list[optuna.Study] = []
     started = time.monotonic()
     with (
         mlflow_errors(f"tracking to {display_uri(client.tracking_uri)}"),
@@ -346,14 +350,18 @@ def tune(
             | {f"base.{k}": v for k, v in base.to_dict().items()}
             | dataset_params(dataset)
         )
+        counter = iter(range(1 << 30))
 
-        def objective(trial: optuna.Trial) -> float:
-            config = suggest_config(trial, base, kinds)
+        def objective(trial: optuna.Trial, kind: str) -> float:
+            start = base if base.kind == kind else TrainConfig.for_kind(kind)
+            config = suggest_config(trial, start, (kind,))
+            number = next(counter)
             trial.set_user_attr("config", config.to_dict())
+            trial.set_user_attr("number", number)
             with start_run(
                 client,
                 experiment,
-                f"trial-{trial.number}",
+                f"trial-{number}",
                 parent.run_id,
                 tags | {"stage": "trial", "kind": config.kind},
             ) as run:
@@ -379,17 +387,34 @@ def tune(
                 raise optuna.TrialPruned()
             return score.ndcg
 
-        callbacks = [lambda study, trial: on_trial(trial, _best(study))] if on_trial else []
-        # A config a kind cannot fit (e.g. EASE's Gram matrix losing definiteness) fails its
-        # trial, not the search.
-        study.optimize(
-            objective,
-            n_trials=n_trials,
-            timeout=timeout,
-            callbacks=callbacks,
-            catch=(MusicrecError,),
-        )
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        for position, kind in enumerate(kinds):
+            study = new_study()
+            studies.append(study)
+            start = base if base.kind == kind else TrainConfig.for_kind(kind)
+            study.enqueue_trial(trial_params(start, (kind,)))
+            share_trials = None
+            if n_trials is not None:
+                share_trials = n_trials // len(kinds) + (position < n_trials % len(kinds))
+                if share_trials == 0:
+                    continue
+            share_time = None
+            if timeout is not None:
+                left = timeout - (time.monotonic() - started)
+                share_time = max(1.0, left / (len(kinds) - position))
+            callbacks = (
+                [lambda study, trial: on_trial(trial, _best_of(studies))] if on_trial else []
+            )
+            # A config a kind cannot fit (e.g. EASE's Gram matrix losing definiteness) fails
+            # its trial, not the search.
+            study.optimize(
+                lambda trial, kind=kind: objective(trial, kind),
+                n_trials=share_trials,
+                timeout=share_time,
+                callbacks=callbacks,
+                catch=(MusicrecError,),
+            )
+        trials = [t for study in studies for t in study.trials]
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise ConfigError("no trial completed; allow more trials or a longer timeout")
         scored = [(float(t.value), TrainConfig.from_dict(t.user_attrs["config"])) for t in complete]  # type: ignore[arg-type]
@@ -411,20 +436,21 @@ def tune(
                     run.set_tags({"trial_state": "complete"})
                 if value > best_value:
                     best_value, best = value, config
-        first = study.trials[0]
-        baseline = first.value if first.state == optuna.trial.TrialState.COMPLETE else None
+        first = next((t for t in trials if t.user_attrs.get("number") == 0), None)
+        done = first is not None and first.state == optuna.trial.TrialState.COMPLETE
+        baseline = first.value if done and first is not None else None
         parent.log_metrics({f"best_{VALID_METRIC}": best_value})
         if baseline is not None:
             parent.log_metrics({f"baseline_{VALID_METRIC}": baseline})
         baseline_text = f"{baseline:.4f}" if baseline is not None else "pruned"
         header = (
-            f"Best of {len(study.trials)} `musicrec tune` trials ({', '.join(kinds)}) on "
+            f"Best of {len(trials)} `musicrec tune` trials ({', '.join(kinds)}) on "
             f"dataset {dataset.fingerprint}\n"
             f"validation NDCG@10 {best_value:.4f} (starting config: {baseline_text})\n"
             f"tracking run {parent.run_id}"
         )
         best_path = write_config_yaml(out_dir / "best.yaml", best, header)
-        _write_trials_csv(out_dir / "trials.csv", study, kinds, blends)
+        _write_trials_csv(out_dir / "trials.csv", trials, kinds, blends)
         parent.log_artifact(best_path)
         parent.log_artifact(out_dir / "trials.csv")
         parent.set_tags({"best_kind": best.kind})
@@ -436,18 +462,16 @@ def tune(
         best_value,
         baseline,
         len(complete),
-        sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
         parent.run_id,
         best_path,
         test,
     )
 
 
-def _best(study: optuna.Study) -> float | None:
-    try:
-        return float(study.best_value)
-    except ValueError:  # no completed trial yet
-        return None
+def _best_of(studies: list[optuna.Study]) -> float | None:
+    values = [t.value for s in studies for t in s.trials if t.value is not None]
+    return max(values) if values else None
 
 
 def _final(
@@ -488,7 +512,7 @@ def write_config_yaml(path: Path, config: TrainConfig, comment: str = "") -> Pat
 
 def _write_trials_csv(
     path: Path,
-    study: optuna.Study,
+    trials: list[optuna.trial.FrozenTrial],
     kinds: tuple[str, ...],
     blends: list[tuple[float, TrainConfig]] = [],  # noqa: B006
 ) -> None:
@@ -496,12 +520,19 @@ def _write_trials_csv(
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["trial", "kind", "state", VALID_METRIC, "seconds", *names])
-    for trial in study.trials:
+    for trial in sorted(trials, key=lambda t: int(t.user_attrs.get("number", 0))):
         seconds = trial.duration.total_seconds() if trial.duration else ""
         config = trial.user_attrs.get("config", {})
         params = [config.get(name, "") for name in names]
         writer.writerow(
-            [trial.number, config.get("kind", ""), trial.state.name, trial.value, seconds, *params]
+            [
+                trial.user_attrs.get("number", ""),
+                config.get("kind", ""),
+                trial.state.name,
+                trial.value,
+                seconds,
+                *params,
+            ]
         )
     for value, config in blends:
         writer.writerow([config_name(config), "blend", "COMPLETE", value, "", *["" for _ in names]])

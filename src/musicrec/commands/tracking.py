@@ -226,7 +226,8 @@ def tune(
             if k not in ("seed", "engine", "use_gpu", "bm25_k1", "bm25_b")
         )
         console.print(
-            f"trial {trial.number:>3} {trial.state.name.lower():<8} val ndcg@10 {value} "
+            f"trial {trial.user_attrs.get('number', trial.number):>3} "
+            f"{trial.state.name.lower():<8} val ndcg@10 {value} "
             f"(best {best_text}) · {kind} {shown}",
             highlight=False,
             soft_wrap=True,

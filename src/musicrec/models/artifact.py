@@ -75,7 +75,9 @@ def save_artifact(
         from musicrec.models.als import ALSModel, Factors
 
         config = TrainConfig.from_dict({k: v for k, v in params.items() if k in _ALS_KEYS})
-        model = ALSModel.from_factors(config, Factors(user_factors, item_factors, []), dataset.train)
+        model = ALSModel.from_factors(
+            config, Factors(user_factors, item_factors, []), dataset.train
+        )
     if getattr(model, "has_factors", False):
         uf, itf = model.user_factors, model.item_factors  # type: ignore[attr-defined]
         if uf.shape[0] != n_users or itf.shape[0] != n_items:
@@ -166,7 +168,9 @@ class ModelArtifact:
             raise ArtifactError(f"{path}: {exc}") from exc
         missing = [name for name in kind_class.files(config) if not (path / name).exists()]
         if missing:
-            raise ArtifactError(f"{path}: incomplete {config.kind} artifact, missing {', '.join(missing)}")
+            raise ArtifactError(
+                f"{path}: incomplete {config.kind} artifact, missing {', '.join(missing)}"
+            )
         train = sp.load_npz(path / layout.TRAIN_MATRIX).tocsr()
         users = pd.read_parquet(path / layout.USERS)
         items = pd.read_parquet(path / layout.ITEMS)

@@ -65,7 +65,9 @@ class BlendModel(Model):
             valid = ids >= 0
             dense[rows[valid], ids[valid]] = scores[valid]
             total += share * _normalize_rows(dense)
-        own = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), n))
+        own = sp.csr_matrix(
+            (np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), n)
+        )
         return topk_dense(total, k, own)
 
     def save(self, directory: Path) -> None:
@@ -92,7 +94,9 @@ class BlendModel(Model):
         parts = []
         for name in PARTS:
             part_config = config.part(name)
-            parts.append(model_class(part_config.kind).load(directory / name, part_config, user_items))
+            parts.append(
+                model_class(part_config.kind).load(directory / name, part_config, user_items)
+            )
         model.first, model.second = parts
         return model
 
