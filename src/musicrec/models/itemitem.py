@@ -74,6 +74,10 @@ class ItemItemModel(Model):
             return super()._rank(users, user_items, k, exclude)
         assert self.popularity is not None
         n = user_items.shape[0]
+        if n == 1:  # the serving path: plain numpy on the history's neighbour lists
+            weighted = self.weights(user_items)
+            banned = exclude.indices[exclude.indptr[0] : exclude.indptr[1]]
+            return self._rank_one(weighted.indices, weighted.data, k, banned)
         ids = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         step = max(64, batch_rows(self.n_items) * 4)
@@ -85,6 +89,43 @@ class ItemItemModel(Model):
                 block, k, exclude[start:end], self.popularity
             )
         return ids, scores
+
+    def _rank_one(
+        self, history: np.ndarray, weights: np.ndarray, k: int, banned: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One row of :func:`topk_sparse` without scipy: same ids, same scores, same order."""
+        assert self.popularity is not None and isinstance(self.similarity, sp.csr_matrix)
+        indptr, indices, data = (
+            self.similarity.indptr,
+            self.similarity.indices,
+            self.similarity.data,
+        )
+        starts, ends = indptr[history], indptr[history + 1]
+        lengths = ends - starts
+        if lengths.sum():
+            offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+            positions = np.arange(int(lengths.sum())) + offsets
+            cols = indices[positions]
+            vals = data[positions] * np.repeat(weights.astype(np.float32), lengths)
+            order = np.argsort(cols, kind="stable")
+            cols, vals = cols[order], vals[order]
+            first = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+            cand, score = cols[first], np.add.reduceat(vals, first).astype(np.float32)
+        else:
+            cand = np.empty(0, dtype=np.int64)
+            score = np.empty(0, dtype=np.float32)
+        keep = (score > 0) & ~np.isin(cand, banned)
+        cand, score = cand[keep], score[keep]
+        top = np.lexsort((cand, -score))[:k]
+        ids = np.full((1, k), -1, dtype=np.int64)
+        out = np.full((1, k), -np.inf, dtype=np.float32)
+        ids[0, : len(top)], out[0, : len(top)] = cand[top], score[top]
+        if len(top) < k:  # unscored items rank after scored ones, most listened first
+            taken = np.concatenate([banned, cand[top]])
+            rest = self.popularity[~np.isin(self.popularity, taken)][: k - len(top)]
+            ids[0, len(top) : len(top) + len(rest)] = rest
+            out[0, len(top) : len(top) + len(rest)] = 0.0
+        return ids, out
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         items = np.asarray(items, dtype=np.int64)
