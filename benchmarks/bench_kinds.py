@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,12 @@ def main() -> None:
     args = parser.parse_args()
     dataset = Dataset.load(args.data)
     n_users, n_items = dataset.shape
-    print(
-        f"dataset {args.data}: {n_users:,} users x {n_items:,} items, {dataset.train.nnz:,} train pairs"
-    )
+    pairs = dataset.train.nnz
+    print(f"dataset {args.data}: {n_users:,} users x {n_items:,} items, {pairs:,} train pairs")
     print()
     print(
-        "| kind | train s | evaluate s | NDCG@10 | load s | user p50/p99 ms | similar | listener | mood |"
+        "| kind | train s | evaluate s | NDCG@10 | load s "
+        "| user p50/p99 ms | similar | listener | mood |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
@@ -79,17 +80,17 @@ def main() -> None:
             names = [str(rec.catalogue.names[i]) for i in rng.choice(popular, args.requests)]
             moods = [m for m, v in rec.moods.items() if v.available] or [None]
             rec.recommend_user(users[0], 10)  # first touch of memory-mapped files
-            user = timed([lambda u=u: rec.recommend_user(u, 10) for u in users])
-            similar = timed([lambda n=n: rec.similar(n, 10) for n in names])
+            user = timed([partial(rec.recommend_user, u, 10) for u in users])
+            similar = timed([partial(rec.similar, n, 10) for n in names])
             listener = timed(
                 [
-                    lambda i=i: rec.recommend_listener(names[i : i + 5], None, 10)
+                    partial(rec.recommend_listener, names[i : i + 5], None, 10)
                     for i in range(len(names) - 5)
                 ]
             )
             mood = timed(
                 [
-                    lambda m=moods[i % len(moods)]: rec.recommend_mood(m, 10)
+                    partial(rec.recommend_mood, moods[i % len(moods)], 10)
                     for i in range(args.requests)
                 ]
             )

@@ -28,8 +28,8 @@ from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
 from musicrec.errors import MusicrecError
 from musicrec.models.artifact import ModelArtifact
-from musicrec.ranking.topk import topk_dense
 from musicrec.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
+from musicrec.ranking.topk import topk_dense
 
 log = logging.getLogger(__name__)
 

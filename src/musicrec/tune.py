@@ -2,10 +2,11 @@
 
 ``kinds`` (default ALS alone) share the trial budget (and the time budget) equally; each kind
 has its own TPE study over its parameters (:data:`SPACES`), started from its defaults, so no
-kind is starved because another looked good early. After the search, the best configs of the two best kinds are
-blended (weights :data:`BLEND_WEIGHTS`, scored on the same validation split) and the blend is
-kept when it beats both. The test split is never looked at while searching. Each user's training rows are split again
-(``valid_fraction`` held out, at least one row kept); every trial fits on the rest and is scored
+kind is starved because another looked good early. After the search, the best configs of the
+two best kinds are blended (weights :data:`BLEND_WEIGHTS`, scored on the same validation split)
+and the blend is kept when it beats both. The test split is never looked at while searching.
+Each user's training rows are split again (``valid_fraction`` held out, at least one row
+kept); every trial fits on the rest and is scored
 by NDCG@10 on the held-out rows. Only the best configuration is then trained on the full training
 split and evaluated once on the test split.
 
@@ -22,6 +23,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -352,7 +354,7 @@ def tune(
         )
         counter = iter(range(1 << 30))
 
-        def objective(trial: optuna.Trial, kind: str) -> float:
+        def objective(trial: optuna.Trial, *, kind: str) -> float:
             start = base if base.kind == kind else TrainConfig.for_kind(kind)
             config = suggest_config(trial, start, (kind,))
             number = next(counter)
@@ -407,7 +409,7 @@ def tune(
             # A config a kind cannot fit (e.g. EASE's Gram matrix losing definiteness) fails
             # its trial, not the search.
             study.optimize(
-                lambda trial, kind=kind: objective(trial, kind),
+                partial(objective, kind=kind),
                 n_trials=share_trials,
                 timeout=share_time,
                 callbacks=callbacks,

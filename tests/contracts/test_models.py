@@ -1,4 +1,4 @@
-"""The contract every model kind and every baseline keeps (one mixin; each kind says how it is built).
+"""The contract every model kind and baseline keeps (one mixin; each kind says how it is built).
 
 Best first, never an excluded item, ``-1`` / ``-inf`` padding only when the catalogue runs out,
 batch results equal one-at-a-time results, fold-in works, and save/load changes nothing.

@@ -118,8 +118,7 @@ def save_artifact(
 
 _ALS_KEYS = frozenset(
     ("kind", "factors", "regularization", "iterations", "alpha", "weighting", "bm25_k1")
-    + ("bm25_b", "seed", "engine", "use_gpu")
-)
+) | {"bm25_b", "seed", "engine", "use_gpu"}
 
 
 def manifest_config(manifest: dict[str, Any]) -> TrainConfig:
