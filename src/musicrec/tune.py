@@ -247,41 +247,35 @@ def blend_best(
     configs: list[tuple[float, TrainConfig]],
     split: ValidationSplit,
     weights: tuple[float, ...] = BLEND_WEIGHTS,
+    top_kinds: int = 3,
 ) -> list[tuple[float, TrainConfig]]:
-    """Validation NDCG of blends of the best config of each of the two best kinds."""
+    """Validation NDCG of blends of every pair among the best configs of the best kinds.
+
+    The best config of each of the ``top_kinds`` best kinds is fitted once; each pair is
+    blended at each weight. Pairs of different families often beat the best single pair.
+    """
+    from itertools import combinations
+
     from musicrec.models.blend import BlendModel
 
     best_per_kind: dict[str, tuple[float, TrainConfig]] = {}
     for value, config in sorted(configs, key=lambda vc: -vc[0]):
         best_per_kind.setdefault(config.kind, (value, config))
-    if len(best_per_kind) < 2:
+    chosen = [config for _, config in list(best_per_kind.values())[:top_kinds]]
+    if len(chosen) < 2:
         return []
-    (_, first), (_, second) = list(best_per_kind.values())[:2]
-    fitted = [build(c).fit(split.train) for c in (first, second)]
+    fitted = {config.kind: build(config).fit(split.train) for config in chosen}
     out = []
-    for weight in weights:
-        config = TrainConfig.for_kind(
-            "blend", first=first.to_dict(), second=second.to_dict(), blend_weight=weight
-        )
-        blend = BlendModel(config)
-        blend.first, blend.second = fitted
-        blend._remember(split.train)
-        out.append((model_ndcg(blend, split), config))
+    for first, second in combinations(chosen, 2):
+        for weight in weights:
+            config = TrainConfig.for_kind(
+                "blend", first=first.to_dict(), second=second.to_dict(), blend_weight=weight
+            )
+            blend = BlendModel(config)
+            blend.first, blend.second = fitted[first.kind], fitted[second.kind]
+            blend._remember(split.train)
+            out.append((model_ndcg(blend, split), config))
     return out
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """The search outcome; ``test`` holds the best config's test metrics when it was trained."""
-
-    best: TrainConfig
-    best_value: float
-    baseline_value: float | None  # the starting config (trial 0), same validation split
-    n_complete: int
-    n_pruned: int
-    run_id: str
-    best_config_path: Path
-    test: dict[str, Any] | None
 
 
 def tune(
