@@ -294,3 +294,30 @@ def test_dvc_data_version_links_a_run_to_the_dvc_lock(
     )
     assert dvc_data_version(tmp_path / "data" / "dataset") == "0123abcd.dir"
     assert dvc_data_version(tmp_path / "elsewhere") is None
+
+
+def test_a_grid_loads_its_dataset_once(
+    synth_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N configs, one Dataset.load: stages run on the dataset in memory, tracking observes."""
+    from musicrec.data.dataset import Dataset
+
+    loads: list[Path] = []
+    original = Dataset.load.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Dataset], path: str | Path) -> Dataset:
+        loads.append(Path(path))
+        return original(cls, path)
+
+    monkeypatch.setattr(Dataset, "load", classmethod(counting))
+    configs = [TINY, TINY.override(factors=4), TrainConfig.for_kind("itemknn", neighbours=20)]
+    parent, runs = run_grid(synth_dataset, configs, tmp_path / "grid")
+    assert loads == [synth_dataset]
+    assert len(runs) == 3 and all("ndcg@10" in run.metrics for run in runs)
+    client = get_client()
+    children = client.search_runs(
+        [client.get_experiment_by_name("musicrec-grid").experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent}'",
+    )
+    assert {run.data.tags["kind"] for run in children} == {"als", "itemknn"}
+    assert all("ndcg_at_10" in run.data.metrics for run in children)

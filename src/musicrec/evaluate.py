@@ -24,9 +24,12 @@ import numpy as np
 import scipy.sparse as sp
 from rich.progress import Progress
 
+from musicrec import layout
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError
+from musicrec.fsutil import read_json, write_json_atomic
 from musicrec.models.artifact import ModelArtifact
+from musicrec.models.base import Model
 from musicrec.ranking import ModelRanker, RandomRanker, Ranker, StaticRanker
 
 log = logging.getLogger(__name__)
@@ -165,6 +168,40 @@ def evaluate(
 BASELINES = ("popularity", "random")
 
 
+def evaluate_dataset(
+    dataset: Dataset,
+    model: Model,
+    ks: Sequence[int] = DEFAULT_KS,
+    baselines: Sequence[str] = ("popularity",),
+    show_progress: bool = False,
+) -> Report:
+    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines."""
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
+    train, test = dataset.train, dataset.test
+    rankers: dict[str, Ranker] = {
+        "popularity": StaticRanker.popularity(train),
+        "random": RandomRanker(train.shape[1]),
+    }
+    return evaluate(
+        ModelRanker(model, train),
+        train,
+        test,
+        ks,
+        baselines=[rankers[name] for name in baselines],
+        show_progress=show_progress,
+    )
+
+
+def record_metrics(model_dir: str | Path, report: Report) -> None:
+    """Store the report in the artifact's manifest.json (atomic rewrite)."""
+    path = Path(model_dir) / layout.MANIFEST
+    manifest = read_json(path)
+    manifest["metrics"] = report.to_dict()
+    write_json_atomic(path, manifest)
+
+
 def evaluate_model(
     data_dir: str | Path,
     model_dir: str | Path,
@@ -182,22 +219,7 @@ def evaluate_model(
             f"{model_dir} was trained on dataset {trained_on}, but {data_dir} is "
             f"{dataset.fingerprint}; evaluate on the dataset the model was trained on"
         )
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
-    train, test = dataset.train, dataset.test
-    rankers: dict[str, Ranker] = {
-        "popularity": StaticRanker.popularity(train),
-        "random": RandomRanker(train.shape[1]),
-    }
-    report = evaluate(
-        ModelRanker(artifact.model, train),
-        train,
-        test,
-        ks,
-        baselines=[rankers[name] for name in baselines],
-        show_progress=show_progress,
-    )
+    report = evaluate_dataset(dataset, artifact.model, ks, baselines, show_progress)
     if record:
-        artifact.update_manifest(metrics=report.to_dict())
+        record_metrics(model_dir, report)
     return report

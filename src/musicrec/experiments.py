@@ -1,7 +1,8 @@
 """Experiments: a grid of train configs tracked as nested runs, and a comparison report.
 
-The grid reuses the train and evaluate stages as they are (:func:`musicrec.tracking.tracked_train`
-and :func:`musicrec.evaluate.evaluate_model`); one child run per config under a ``grid`` run.
+The grid loads the dataset once and runs the one train -> evaluate sequence
+(:func:`musicrec.pipeline.sequence.train_and_evaluate`) per config, each observed by MLflow as a
+child run of one ``grid`` run.
 The report reads runs back from MLflow (a query, not paths) into a CSV, a Markdown table and a
 plot of NDCG@10 against training time with the Pareto front (no faster run scores higher).
 """
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from musicrec.config import TrainConfig, read_yaml
+from musicrec.config import TrainConfig, config_name, read_yaml
 from musicrec.errors import ConfigError
 from musicrec.fsutil import write_text_atomic
 from musicrec.tracking import (
@@ -31,7 +32,19 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 GRID_EXPERIMENT = "musicrec-grid"
-REPORT_PARAMS = ("factors", "iterations", "regularization", "alpha", "weighting")
+REPORT_PARAMS = (
+    "factors",
+    "iterations",
+    "regularization",
+    "alpha",
+    "weighting",
+    "l2",
+    "similarity",
+    "neighbours",
+    "rp3_alpha",
+    "rp3_beta",
+    "blend_weight",
+)
 REPORT_METRICS = ("precision_at_10", "recall_at_10", "map_at_10", "coverage_at_10")
 
 
@@ -65,8 +78,8 @@ def run_grid(
 ) -> tuple[str, list[GridRun]]:
     """Train and evaluate every config as a child run of one ``grid`` run; return both."""
     from musicrec.data.dataset import Dataset
-    from musicrec.evaluate import evaluate_model
-    from musicrec.tracking import track_evaluation, tracked_train
+    from musicrec.pipeline.sequence import train_and_evaluate
+    from musicrec.tracking import MlflowObserver
 
     client = client or get_client()
     dataset = Dataset.load(data_dir)
@@ -78,22 +91,20 @@ def run_grid(
     ):
         parent.log_params({"configs": len(configs), "dataset.fingerprint": dataset.fingerprint})
         for config in configs:
-            name = f"als-f{config.factors}-i{config.iterations}"
+            name = config_name(config)
             model_dir = Path(out_dir) / name
-            tracked = tracked_train(
-                data_dir,
-                model_dir,
-                config,
-                experiment=experiment,
-                model_name=model_name,
+            observer = MlflowObserver(
+                client,
+                experiment,
                 run_name=name,
                 parent_run_id=parent.run_id,
-                client=client,
+                model_name=model_name,
+                dataset=dataset,
             )
-            report = evaluate_model(data_dir, model_dir).to_dict()
-            track_evaluation(model_dir, report, experiment=experiment, client=client)
+            result, report = train_and_evaluate(dataset, model_dir, config, observer)
+            assert observer.run_id is not None
             results.append(
-                GridRun(config, tracked.run_id, model_dir, tracked.result.seconds, report)
+                GridRun(config, observer.run_id, model_dir, result.seconds, report.to_dict())
             )
         best = max(results, key=lambda r: r.metrics["ndcg@10"])
         parent.log_metrics({"best_ndcg_at_10": best.metrics["ndcg@10"]})
@@ -130,6 +141,7 @@ def collect_runs(
         if "train_seconds" not in metrics:
             continue
         row: dict[str, Any] = {"run": run.info.run_name, "run_id": run.info.run_id}
+        row["kind"] = params.get("kind") or run.data.tags.get("kind") or "als"
         row |= {name: params.get(name) for name in REPORT_PARAMS}
         row["train_seconds"] = metrics["train_seconds"]
         row[metric] = metrics[metric]
@@ -141,7 +153,8 @@ def collect_runs(
         raise ConfigError(f"no finished run in {experiment!r} has both {metric} and train_seconds")
     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
     for name in ("factors", "iterations", "regularization", "alpha"):
-        frame[name] = pd.to_numeric(frame[name])
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name])
     frame["pareto"] = pareto_front(frame["train_seconds"].to_numpy(), frame[metric].to_numpy())
     return frame.sort_values(metric, ascending=False, ignore_index=True)
 
@@ -197,14 +210,21 @@ def plot_runs(frame: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
 
     figure = Figure(figsize=(7, 4.5), dpi=110)
     axes = figure.add_subplot()
-    rest = frame[~frame["pareto"]]
     front = frame[frame["pareto"]].sort_values("train_seconds")
-    axes.scatter(rest["train_seconds"], rest[metric], color="0.6", s=22, label="run")
-    axes.step(front["train_seconds"], front[metric], where="post", color="C3", alpha=0.6)
-    axes.scatter(front["train_seconds"], front[metric], color="C3", s=40, label="Pareto front")
+    for position, (kind, runs) in enumerate(frame.groupby("kind", sort=True)):
+        axes.scatter(runs["train_seconds"], runs[metric], color=f"C{position}", s=24, label=kind)
+    axes.step(front["train_seconds"], front[metric], where="post", color="0.3", alpha=0.6)
+    axes.scatter(
+        front["train_seconds"],
+        front[metric],
+        facecolors="none",
+        edgecolors="0.1",
+        s=70,
+        label="Pareto front",
+    )
     for row in front.itertuples():
         axes.annotate(
-            f"f{row.factors} i{row.iterations}",
+            str(row.run),
             (row.train_seconds, getattr(row, metric)),
             textcoords="offset points",
             xytext=(4, -10),

@@ -330,6 +330,107 @@ def publish_model(
     return version
 
 
+class MlflowObserver:
+    """Records a stage as an MLflow run: params, tags, loss per sweep, metrics, the model.
+
+    One observer follows one model: its train run, then its evaluation (logged into the same
+    run). ``model_name`` registers each saved model as a new version of that registered model.
+    An evaluation without a train run of this observer goes to the run named in the model's
+    manifest, or to a new ``evaluate`` run.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        *,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        model_name: str | None = None,
+        dataset: Dataset | None = None,
+    ):
+        self.client = client or get_client()
+        self.experiment = experiment
+        self.run_name = run_name
+        self.parent_run_id = parent_run_id
+        self.model_name = model_name
+        self.dataset = dataset
+        self.run: Run | None = None
+        self.version: str | None = None
+        self._errors = f"MLflow store {display_uri(self.client.tracking_uri)}"
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.run_id if self.run else None
+
+    def on_start(self, stage: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        from musicrec.models.artifact import code_version
+
+        name = self.run_name or stage
+        all_tags = {"code_version": code_version(), **tags}
+        if self.parent_run_id:
+            all_tags[PARENT_TAG] = self.parent_run_id
+        with mlflow_errors(self._errors):
+            created = self.client.create_run(
+                experiment_id(self.client, self.experiment), tags=all_tags, run_name=name
+            )
+            self.run = Run(self.client, created.info.run_id)
+            extra = dataset_params(self.dataset) if self.dataset is not None else {}
+            self.run.log_params(dict(params) | extra)
+
+    def on_iteration(self, step: int, seconds: float, loss: float) -> None:
+        if self.run is not None:
+            with mlflow_errors(self._errors):
+                self.run.loss_callback()(step, seconds, loss)
+
+    def on_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        if self.run is not None:
+            with mlflow_errors(self._errors):
+                self.run.log_metrics(metrics, step=step)
+
+    def on_model(self, model_dir: Path, fingerprint: str, losses: list[float]) -> None:
+        if self.run is None:
+            return
+        with mlflow_errors(self._errors):
+            self.version = publish_model(
+                self.run, model_dir, self.experiment, self.model_name, fingerprint, losses
+            )
+
+    def on_evaluation(self, model_dir: Path, report: Mapping[str, Any]) -> None:
+        manifest_path = Path(model_dir) / layout.MANIFEST
+        with mlflow_errors(self._errors):
+            run = self.run or existing_run(
+                self.client, read_json(manifest_path).get("mlflow_run_id")
+            )
+            if run is None:
+                manifest = read_json(manifest_path)
+                dataset = manifest.get("dataset", {})
+                tags = run_tags(
+                    str(dataset.get("fingerprint")),
+                    dataset.get("source"),
+                    manifest["engine"],
+                    manifest.get("kind", "als"),
+                )
+                with start_run(
+                    self.client, self.experiment, "evaluate", tags=tags | {"stage": "evaluate"}
+                ) as run:
+                    run.log_params(manifest.get("params", {}))
+                    _log_evaluation(run, report)
+                manifest = read_json(manifest_path)
+                manifest.update(mlflow_run_id=run.run_id, mlflow_experiment=self.experiment)
+                write_json_atomic(manifest_path, manifest)
+                self.run = run
+                return
+            _log_evaluation(run, report)
+            run.log_artifact(manifest_path, MODEL_PATH)
+            self.run = run
+
+    def on_end(self, failed: bool) -> None:
+        if self.run is not None:
+            with mlflow_errors(self._errors):
+                self.client.set_terminated(self.run.run_id, "FAILED" if failed else "FINISHED")
+
+
 @dataclass(frozen=True)
 class TrackedTrain:
     """A training result with where it was tracked and registered."""
@@ -353,27 +454,28 @@ def tracked_train(
     spark_master: str | None = None,
     client: MlflowClient | None = None,
 ) -> TrackedTrain:
-    """:func:`musicrec.train.train` inside an MLflow run; register the artifact unless no name."""
-    from musicrec.train import train
+    """The train stage on ``data_dir`` observed by MLflow; register the artifact unless no name."""
+    from musicrec.train import train_model
 
-    client = client or get_client()
     dataset = Dataset.load(data_dir)
-    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), config.engine, config.kind)
-    name = run_name or config_name(config)
-    with (
-        mlflow_errors(f"MLflow store {display_uri(client.tracking_uri)}"),
-        start_run(client, experiment, name, parent_run_id, tags | {"stage": "train"}) as run,
-    ):
-        run.log_params(config.to_dict() | dataset_params(dataset))
-        result = train(data_dir, out_dir, config, run.loss_callback(), show_progress, spark_master)
-        final = {"train_seconds": result.seconds}
-        if result.loss_history and not math.isnan(result.loss_history[-1]):
-            final["final_loss"] = result.loss_history[-1]
-        run.log_metrics(final)
-        version = publish_model(
-            run, out_dir, experiment, model_name, dataset.fingerprint, result.loss_history
-        )
-    return TrackedTrain(result, run.run_id, model_name, version)
+    observer = MlflowObserver(
+        client,
+        experiment,
+        run_name=run_name or config_name(config),
+        parent_run_id=parent_run_id,
+        model_name=model_name,
+        dataset=dataset,
+    )
+    _, result = train_model(
+        dataset,
+        out_dir,
+        config,
+        show_progress=show_progress,
+        spark_master=spark_master,
+        observer=observer,
+    )
+    assert observer.run_id is not None
+    return TrackedTrain(result, observer.run_id, model_name, observer.version)
 
 
 def track_evaluation(
@@ -388,31 +490,10 @@ def track_evaluation(
     The artifact's manifest (already holding the metrics) is logged again under ``model/`` so
     the registered copy carries them too.
     """
-    client = client or get_client()
-    manifest_path = Path(model_dir) / layout.MANIFEST
-    manifest = read_json(manifest_path)
-    with mlflow_errors(f"MLflow store {display_uri(client.tracking_uri)}"):
-        run = existing_run(client, manifest.get("mlflow_run_id"))
-        if run is not None:
-            _log_evaluation(run, report)
-            run.log_artifact(manifest_path, MODEL_PATH)
-            return run.run_id
-        dataset = manifest.get("dataset", {})
-        tags = run_tags(
-            str(dataset.get("fingerprint")),
-            dataset.get("source"),
-            manifest["engine"],
-            manifest.get("kind", "als"),
-        )
-        with start_run(client, experiment, "evaluate", tags=tags | {"stage": "evaluate"}) as run:
-            run.log_params(manifest.get("params", {}))
-            _log_evaluation(run, report)
-        from musicrec.models.artifact import ModelArtifact
-
-        ModelArtifact.load(model_dir).update_manifest(
-            mlflow_run_id=run.run_id, mlflow_experiment=experiment
-        )
-        return run.run_id
+    observer = MlflowObserver(client, experiment)
+    observer.on_evaluation(Path(model_dir), report)
+    assert observer.run_id is not None
+    return observer.run_id
 
 
 def _log_evaluation(run: Run, report: Mapping[str, Any]) -> None:

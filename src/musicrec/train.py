@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from musicrec.fsutil import check_replaceable
 from musicrec.models.artifact import save_artifact
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.registry import build
+from musicrec.pipeline.observer import NullObserver, StageObserver, observing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,11 @@ def fit_model(
     return build(config).fit(dataset.train, callback=callback, show_progress=show_progress)
 
 
+def engine_name(config: TrainConfig) -> str:
+    """What fits the model: ``implicit`` / ``spark`` for ALS, else the kind itself."""
+    return config.engine if config.kind == "als" else config.kind
+
+
 def train_model(
     dataset: Dataset,
     out_dir: str | Path,
@@ -51,21 +58,44 @@ def train_model(
     callback: IterationCallback | None = None,
     show_progress: bool = False,
     spark_master: str | None = None,
+    observer: StageObserver | None = None,
 ) -> tuple[Model, TrainResult]:
-    """Fit on an already loaded dataset and write the artifact to ``out_dir``."""
+    """Fit on an already loaded dataset and write the artifact to ``out_dir``.
+
+    ``observer`` sees the stage start, every sweep, the final numbers and the saved model.
+    """
     check_replaceable(out_dir, layout.MANIFEST)  # before fitting, not after
-    started = time.perf_counter()
-    model = fit_model(dataset, config, callback, show_progress, spark_master)
-    seconds = time.perf_counter() - started
-    save_artifact(
-        out_dir,
-        model=model,
-        dataset=dataset,
-        engine=config.engine if config.kind == "als" else config.kind,
-        params=config.to_dict(),
-        extra={"train_seconds": round(seconds, 3), "loss_history": model.loss_history},
-    )
-    log.info("trained %s in %.1fs -> %s", config.kind, seconds, out_dir)
+    observer = observer or NullObserver()
+    tags = {
+        "stage": "train",
+        "kind": config.kind,
+        "engine": engine_name(config),
+        "dataset_fingerprint": dataset.fingerprint,
+        "data_source": str(dataset.meta.get("source")),
+    }
+
+    def on_iteration(step: int, seconds: float, loss: float) -> None:
+        observer.on_iteration(step, seconds, loss)
+        if callback is not None:
+            callback(step, seconds, loss)
+
+    with observing(observer, "train", config.to_dict(), tags):
+        started = time.perf_counter()
+        model = fit_model(dataset, config, on_iteration, show_progress, spark_master)
+        seconds = time.perf_counter() - started
+        save_artifact(
+            out_dir,
+            model=model,
+            dataset=dataset,
+            engine=engine_name(config),
+            params=config.to_dict(),
+            extra={"train_seconds": round(seconds, 3), "loss_history": model.loss_history},
+        )
+        log.info("trained %s in %.1fs -> %s", config.kind, seconds, out_dir)
+        losses = [x for x in model.loss_history if not math.isnan(x)]
+        final = {"train_seconds": seconds} | ({"final_loss": losses[-1]} if losses else {})
+        observer.on_metrics(final)
+        observer.on_model(Path(out_dir), dataset.fingerprint, model.loss_history)
     result = TrainResult(Path(out_dir), seconds, model.loss_history, config, dataset.fingerprint)
     return model, result
 

@@ -23,8 +23,8 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,6 +278,20 @@ def blend_best(
     return out
 
 
+@dataclass(frozen=True)
+class TuneResult:
+    """The search outcome; ``test`` holds the best config's test metrics when it was trained."""
+
+    best: TrainConfig
+    best_value: float
+    baseline_value: float | None  # the starting config (trial 0), same validation split
+    n_complete: int
+    n_pruned: int
+    run_id: str
+    best_config_path: Path
+    test: dict[str, Any] | None
+
+
 def tune(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -450,7 +464,7 @@ def tune(
         parent.log_artifact(best_path)
         parent.log_artifact(out_dir / "trials.csv")
         parent.set_tags({"best_kind": best.kind})
-        test = _final(data_dir, out_dir, best, experiment, parent.run_id, client) if final else None
+        test = _final(dataset, out_dir, best, experiment, parent.run_id, client) if final else None
         if test is not None:
             parent.log_metrics({"best_test_ndcg_at_10": float(test["ndcg@10"])})
     return TuneResult(
@@ -471,7 +485,7 @@ def _best_of(studies: list[optuna.Study]) -> float | None:
 
 
 def _final(
-    data_dir: str | Path,
+    dataset: Dataset,
     out_dir: Path,
     config: TrainConfig,
     experiment: str,
@@ -479,23 +493,14 @@ def _final(
     client: MlflowClient,
 ) -> dict[str, Any]:
     """Train ``config`` on the full training split, evaluate on test, track as ``best``."""
-    from musicrec.evaluate import evaluate_model
-    from musicrec.tracking import track_evaluation, tracked_train
+    from musicrec.pipeline.sequence import train_and_evaluate
+    from musicrec.tracking import MlflowObserver
 
-    model_dir = out_dir / "model"
-    tracked_train(
-        data_dir,
-        model_dir,
-        config,
-        experiment=experiment,
-        model_name=None,
-        run_name="best",
-        parent_run_id=parent_run_id,
-        client=client,
+    observer = MlflowObserver(
+        client, experiment, run_name="best", parent_run_id=parent_run_id, dataset=dataset
     )
-    report = evaluate_model(data_dir, model_dir).to_dict()
-    track_evaluation(model_dir, report, experiment=experiment, client=client)
-    return report
+    _, report = train_and_evaluate(dataset, out_dir / "model", config, observer)
+    return report.to_dict()
 
 
 def write_config_yaml(path: Path, config: TrainConfig, comment: str = "") -> Path:
