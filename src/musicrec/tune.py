@@ -247,9 +247,9 @@ def blend_best(
     configs: list[tuple[float, TrainConfig]],
     split: ValidationSplit,
     weights: tuple[float, ...] = BLEND_WEIGHTS,
-    top_kinds: int = 3,
+    top_kinds: int = len(TUNABLE_KINDS),
 ) -> list[tuple[float, TrainConfig]]:
-    """Validation NDCG of blends of every pair among the best configs of the best kinds.
+    """Validation NDCG of blends of every pair among the best configs of the kinds searched.
 
     The best config of each of the ``top_kinds`` best kinds is fitted once; each pair is
     blended at each weight. Pairs of different families often beat the best single pair.
