@@ -61,7 +61,7 @@ def build_model(work: Path, users: int, artists: int, factors: int, random_facto
     from musicrec.data.prepare import PrepareConfig, prepare
     from musicrec.data.synth import synthesize
     from musicrec.models.artifact import save_artifact
-    from musicrec.train import train
+    from musicrec.pipeline.train import train
 
     raw, data, model = work / "raw", work / "dataset", work / "model"
     if not (raw / "usersha1-artmbid-artname-plays.tsv").exists():
@@ -238,8 +238,8 @@ def bench_server(
 
 
 def ann_recall(model: Path, sample: int) -> dict[str, float]:
-    from musicrec.ann import open_indexes, recall_at_k
-    from musicrec.recommender import Recommender
+    from musicrec.ranking.hnsw import open_indexes, recall_at_k
+    from musicrec.serving.recommender import Recommender
 
     rec = Recommender.load(model)
     exact = open_indexes(rec.artifact.path, rec.vectors, "exact")
@@ -277,8 +277,8 @@ def main() -> None:
     )
 
     from musicrec import layout
-    from musicrec.ann import COSINE_INDEX, build_item_index
     from musicrec.models.artifact import ModelArtifact
+    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
 
     index_seconds = float("nan")
     if not ((model / layout.ITEM_INDEX).exists() and (model / COSINE_INDEX).exists()):

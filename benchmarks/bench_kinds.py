@@ -21,9 +21,9 @@ import numpy as np
 
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.evaluate import evaluate_model
-from musicrec.recommender import Recommender
-from musicrec.train import train_model
+from musicrec.pipeline.evaluate import evaluate_model
+from musicrec.pipeline.train import train_model
+from musicrec.serving.recommender import Recommender
 
 
 def percentiles(samples: list[float]) -> str:

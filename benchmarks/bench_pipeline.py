@@ -51,7 +51,7 @@ import time
 from threadpoolctl import threadpool_limits
 from implicit.als import AlternatingLeastSquares
 from musicrec.config import TrainConfig
-from musicrec.confidence import confidence
+from musicrec.models.confidence import confidence
 from musicrec.data.dataset import Dataset
 cfg = TrainConfig(factors={factors}, iterations={iterations})
 weighted = confidence(Dataset.load({str(dataset)!r}).train, cfg)

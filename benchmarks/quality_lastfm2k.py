@@ -21,9 +21,9 @@ from threadpoolctl import threadpool_limits
 from musicrec.config import KINDS, TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
-from musicrec.evaluate import evaluate, evaluate_model
+from musicrec.pipeline.evaluate import evaluate, evaluate_model
+from musicrec.pipeline.train import train
 from musicrec.ranking import FactorRanker
-from musicrec.train import train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
 

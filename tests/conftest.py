@@ -11,7 +11,7 @@ import pytest
 from musicrec.config import TrainConfig
 from musicrec.data.prepare import PrepareConfig, prepare
 from musicrec.data.synth import synthesize
-from musicrec.train import train
+from musicrec.pipeline.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LASTFM_2K = Path(os.environ.get("MUSICREC_LASTFM2K", REPO_ROOT.parent / "shared/data/lastfm-2k"))

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from musicrec.api.app import create_app
 from musicrec.api.settings import Settings
 from musicrec.config import TrainConfig
-from musicrec.train import train
+from musicrec.pipeline.train import train
 
 ADMIN_KEY = "test-admin-key"
 UI_ORIGIN = "http://ui.example"
@@ -485,7 +485,7 @@ def test_serve_starts_degraded_when_the_model_is_missing(monkeypatch: pytest.Mon
 def test_multiprocess_dir_is_created_and_cleaned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from musicrec.commands.serve import multiprocess_metrics_dir
+    from musicrec.cli.serve import multiprocess_metrics_dir
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with multiprocess_metrics_dir(1) as none:

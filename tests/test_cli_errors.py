@@ -21,7 +21,7 @@ def no_servers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import uvicorn
 
-    from musicrec import monitoring
+    from musicrec.ops import monitoring
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("bad input reached the server start")

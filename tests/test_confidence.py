@@ -6,8 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight
 
-from musicrec.confidence import confidence, item_totals
 from musicrec.config import TrainConfig
+from musicrec.models.confidence import confidence, item_totals
 
 
 def plays_matrix() -> sp.csr_matrix:

@@ -29,7 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
-from musicrec import monitoring
+from musicrec.ops import monitoring
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

@@ -13,8 +13,8 @@ from implicit.evaluation import ranking_metrics_at_k
 
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError
-from musicrec.evaluate import evaluate, evaluate_model, ranking_metrics
 from musicrec.models.artifact import ModelArtifact
+from musicrec.pipeline.evaluate import evaluate, evaluate_model, ranking_metrics
 from musicrec.ranking import FactorRanker, StaticRanker
 
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, require_or_skip
-from musicrec.monitoring import (
+from musicrec.ops.monitoring import (
     alert_rules_text,
     render_prometheus_config,
     stop_prometheus,
@@ -170,7 +170,7 @@ def test_prometheus_starts_from_a_relative_workdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`musicrec monitor`'s default workdir is relative to where it runs."""
-    from musicrec.monitoring import prometheus_url, start_prometheus
+    from musicrec.ops.monitoring import prometheus_url, start_prometheus
 
     require_or_skip(shutil.which("prometheus") is not None, "prometheus not installed")
     monkeypatch.chdir(tmp_path)

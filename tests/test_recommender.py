@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from musicrec import layout
-from musicrec.ann import COSINE_INDEX, build_item_index, open_indexes, recall_at_k, stored_dim
 from musicrec.errors import ConfigError
-from musicrec.moods import load_mood_specs
-from musicrec.recommender import (
+from musicrec.ranking.hnsw import (
+    COSINE_INDEX,
+    build_item_index,
+    open_indexes,
+    recall_at_k,
+    stored_dim,
+)
+from musicrec.serving.moods import load_mood_specs
+from musicrec.serving.recommender import (
     MoodUnavailableError,
     Recommender,
     UnknownArtistError,
@@ -110,7 +116,7 @@ def test_fold_in_reproduces_a_training_user(rec: Recommender) -> None:
 
 def test_fold_in_weighting_matches_training(rec: Recommender) -> None:
     user = int(np.argmax(np.diff(rec.train.indptr)))
-    from musicrec.confidence import confidence
+    from musicrec.models.confidence import confidence
 
     weighted = confidence(rec.train[user], rec.config, totals=rec.totals)
     folded = rec._solver.recalculate_user(0, weighted)

@@ -21,15 +21,15 @@ from typer.testing import CliRunner
 
 from conftest import require_or_skip
 from musicrec.cli import app as cli_app
-from musicrec.confidence import confidence
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset, to_csr
 from musicrec.errors import ConfigError
-from musicrec.evaluate import evaluate_model
 from musicrec.models import spark_als
 from musicrec.models.artifact import ModelArtifact
+from musicrec.models.confidence import confidence
+from musicrec.pipeline.evaluate import evaluate_model
+from musicrec.pipeline.train import train
 from musicrec.ranking import FactorRanker
-from musicrec.train import train
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -11,19 +11,10 @@ from typer.testing import CliRunner
 
 from musicrec.cli import app
 from musicrec.config import TrainConfig
-from musicrec.evaluate import evaluate_model
-from musicrec.experiments import experiment_report, load_grid, pareto_front, run_grid
 from musicrec.models.als import loss_sweeps
 from musicrec.models.artifact import ModelArtifact
-from musicrec.registry import (
-    VersionInfo,
-    gate,
-    promote,
-    register_and_promote,
-    register_version,
-    resolve_model,
-    rollback,
-)
+from musicrec.pipeline.evaluate import evaluate_model
+from musicrec.pipeline.train import train
 from musicrec.tracking import (
     LOSS_METRIC,
     TrackingError,
@@ -31,6 +22,7 @@ from musicrec.tracking import (
     display_uri,
     get_client,
     metric_key,
+    register_and_promote,
     report_metrics,
     start_run,
     track_evaluation,
@@ -38,7 +30,15 @@ from musicrec.tracking import (
     tracking_uri,
     ui_command,
 )
-from musicrec.train import train
+from musicrec.tracking.experiments import experiment_report, load_grid, pareto_front, run_grid
+from musicrec.tracking.registry import (
+    VersionInfo,
+    gate,
+    promote,
+    register_version,
+    resolve_model,
+    rollback,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(factors=8, iterations=4)

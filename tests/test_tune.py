@@ -12,7 +12,13 @@ from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.models.als import fit_als
 from musicrec.tracking import get_client
-from musicrec.tune import checkpoints, score_config, tune, validation_ndcg, validation_split
+from musicrec.tracking.tune import (
+    checkpoints,
+    score_config,
+    tune,
+    validation_ndcg,
+    validation_split,
+)
 
 
 def _random_plays(n_users: int = 120, n_items: int = 90, seed: int = 0) -> sp.csr_matrix:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 import musicrec.ui
 from musicrec.cli import app as cli_app
-from musicrec.commands.ui import streamlit_command
-from musicrec.moods import load_mood_specs
+from musicrec.cli.ui import streamlit_command
+from musicrec.serving.moods import load_mood_specs
 from musicrec.ui.charts import OTHER_ARTISTS, map_chart, map_frame, metrics_frame, spread_labels
 from musicrec.ui.client import ApiClient, ApiRequestError, ApiUnavailable, ArtistMap, MapPoint
 from musicrec.ui.profiles import PROFILES

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from musicrec.evaluate import evaluate_model
+from musicrec.pipeline.evaluate import evaluate_model
 
 SERVER_START_TIMEOUT_S = 90.0
 SERVER_STOP_TIMEOUT_S = 15.0

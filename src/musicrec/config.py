@@ -66,7 +66,7 @@ class TrainConfig:
     """What to train: a model ``kind`` and its parameters (``KIND_PARAMS[kind]``).
 
     The field defaults are ALS's; :meth:`for_kind` applies each kind's own defaults.
-    ``alpha`` scales the weighted plays once, in :mod:`musicrec.confidence`, for every kind.
+    ``alpha`` scales the weighted plays once, in :mod:`musicrec.models.confidence`, for every kind.
     """
 
     kind: str = "als"

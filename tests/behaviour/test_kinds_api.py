@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from musicrec.api.app import create_app
 from musicrec.api.settings import Settings
 from musicrec.config import TrainConfig
-from musicrec.train import train
+from musicrec.pipeline.train import train
 
 METAL = {"metal", "thrash metal", "heavy metal", "aggressive", "hardcore"}
 KINDS = {

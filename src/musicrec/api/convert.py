@@ -6,7 +6,7 @@ import time
 
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.schemas import Recommendation, SimilarResponse
-from musicrec.recommender import Rec, Recommender
+from musicrec.serving.recommender import Rec, Recommender
 
 
 def to_schema(recs: list[Rec]) -> list[Recommendation]:

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.settings import Settings
-from musicrec.recommender import Recommender
+from musicrec.serving.recommender import Recommender
 
 
 def get_recommender(request: Request) -> Recommender:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from musicrec.api.settings import Settings
 from musicrec.errors import MusicrecError
-from musicrec.recommender import Recommender
+from musicrec.serving.recommender import Recommender
 
 log = logging.getLogger(__name__)
 REGISTRY_SCHEME = "models:/"
@@ -22,7 +22,7 @@ def resolve_model_path(model: str) -> Path:
     """A local artifact directory for ``model``; registry URIs go through the registry."""
     if model.startswith(REGISTRY_SCHEME):
         try:
-            from musicrec.registry import resolve_model
+            from musicrec.tracking.registry import resolve_model
         except ImportError as exc:
             raise ModelLoadError(
                 f"cannot resolve {model}: registry support unavailable ({exc})"

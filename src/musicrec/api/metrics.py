@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from musicrec.recommender import Rec, Recommender
+    from musicrec.serving.recommender import Rec, Recommender
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from musicrec.ann import HNSW_EF_COSINE, HNSW_EF_SEARCH
-from musicrec.recommender import DEFAULT_MOOD_WEIGHT
+from musicrec.ranking.hnsw import HNSW_EF_COSINE, HNSW_EF_SEARCH
+from musicrec.serving.recommender import DEFAULT_MOOD_WEIGHT
 
 
 class Settings(BaseSettings):

@@ -22,11 +22,11 @@ from rich.progress import Progress, TextColumn
 from threadpoolctl import threadpool_limits
 
 from musicrec import layout
-from musicrec.confidence import confidence
 from musicrec.config import TrainConfig
 from musicrec.models.base import IterationCallback, Model
-from musicrec.ranking.exact import FactorRanker
-from musicrec.ranking.topk import topk_dense
+from musicrec.models.confidence import confidence
+from musicrec.models.exact import FactorRanker
+from musicrec.models.topk import topk_dense
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def build_als(config: TrainConfig, n_threads: int = 0, loss: bool = False):  # t
     return AlternatingLeastSquares(
         factors=config.factors,
         regularization=config.regularization,
-        alpha=1.0,  # confidence is already scaled by musicrec.confidence
+        alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
         iterations=config.iterations,
         calculate_training_loss=loss,
         random_state=config.seed,

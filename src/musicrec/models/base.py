@@ -3,7 +3,7 @@
 Every kind keeps the ranking contract of :mod:`musicrec.ranking`: ``(ids, scores)`` arrays of
 shape ``(n, k)``, best first, never an excluded item, ``-1`` / ``-inf`` padding only when the
 catalogue runs out. ``user_items`` are always raw plays (users x items); each model weights
-them once, through :func:`musicrec.confidence.confidence` with its own config, the same way
+them once, through :func:`musicrec.models.confidence.confidence` with its own config, the same way
 at training, evaluation and serving time.
 """
 
@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.confidence import confidence, item_totals
 from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
-from musicrec.ranking.topk import topk_dense
+from musicrec.models.confidence import confidence, item_totals
+from musicrec.models.topk import topk_dense
 
 # (iteration, seconds, loss) after each training sweep; loss is NaN when not computed.
 IterationCallback = Callable[[int, float, float], None]

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from musicrec.config import TrainConfig
 from musicrec.models.base import IterationCallback, Model
-from musicrec.ranking.topk import topk_dense
+from musicrec.models.topk import topk_dense
 
 PARTS = ("first", "second")
 

@@ -26,7 +26,7 @@ from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
 from musicrec.models.base import IterationCallback, Model, batch_rows
-from musicrec.ranking.topk import topk_dense, topk_sparse
+from musicrec.models.topk import topk_dense, topk_sparse
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Spark MLlib ALS: train on a cluster (or ``local[*]``), return the same factor arrays as implicit.
 
 The training split is read with ``spark.read.parquet`` and weighted with Spark SQL using the
-expressions of :mod:`musicrec.confidence`, so nothing but the final factors passes through the
-driver's Python process. The factors come back in our ``user_idx`` / ``item_idx`` order, ready
-for :func:`musicrec.models.artifact.save_artifact`.
+expressions of :mod:`musicrec.models.confidence`, so nothing but the final factors passes
+through the driver's Python process. The factors come back in our ``user_idx`` / ``item_idx``
+order, ready for :func:`musicrec.models.artifact.save_artifact`.
 
 Two semantic differences from implicit are bridged here (details in ``docs/spark.md``):
 
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from musicrec import layout
-from musicrec.confidence import bm25_weight
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError, DataError
 from musicrec.models.als import Factors, IterationCallback
+from musicrec.models.confidence import bm25_weight
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,7 +178,7 @@ def _missing_local_dir(uri: str) -> bool:
 
 
 def weighted_ratings(frame: DataFrame, config: TrainConfig, n_items: int) -> DataFrame:
-    """``user_idx, item_idx, rating``: :func:`musicrec.confidence.confidence` in Spark SQL.
+    """``user_idx, item_idx, rating``: :func:`musicrec.models.confidence.confidence` in Spark SQL.
 
     Duplicate (user, item) rows are summed first, as the CSR matrix does.
     """
@@ -289,7 +289,7 @@ def fit_spark(
                 maxIter=config.iterations,
                 regParam=reg_param,
                 implicitPrefs=True,
-                alpha=1.0,  # confidence is already scaled by musicrec.confidence
+                alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
                 nonnegative=False,
                 seed=config.seed,
                 userCol="user_idx",

@@ -26,7 +26,7 @@ class StageObserver(Protocol):
         """A complete model artifact was written."""
 
     def on_evaluation(self, model_dir: Path, report: Mapping[str, Any]) -> None:
-        """A model was evaluated; ``report`` is :meth:`musicrec.evaluate.Report.to_dict`."""
+        """A model was evaluated; ``report`` is ``Report.to_dict()``."""
 
     def on_end(self, failed: bool) -> None:
         """The stage finished (``failed``: it raised)."""

@@ -11,8 +11,8 @@ from musicrec.data.dataset import Dataset
 from musicrec.pipeline.observer import NullObserver, StageObserver
 
 if TYPE_CHECKING:
-    from musicrec.evaluate import Report
-    from musicrec.train import TrainResult
+    from musicrec.pipeline.evaluate import Report
+    from musicrec.pipeline.train import TrainResult
 
 
 def train_and_evaluate(
@@ -24,8 +24,8 @@ def train_and_evaluate(
     baselines: Sequence[str] = ("popularity",),
 ) -> tuple[TrainResult, Report]:
     """Fit and save ``config`` on ``dataset``, evaluate it on the test split, record metrics."""
-    from musicrec.evaluate import evaluate_dataset, record_metrics
-    from musicrec.train import train_model
+    from musicrec.pipeline.evaluate import evaluate_dataset, record_metrics
+    from musicrec.pipeline.train import train_model
 
     observer = observer or NullObserver()
     model, result = train_model(dataset, out_dir, config, observer=observer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from musicrec.ranking.topk import topk_dense
+from musicrec.models.topk import topk_dense
 
 
 class StaticRanker:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from musicrec.api.deps import RecommenderDep
-from musicrec.recommender import Recommender
+from musicrec.serving.recommender import Recommender
 
 MAP_DEFAULT_ARTISTS = 300
 MAP_MAX_ARTISTS = 2000

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from musicrec.api.convert import elapsed_ms, to_schema
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
-from musicrec.recommender import UnknownArtistError
+from musicrec.serving.recommender import UnknownArtistError
 
 router = APIRouter(prefix="/listeners", tags=["listeners"])
 

@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.cli import app, console, friendly_errors
+from musicrec.cli.common import console, friendly_errors
 from musicrec.errors import ConfigError, MusicrecError
+
+app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -52,8 +54,8 @@ def multiprocess_metrics_dir(workers: int) -> Iterator[Path | None]:
 def _prepare_index(model: str, index: str) -> None:
     """Build the HNSW graphs once, before workers start (each would build its own)."""
     from musicrec import layout
-    from musicrec.ann import COSINE_INDEX, build_item_index
     from musicrec.api.loader import resolve_model_path
+    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
 
     if index != "hnsw":
         return
@@ -100,8 +102,8 @@ def serve(
     import uvicorn
     from uvicorn.config import LOG_LEVELS
 
-    from musicrec.ann import INDEX_KINDS
     from musicrec.api.server import HTTP_PROTOCOL
+    from musicrec.ranking.hnsw import INDEX_KINDS
 
     model = model or os.environ.get("MUSICREC_MODEL")
     if not model:
@@ -145,7 +147,7 @@ def traffic(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Send a realistic, bounded mix of API requests and report latency and errors."""
-    from musicrec.traffic import run_traffic
+    from musicrec.ops.traffic import run_traffic
 
     summary = run_traffic(
         url,

@@ -1,6 +1,6 @@
 """Commands for tracking, the registry and experiments: ``tracking``, ``promote``, ``rollback``,
-``experiments`` and ``tune``. Logic lives in :mod:`musicrec.tracking`, :mod:`musicrec.registry`,
-:mod:`musicrec.experiments` and :mod:`musicrec.tune`."""
+``experiments`` and ``tune``. Logic lives in :mod:`musicrec.tracking` (store, observer,
+registry, experiments, tune)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.cli import app, console, friendly_errors
+from musicrec.cli.common import console, friendly_errors
+
+app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
 if TYPE_CHECKING:
-    from musicrec.registry import Decision
+    from musicrec.tracking.registry import Decision
 
 MODEL_NAME = "musicrec-als"  # musicrec.tracking.DEFAULT_MODEL_NAME, without importing MLflow here
 
@@ -52,8 +54,8 @@ def tracking_ui(
 @friendly_errors
 def tracking_models(name: NameOption = MODEL_NAME) -> None:
     """List the registered versions of a model with their gate metric and aliases."""
-    from musicrec.registry import get_version, version_info
     from musicrec.tracking import display_uri, get_client, mlflow_errors
+    from musicrec.tracking.registry import get_version, version_info
 
     client = get_client()
     with mlflow_errors(f"listing {name}"):
@@ -107,8 +109,8 @@ def promote(
 
     Exit code 0: the version is champion (promoted now or already); 1: the gate refused.
     """
-    from musicrec.registry import promote as run_promote
-    from musicrec.registry import register_and_promote
+    from musicrec.tracking import register_and_promote
+    from musicrec.tracking.registry import promote as run_promote
 
     if model is not None:
         decision = register_and_promote(model, name, margin=margin, force=force)
@@ -123,7 +125,7 @@ def promote(
 @friendly_errors
 def rollback(name: NameOption = MODEL_NAME) -> None:
     """Move the champion alias back to the version it replaced."""
-    from musicrec.registry import rollback as run_rollback
+    from musicrec.tracking.registry import rollback as run_rollback
 
     decision = run_rollback(name)
     Console().print(
@@ -144,7 +146,7 @@ def experiments_grid(
     name: NameOption = MODEL_NAME,
 ) -> None:
     """Train and evaluate each grid config, one MLflow run each under a parent run."""
-    from musicrec.experiments import load_grid, run_grid
+    from musicrec.tracking.experiments import load_grid, run_grid
 
     configs = load_grid(config)
     with console.status(f"training {len(configs)} configs"):
@@ -177,7 +179,7 @@ def experiments_report(
     ] = None,
 ) -> None:
     """Compare an experiment's runs: CSV, Markdown table and a metric-vs-time plot."""
-    from musicrec.experiments import experiment_report
+    from musicrec.tracking.experiments import experiment_report
 
     files = experiment_report(experiment, out, metric=metric, parent_run_id=parent)
     Console().print(f"{files.runs} runs -> {files.csv}, {files.markdown}, {files.plot}")
@@ -210,7 +212,7 @@ def tune(
     import optuna
 
     from musicrec.config import TrainConfig
-    from musicrec.tune import tune as run_tune
+    from musicrec.tracking.tune import tune as run_tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = TrainConfig.from_yaml(config) if config else TrainConfig()

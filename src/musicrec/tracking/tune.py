@@ -131,7 +131,7 @@ def model_ndcg(model: Model, split: ValidationSplit, k: int = 10) -> float:
 
 
 def _ndcg(ranker: Ranker, split: ValidationSplit, k: int) -> float:
-    from musicrec.evaluate import evaluate_ranker
+    from musicrec.pipeline.evaluate import evaluate_ranker
 
     metrics, _ = evaluate_ranker(ranker, split.train, split.valid, ks=(k,))
     return metrics[f"ndcg@{k}"]
@@ -170,8 +170,8 @@ def score_config(
         return Score(ndcg, seconds)
     from threadpoolctl import threadpool_limits
 
-    from musicrec.confidence import confidence
     from musicrec.models.als import build_als
+    from musicrec.models.confidence import confidence
 
     weighted = confidence(split.train, config)
     als = build_als(config)

@@ -22,14 +22,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from musicrec import layout
-from musicrec.ann import IndexKind, IndexPair, ItemVectors, open_indexes
-from musicrec.confidence import confidence, item_totals
 from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
 from musicrec.errors import MusicrecError
 from musicrec.models.artifact import ModelArtifact
-from musicrec.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
-from musicrec.ranking.topk import topk_dense
+from musicrec.models.confidence import confidence, item_totals
+from musicrec.models.topk import topk_dense
+from musicrec.ranking.hnsw import IndexKind, IndexPair, ItemVectors, open_indexes
+from musicrec.serving.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicrec import layout
-from musicrec.errors import ArtifactError
-from musicrec.fsutil import read_json
-from musicrec.tracking import (
-    DEFAULT_EXPERIMENT,
+from musicrec.tracking.store import (
     DEFAULT_MODEL_NAME,
     MODEL_PATH,
     TrackingError,
     display_uri,
-    existing_run,
     get_client,
     mlflow_errors,
     tracking_uri,
@@ -215,38 +211,6 @@ def rollback(
         _move_alias(client, name, alias, target.version)
     reason = f"rolled back from version {current.version} to version {target.version}"
     return Decision(name, target, version_info(client, current), True, reason)
-
-
-def register_and_promote(
-    model_dir: str | Path,
-    name: str = DEFAULT_MODEL_NAME,
-    *,
-    experiment: str = DEFAULT_EXPERIMENT,
-    margin: float = 0.0,
-    force: bool = False,
-    client: MlflowClient | None = None,
-) -> Decision:
-    """Promote the registered version of a local artifact, registering it first if needed.
-
-    An artifact from a tracked ``musicrec train`` names its version in its manifest; one trained
-    with ``--no-track`` is logged to a new run (with the metrics its manifest holds) first.
-    """
-    from musicrec.tracking import track_artifact
-
-    if not (Path(model_dir) / layout.MANIFEST).is_file():
-        raise ArtifactError(f"{model_dir}: not a model artifact directory (run `musicrec train`)")
-    client = client or get_client()
-    manifest = read_json(Path(model_dir) / layout.MANIFEST)
-    registered = manifest.get("registered_model") or {}
-    version = None
-    if registered.get("name") == name and existing_run(client, manifest.get("mlflow_run_id")):
-        with mlflow_errors(f"reading {name} version {registered.get('version')}"):
-            found = client.get_model_version(name, str(registered["version"]))
-        if found.run_id == manifest["mlflow_run_id"]:
-            version = str(found.version)
-    if version is None:
-        version = track_artifact(model_dir, experiment=experiment, model_name=name, client=client)
-    return promote(name, str(version), margin, force, client=client)
 
 
 def model_cache_dir() -> Path:

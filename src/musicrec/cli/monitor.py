@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from musicrec.cli import app, friendly_errors
+from musicrec.cli.common import friendly_errors
+
+app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
 
 @app.command()
@@ -25,7 +27,12 @@ def monitor(
     from urllib.parse import urlsplit
 
     from musicrec.errors import ConfigError
-    from musicrec.monitoring import prometheus_url, start_prometheus, stop_prometheus, wait_ready
+    from musicrec.ops.monitoring import (
+        prometheus_url,
+        start_prometheus,
+        stop_prometheus,
+        wait_ready,
+    )
 
     parts = urlsplit(api_url)
     try:

@@ -1,129 +1,20 @@
-"""The ``musicrec`` command line: one sub-command per pipeline stage.
-
-Handlers stay thin: they parse options, call the stage function and print its result.
-A :class:`~musicrec.errors.MusicrecError` becomes a one-line message and exit code 1.
-"""
+"""``musicrec train`` and ``musicrec evaluate``."""
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.errors import ConfigError, MusicrecError
+from musicrec.cli.common import console, friendly_errors
+from musicrec.errors import ConfigError
 
-app = typer.Typer(
-    name="musicrec",
-    help="Music recommendations from Last.fm listening data.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-data_app = typer.Typer(help="Get, synthesize and prepare listening data.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    """Turn expected failures into ``error: <message>`` on stderr and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (MusicrecError, FileNotFoundError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@app.callback()
-def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
-) -> None:
-    """Music recommendations from Last.fm listening data."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@data_app.command("prepare")
-@friendly_errors
-def data_prepare(
-    source: Annotated[str, typer.Option(help="lastfm360k | lastfm1k | hetrec2k | csv")],
-    input: Annotated[Path, typer.Option("--input", help="Raw file or directory.")],
-    out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
-    min_user_items: Annotated[int, typer.Option(help="k-core: artists per user.")] = 5,
-    min_item_users: Annotated[int, typer.Option(help="k-core: listeners per artist.")] = 3,
-    test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
-    split: Annotated[str, typer.Option(help="auto | random | temporal")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
-) -> None:
-    """Validate, deduplicate, k-core filter and split raw data into a dataset directory."""
-    from musicrec.data.prepare import PrepareConfig, prepare
-
-    config = PrepareConfig(min_user_items, min_item_users, test_fraction, split, seed)  # type: ignore[arg-type]
-    with console.status(f"preparing {input} ({source})"):
-        summary = prepare(source, input, out, config)
-    stats = summary.stats
-    table = Table(title=f"dataset {out} · fingerprint {summary.fingerprint}", show_header=False)
-    table.add_row("rows read", f"{stats['rows_read']:,}")
-    for reason, count in stats["rejected"].items():
-        table.add_row(f"rejected: {reason}", f"{count:,}")
-    for reason, count in stats["dropped"].items():
-        table.add_row(f"dropped: {reason}", f"{count:,}")
-    for name, count in stats["kept"].items():
-        table.add_row(f"kept: {name}", f"{count:,}")
-    table.add_row("split", stats["split"])
-    table.add_row("seconds", f"{summary.seconds:.1f}")
-    Console().print(table)
-
-
-@data_app.command("synth")
-@friendly_errors
-def data_synth(
-    out: Annotated[Path, typer.Option(help="Directory for the Last.fm-360K-format files.")],
-    users: Annotated[int, typer.Option(help="Number of listeners.")] = 3000,
-    artists: Annotated[int, typer.Option(help="Number of artists.")] = 2500,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
-) -> None:
-    """Write synthetic Last.fm-360K-format data with planted genres, tags and real names."""
-    from musicrec.data.synth import synthesize
-
-    result = synthesize(out, n_users=users, n_artists=artists, seed=seed, show_progress=True)
-    Console().print(f"wrote {result}")
-
-
-@data_app.command("fetch")
-@friendly_errors
-def data_fetch(
-    name: Annotated[str, typer.Argument(help="lastfm-360k | lastfm-1k | hetrec-2k")],
-    cache_dir: Annotated[Path, typer.Option(help="Download cache.")] = Path("data/raw"),
-    base_url: Annotated[str | None, typer.Option(help="Mirror to download from.")] = None,
-) -> None:
-    """Download a public Last.fm dataset archive (resumable, checksummed) and unpack it."""
-    from musicrec.data.fetch import fetch
-
-    path = fetch(name, cache_dir, base_url=base_url, show_progress=True)
-    typer.echo(str(path))  # plain, unwrapped: scripts read this line
-
-
-# ----------------------------------------------------------------------------- model
+app = typer.Typer()
 
 
 @app.command()
@@ -159,7 +50,7 @@ def train(
 ) -> None:
     """Train a model (ALS by default) on a prepared dataset; write, track and register it."""
     from musicrec.config import TrainConfig, parse_params
-    from musicrec.train import train as run_train
+    from musicrec.pipeline.train import train as run_train
 
     base = TrainConfig.from_yaml(config) if config else TrainConfig()
     if kind is not None and kind != base.kind:
@@ -241,8 +132,8 @@ def evaluate(
     ] = True,
 ) -> None:
     """Evaluate a model on its dataset's test split against baselines; log to its MLflow run."""
-    from musicrec.evaluate import evaluate_model
     from musicrec.fsutil import write_json_atomic
+    from musicrec.pipeline.evaluate import evaluate_model
 
     ks = sorted(set(k or [10, 20]))
     if ks[0] < 1:
@@ -272,16 +163,3 @@ def evaluate(
     out.print(metrics_table(payload, ks))
     for name, values in report.slices.items():
         out.print(f"[bold]{name}[/bold]: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
-
-
-def _register_command_modules() -> None:
-    import importlib
-    import pkgutil
-
-    from musicrec import commands
-
-    for module in pkgutil.iter_modules(commands.__path__):
-        importlib.import_module(f"{commands.__name__}.{module.name}")
-
-
-_register_command_modules()

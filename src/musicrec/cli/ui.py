@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from musicrec.cli import app, friendly_errors
+from musicrec.cli.common import friendly_errors
+
+app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
 
 def streamlit_command(app_path: Path, host: str, port: int) -> list[str]:

@@ -1,0 +1,50 @@
+"""The ``musicrec`` command line: one module per group of commands, registered explicitly.
+
+Handlers stay thin: they parse options, call the stage function and print its result.
+A :class:`~musicrec.errors.MusicrecError` becomes a one-line message and exit code 1. Command
+modules never import this one; each collects its commands on a local ``typer.Typer`` that is
+merged into :data:`app` below.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from musicrec.cli import data, model, monitor, serve, tracking, ui
+from musicrec.cli.common import console, friendly_errors
+
+app = typer.Typer(
+    name="musicrec",
+    help="Music recommendations from Last.fm listening data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+COMMAND_MODULES = (data, model, tracking, serve, ui, monitor)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    """Music recommendations from Last.fm listening data."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register(modules: tuple[object, ...]) -> None:
+    """Merge each module's commands and groups into :data:`app`, in this order."""
+    for module in modules:
+        local: typer.Typer = module.app  # type: ignore[attr-defined]
+        app.registered_commands.extend(local.registered_commands)
+        app.registered_groups.extend(local.registered_groups)
+
+
+_register(COMMAND_MODULES)
+
+__all__ = ["app", "console", "friendly_errors"]

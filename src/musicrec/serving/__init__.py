@@ -1,0 +1,1 @@
+"""The serving runtime: catalogue, moods and the recommender the API answers from."""

@@ -1,0 +1,199 @@
+"""Where runs are stored and how one is written: the MLflow client, runs, names, errors.
+
+The store is ``$MLFLOW_TRACKING_URI`` when set, else a SQLite database ``mlflow.db`` in the
+current directory with run artifacts under ``mlartifacts/`` beside it. Nothing is configured at
+import: every function takes (or builds) an explicit :class:`~mlflow.MlflowClient`, so no global
+tracking URI or active run is ever set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from musicrec.errors import MusicrecError
+from musicrec.fsutil import write_json_atomic
+from musicrec.models.base import IterationCallback
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+DEFAULT_EXPERIMENT = "musicrec"
+DEFAULT_MODEL_NAME = "musicrec-als"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+MODEL_PATH = "model"  # run artifact path of the model directory
+LOSS_METRIC = "train_loss"
+PARENT_TAG = "mlflow.parentRunId"
+_BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
+
+
+class TrackingError(MusicrecError):
+    """The tracking store or registry refused an operation."""
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db`` (read at call time)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / DB_FILE).as_posix()}"
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` without credentials (``postgresql://user:secret@host`` -> ``postgresql://***@host``)."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifact root of new experiments: ``mlartifacts/`` beside a SQLite file, else the store's."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / ARTIFACTS_DIR).as_uri()
+
+
+def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line serving ``uri`` and its local artifacts."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", host, "--port", str(port)]
+    location = artifact_location(uri)
+    if location:
+        command += ["--artifacts-destination", location]
+    return command
+
+
+def get_client(uri: str | None = None) -> MlflowClient:
+    """A client bound to ``uri`` (default :func:`tracking_uri`) for tracking and registry."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextmanager
+def mlflow_errors(action: str) -> Iterator[None]:
+    """Re-raise MLflow's exceptions as :class:`TrackingError` with a one-line reason."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        message = str(exc.message if hasattr(exc, "message") else exc).splitlines()[0]
+        raise TrackingError(f"{action}: {message}") from exc
+
+
+def metric_key(name: str) -> str:
+    """MLflow-safe metric name: ``ndcg@10`` -> ``ndcg_at_10`` (MLflow rejects ``@``)."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("@", "_at_"))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One MLflow run, logged through an explicit client."""
+
+    client: MlflowClient
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        items = [Metric(metric_key(k), float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, tags=items[start : start + _BATCH])
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_json(self, payload: Any, artifact_file: str) -> None:
+        """Write ``payload`` as JSON and log it under ``artifact_file`` (e.g. ``metrics.json``)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            write_json_atomic(path, payload)
+            self.log_artifact(path, str(Path(artifact_file).parent).strip(".") or None)
+
+    def loss_callback(self) -> IterationCallback:
+        """A training callback logging ``train_loss`` and cumulative seconds at each iteration."""
+
+        def on_iteration(iteration: int, seconds: float, loss: float) -> None:
+            metrics = {"iteration_seconds": seconds}
+            if not math.isnan(loss):
+                metrics[LOSS_METRIC] = loss
+            self.log_metrics(metrics, step=iteration)
+
+        return on_iteration
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (artifacts per :func:`artifact_location`) if new."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        location = artifact_location(client.tracking_uri)
+        return str(client.create_experiment(name, artifact_location=location))
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(f"experiment {name!r} is deleted; restore it or choose another name")
+    return str(experiment.experiment_id)
+
+
+@contextmanager
+def start_run(
+    client: MlflowClient,
+    experiment: str,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Run]:
+    """Create a run (nested under ``parent_run_id`` if given); end it FINISHED or FAILED."""
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    created = client.create_run(experiment_id(client, experiment), tags=all_tags, run_name=run_name)
+    run = Run(client, created.info.run_id)
+    try:
+        yield run
+    except BaseException:
+        client.set_terminated(run.run_id, "FAILED")
+        raise
+    client.set_terminated(run.run_id, "FINISHED")
+
+
+def existing_run(client: MlflowClient, run_id: str | None) -> Run | None:
+    """The run ``run_id`` if this store has it and it is not deleted."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        found = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return None if found.info.lifecycle_stage == "deleted" else Run(client, run_id)
