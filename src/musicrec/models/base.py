@@ -167,3 +167,30 @@ def _rows(matrix: sp.csr_matrix, n_rows: int, n_items: int) -> sp.csr_matrix:
     if matrix.shape[1] != n_items:
         raise ValueError(f"user_items must have {n_items} columns, got {matrix.shape[1]}")
     return matrix
+
+
+# The one place a kind's name maps to its class, by import path (like an entry point), so a
+# kind that holds other models (blend) can build them without importing back up.
+KIND_CLASSES: dict[str, str] = {
+    "als": "musicrec.models.als:ALSModel",
+    "ease": "musicrec.models.itemitem:EASEModel",
+    "itemknn": "musicrec.models.itemitem:ItemKNNModel",
+    "rp3beta": "musicrec.models.itemitem:RP3BetaModel",
+    "blend": "musicrec.models.blend:BlendModel",
+}
+
+
+def model_class(kind: str) -> type[Model]:
+    """The class of model ``kind`` (one-line error for an unknown kind)."""
+    import importlib
+
+    if kind not in KIND_CLASSES:
+        raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KIND_CLASSES)}")
+    module, _, name = KIND_CLASSES[kind].partition(":")
+    found: type[Model] = getattr(importlib.import_module(module), name)
+    return found
+
+
+def build(config: TrainConfig) -> Model:
+    """An unfitted model of ``config.kind``."""
+    return model_class(config.kind)(config)

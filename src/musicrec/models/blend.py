@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from musicrec.config import TrainConfig
-from musicrec.models.base import IterationCallback, Model
+from musicrec.models.base import IterationCallback, Model, build, model_class
 from musicrec.models.topk import topk_dense
 
 PARTS = ("first", "second")
@@ -30,7 +30,6 @@ class BlendModel(Model):
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)
-        from musicrec.models.registry import build
 
         self.first = build(config.part("first"))
         self.second = build(config.part("second"))
@@ -77,7 +76,6 @@ class BlendModel(Model):
 
     @classmethod
     def files(cls, config: TrainConfig) -> tuple[str, ...]:
-        from musicrec.models.registry import model_class
 
         return tuple(
             f"{name}/{file}"
@@ -87,7 +85,6 @@ class BlendModel(Model):
 
     @classmethod
     def load(cls, directory: Path, config: TrainConfig, user_items: sp.csr_matrix) -> BlendModel:
-        from musicrec.models.registry import model_class
 
         model = cls(config)
         model._remember(user_items)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from ui_fixtures import (  # noqa: F401  (session fixtures)
     api_url,
     clean_env,
@@ -26,7 +25,7 @@ from ui_fixtures import (  # noqa: F401  (session fixtures)
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
 DOCS_ENV = "MUSICREC_DOCS_SCREENSHOTS"

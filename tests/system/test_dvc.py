@@ -26,7 +26,7 @@ from musicrec.data.validate import validate_dataset_dir
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("data", "prepare", "train", "evaluate")
 OUTS = ("data/raw", "data/dataset", "artifacts/model", "metrics.json")
 SMALL_PARAMS = {

@@ -40,7 +40,7 @@ from musicrec.tracking.registry import (
     rollback,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(factors=8, iterations=4)
 
 

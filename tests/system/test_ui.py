@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
+from ui_fixtures import api_url, ui_model  # noqa: F401  (session fixtures)
 
 import musicrec.ui
 from musicrec.cli import app as cli_app
@@ -18,7 +19,6 @@ from musicrec.serving.moods import load_mood_specs
 from musicrec.ui.charts import OTHER_ARTISTS, map_chart, map_frame, metrics_frame, spread_labels
 from musicrec.ui.client import ApiClient, ApiRequestError, ApiUnavailable, ArtistMap, MapPoint
 from musicrec.ui.profiles import PROFILES
-from ui_fixtures import api_url, ui_model  # noqa: F401  (session fixtures)
 
 APP = Path(musicrec.ui.__file__).resolve().parent / "app.py"
 APP_TIMEOUT_S = 30

@@ -1,0 +1,73 @@
+"""The package layering holds and no module imports itself back through others."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+from musicrec.config import KINDS
+from musicrec.models.base import KIND_CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def import_cycles(package: str) -> list[list[str]]:
+    """Strongly connected groups of more than one module in ``package``'s import graph."""
+    graph = grimp.build_graph(package)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycle_anywhere() -> None:
+    assert import_cycles("musicrec") == []
+
+
+def test_layers_are_kept() -> None:
+    """import-linter's contracts from pyproject.toml (also run by `make lint`)."""
+    linter = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [str(linter), "--config", str(REPO_ROOT / "pyproject.toml")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "broken" not in result.stdout.split("Contracts:")[-1].replace("0 broken", "")
+
+
+def test_every_kind_has_one_class() -> None:
+    assert tuple(KIND_CLASSES) == KINDS
