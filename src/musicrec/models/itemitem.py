@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
-from musicrec.models.base import IterationCallback, Model, batch_rows
+from musicrec.models.base import IterationCallback, Model
 from musicrec.models.topk import topk_dense, topk_sparse
 
 log = logging.getLogger(__name__)
@@ -74,26 +74,21 @@ class ItemItemModel(Model):
             return super()._rank(users, user_items, k, exclude)
         assert self.popularity is not None
         n = user_items.shape[0]
-        if n == 1:  # the serving path: plain numpy on the history's neighbour lists
-            weighted = self.weights(user_items)
-            banned = exclude.indices[exclude.indptr[0] : exclude.indptr[1]]
-            return self._rank_one(weighted.indices, weighted.data, k, banned)
         ids = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
-        step = max(64, batch_rows(self.n_items) * 4)
-        for start in range(0, n, step):
-            end = min(n, start + step)
-            block = self.history_scores(self.weights(user_items[start:end]))
-            assert isinstance(block, sp.csr_matrix)
-            ids[start:end], scores[start:end] = topk_sparse(
-                block, k, exclude[start:end], self.popularity
+        weighted = self.weights(user_items)
+        for row in range(n):  # plain numpy per row: no sparse product over the whole block
+            lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
+            banned = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
+            ids[row], scores[row] = self._rank_one(
+                weighted.indices[lo:hi], weighted.data[lo:hi], k, banned
             )
         return ids, scores
 
     def _rank_one(
         self, history: np.ndarray, weights: np.ndarray, k: int, banned: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One row of :func:`topk_sparse` without scipy: same ids, same scores, same order."""
+        """One history's top-``k``: the ranking :func:`topk_sparse` gives for its row."""
         assert self.popularity is not None and isinstance(self.similarity, sp.csr_matrix)
         indptr, indices, data = (
             self.similarity.indptr,
@@ -114,17 +109,24 @@ class ItemItemModel(Model):
         else:
             cand = np.empty(0, dtype=np.int64)
             score = np.empty(0, dtype=np.float32)
-        keep = (score > 0) & ~np.isin(cand, banned)
+        allowed = ~np.isin(cand, banned)
+        negative = allowed & (score < 0)
+        neg_cand, neg_score = cand[negative], score[negative]
+        keep = allowed & (score > 0)
         cand, score = cand[keep], score[keep]
         top = np.lexsort((cand, -score))[:k]
-        ids = np.full((1, k), -1, dtype=np.int64)
-        out = np.full((1, k), -np.inf, dtype=np.float32)
-        ids[0, : len(top)], out[0, : len(top)] = cand[top], score[top]
-        if len(top) < k:  # unscored items rank after scored ones, most listened first
-            taken = np.concatenate([banned, cand[top]])
-            rest = self.popularity[~np.isin(self.popularity, taken)][: k - len(top)]
-            ids[0, len(top) : len(top) + len(rest)] = rest
-            out[0, len(top) : len(top) + len(rest)] = 0.0
+        ids = np.full(k, -1, dtype=np.int64)
+        out = np.full(k, -np.inf, dtype=np.float32)
+        at = len(top)
+        ids[:at], out[:at] = cand[top], score[top]
+        if at < k:  # unscored items rank after scored ones, most listened first
+            taken = np.concatenate([banned, cand[top], neg_cand])
+            rest = self.popularity[~np.isin(self.popularity, taken)][: k - at]
+            ids[at : at + len(rest)], out[at : at + len(rest)] = rest, 0.0
+            at += len(rest)
+        if at < k and len(neg_cand):  # negative scores come last, as in a dense ranking
+            order = np.lexsort((neg_cand, -neg_score))[: k - at]
+            ids[at : at + len(order)], out[at : at + len(order)] = neg_cand[order], neg_score[order]
         return ids, out
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
