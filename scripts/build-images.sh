@@ -90,7 +90,7 @@ fi
 
 # --- base image ------------------------------------------------------------------------------
 if [[ "$local_base" -eq 1 ]]; then
-    suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    suite="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null | tr -d '"')"
     if [[ -z "$suite" ]] || ! command -v mmdebstrap >/dev/null 2>&1; then
         echo "build-images: a local base needs a Debian host with mmdebstrap" \
             "(scripts/install-os-deps.sh), or set BASE_IMAGE" >&2

@@ -840,8 +840,8 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "DEBIAN_FRONTEND=noninteractive" in text
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
-    packages = ("prometheus", "chromium", "chromium-driver", "default-jre-headless", "podman")
-    packages += ("runc", "netavark", "aardvark-dns", "mmdebstrap", "prometheus-alertmanager")
+    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless", "podman"]
+    packages += ["runc", "netavark", "aardvark-dns", "mmdebstrap", "prometheus-alertmanager"]
     for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package
     assert text.index("apt-get update") < text.index("apt-get install")

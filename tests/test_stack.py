@@ -16,6 +16,7 @@ To iterate on the tests without rebuilding, build once (``TAG=dev make images``)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -39,12 +40,12 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
 PODMAN_CONF = ROOT / "deploy" / "podman" / "containers.conf"
 SERVICES = ("api", "ui", "mlflow", "prometheus", "alertmanager")
-BUILD_TIMEOUT_S = 900
-UP_TIMEOUT_S = 240
-ALERT_TIMEOUT_S = 240
-
-# Build (about 5-8 min), start-up and the 1-minute `for:` of the model alert, with margin.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+# Bounds, not expectations: on an idle 2-core machine the build takes about BUILD_TYPICAL and
+# the checks about CHECKS_TYPICAL; the margins are for a machine shared with other jobs.
+BUILD_TIMEOUT_S = 1800
+UP_TIMEOUT_S = 300
+ALERT_TIMEOUT_S = 300
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 
 
 def find_podman() -> str:
@@ -290,24 +291,20 @@ def test_api_container_serves_health_and_a_recommendation(stack: Stack) -> None:
 
 def test_every_container_passes_its_image_healthcheck(stack: Stack) -> None:
     # podman schedules health checks with systemd timers, absent on a CI machine, so run each
-    # service's HEALTHCHECK once by hand: the image's (api, ui) and the compose file's.
+    # service's HEALTHCHECK by hand: the image's (api, ui) and the compose file's.
+    def healthy(container: str) -> bool:
+        result = subprocess.run(
+            [stack.podman, "healthcheck", "run", container],
+            env=stack.env,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        return result.returncode == 0
+
     for service in SERVICES:
         container = stack.container(service)
-        wait_until(
-            f"{service} healthcheck",
-            lambda c=container: (
-                subprocess.run(
-                    [stack.podman, "healthcheck", "run", c],
-                    env=stack.env,
-                    capture_output=True,
-                    timeout=30,
-                    check=False,
-                ).returncode
-                == 0
-            ),
-            timeout=120,
-            interval=3,
-        )
+        wait_until(f"{service} healthcheck", functools.partial(healthy, container), 120, 3)
 
 
 def test_ui_container_answers_and_reaches_the_api_by_service_name(stack: Stack) -> None:
