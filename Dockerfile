@@ -5,38 +5,54 @@
 #   docker build --target ui  -t musicrec-ui  .   # Streamlit UI
 # The api image also runs the MLflow tracking server in docker-compose.yml (same mlflow version
 # as the client). No secrets are used at build time: configuration comes from the environment.
+#
+# BASE_IMAGE: any Debian-based image with python3 and python3-venv. The default is the public
+# Python image; `make images` (scripts/build-images.sh) passes a Debian base it bootstraps
+# locally with mmdebstrap when no registry is reachable. Dependencies are installed from the
+# hashed lock requirements-runtime.lock, so every build gets the same versions.
 
 ARG PYTHON_VERSION=3.11
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim
 
 # ---------------------------------------------------------------------------------------------
-# builder: compile the wheel and install it with all runtime dependencies into /opt/venv
+# builder: install the locked dependencies and the musicrec wheel into /opt/venv
 # ---------------------------------------------------------------------------------------------
-FROM python:${PYTHON_VERSION}-slim AS builder
+FROM ${BASE_IMAGE} AS builder
+
+# Compilers for dependencies that build from source (hnswlib ships no wheels); a bare Debian
+# base also needs the Python headers: BUILD_PACKAGES="build-essential python3-dev".
+ARG BUILD_PACKAGES=build-essential
+# Package index of the build host, passed by scripts/build-images.sh from the host's pip
+# configuration; unset means PyPI. Only the builder stage sees them.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_TRUSTED_HOST
+ARG PIP_CERT
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# Compilers for dependencies that may build from source (e.g. hnswlib). Debian package versions
-# are not pinned: the slim base tag already fixes the Debian release.
+# Debian package versions are not pinned: the base image already fixes the Debian release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
+    && apt-get install -y --no-install-recommends ${BUILD_PACKAGES} \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
+# Dependencies first (their layer is reused while only the source changes), hash-checked.
+COPY requirements-runtime.lock ./
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes -r requirements-runtime.lock
+
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --upgrade pip wheel \
-    && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install /wheels/*.whl
+RUN /opt/venv/bin/pip install --no-deps .
 
 # ---------------------------------------------------------------------------------------------
 # runtime: slim base, non-root user, only the virtual environment from the builder
 # ---------------------------------------------------------------------------------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 # libgomp1: OpenMP runtime used by implicit's ALS kernels.
 # hadolint ignore=DL3008
@@ -74,7 +90,7 @@ EXPOSE 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=3)"]
 
-CMD ["sh", "-c", "exec musicrec ui --api-url \"$MUSICREC_API_URL\" --port 8501"]
+CMD ["sh", "-c", "exec musicrec ui --api-url \"$MUSICREC_API_URL\" --host 0.0.0.0 --port 8501"]
 
 # ---------------------------------------------------------------------------------------------
 # api: FastAPI recommendation service (last stage, so it is also the default build target)

@@ -8,15 +8,34 @@ API_PORT ?= 8000
 UI_PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: install os-deps demo demo-data demo-train demo-serve stop test test-fast lint format clean repro dvc-remote mlflow-ui
+.PHONY: install lock images os-deps demo demo-data demo-train demo-serve stop test test-fast lint format clean repro dvc-remote mlflow-ui
 
-install: $(VENV)/.installed ## Create .venv and install musicrec with its dev extras
+install: $(VENV)/.installed ## Create .venv: the locked dependencies (dev, spark), then musicrec
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every dependency with its hashes; `make lock` regenerates it.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,spark]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
+		echo "requirements.lock does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	touch $@
+
+# Resolve pyproject.toml into the hashed locks (uv, from the dev extra). Existing pins are kept
+# unless UPGRADE=1; the image lock is the runtime subset of the full one, at the same versions.
+UV_COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml \
+	--universal --python-version 3.10 --generate-hashes --quiet
+lock: $(BIN)/uv ## Refresh requirements.lock and requirements-runtime.lock (UPGRADE=1: newest allowed)
+	$(UV_COMPILE) --extra dev --extra spark $(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(UV_COMPILE) -c requirements.lock -o requirements-runtime.lock
+
+# uv comes from the lock; a stale lock may not have it yet, so any uv bootstraps the first lock.
+$(BIN)/uv:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+
+images: install ## Build the container images with podman or docker (see docs/deploy.md)
+	PYTHON=$(BIN)/python bash scripts/build-images.sh
 
 os-deps: ## Install OS packages used by the tests (Prometheus, Chromium, Java)
 	bash scripts/install-os-deps.sh

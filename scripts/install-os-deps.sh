@@ -4,6 +4,9 @@
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
 #   - a Java runtime          (PySpark), only when `java` is not already on PATH
 #   - a colour emoji font     (mood cards in UI screenshots)
+#   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc, netavark
+#     and aardvark-dns (compose networks with service-name DNS), mmdebstrap (a local Debian base
+#     image, no registry needed), and prometheus-alertmanager (amtool checks the config)
 #
 # Idempotent: packages whose command is already available are skipped.
 # Safe in containers without systemd: service start-up during package installation is
@@ -46,6 +49,14 @@ have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+# Containers: podman runs with runc (deploy/podman/containers.conf); netavark and aardvark-dns
+# are podman helpers, not on PATH.
+have_all podman || missing+=(podman)
+have_all runc || missing+=(runc)
+[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+have_all mmdebstrap || missing+=(mmdebstrap)
+have_all amtool prometheus-alertmanager || missing+=(prometheus-alertmanager)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-os-deps: all tools already present"
@@ -75,13 +86,14 @@ fi
 
 # Belt and braces: if this run installed Prometheus and a pre-existing policy still let the
 # package start its daemon (it runs as the dedicated `prometheus` user), stop that daemon.
-if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v pgrep >/dev/null 2>&1; then
-    for pid in $(pgrep -x -u prometheus prometheus 2>/dev/null || true); do
+if [[ " ${missing[*]} " == *" prometheus"* ]] && command -v pgrep >/dev/null 2>&1; then
+    # Both daemons run as the packages' dedicated `prometheus` user.
+    for pid in $(pgrep -u prometheus 2>/dev/null || true); do
         $SUDO kill "$pid" 2>/dev/null || true
     done
 fi
 
-for tool in prometheus promtool chromium chromedriver java; do
+for tool in prometheus promtool chromium chromedriver java podman runc mmdebstrap amtool; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else

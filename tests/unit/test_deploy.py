@@ -32,7 +32,7 @@ import yaml
 from musicrec.ops import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 RESOURCES = ROOT / "src" / "musicrec" / "resources"
 PROM_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
@@ -41,6 +41,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-os-deps.sh"
+BUILD_SCRIPT = ROOT / "scripts" / "build-images.sh"
+MONITORING_DOCKERFILE = ROOT / "deploy" / "monitoring.Dockerfile"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+PODMAN_CONF = ROOT / "deploy" / "podman" / "containers.conf"
+LOCK = ROOT / "requirements.lock"
+RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
+MAKEFILE = ROOT / "Makefile"
 
 DATASOURCE_UID = "musicrec-prometheus"
 
@@ -181,6 +188,21 @@ def test_compose_prometheus_discovers_every_api_replica() -> None:
     assert job["dns_sd_configs"] == [
         {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
     ]
+
+
+@pytest.mark.parametrize("name", ["prometheus.yml", "prometheus-compose.yml"])
+def test_deploy_prometheus_configs_send_alerts_to_alertmanager(name: str) -> None:
+    (manager,) = load_yaml(PROM_DIR / name)["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    amtool = require_tool("amtool")
+    output = run_tool(amtool, "check-config", ALERTMANAGER_CONFIG).stdout
+    assert "SUCCESS" in output
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    receivers = {receiver["name"] for receiver in config["receivers"]}
+    assert config["route"]["receiver"] in receivers
 
 
 def alert_rules() -> dict[str, dict[str, Any]]:
@@ -475,12 +497,17 @@ def test_compose_schema_rejects_invalid_files() -> None:
 def test_compose_services_are_production_ready() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert {"api", "ui", "mlflow", "prometheus", "grafana"} <= set(services)
+    assert {"api", "ui", "mlflow", "prometheus", "alertmanager", "grafana"} <= set(services)
     named_volumes = set(compose["volumes"])
-    assert {"models", "mlflow-db", "mlflow-artifacts", "prometheus-data", "grafana-data"} <= (
-        named_volumes
-    )
-    for name in ("api", "ui", "mlflow", "prometheus", "grafana"):
+    assert {
+        "models",
+        "mlflow-db",
+        "mlflow-artifacts",
+        "prometheus-data",
+        "alertmanager-data",
+        "grafana-data",
+    } <= named_volumes
+    for name in ("api", "ui", "mlflow", "prometheus", "alertmanager", "grafana"):
         service = services[name]
         assert service["restart"] == "unless-stopped", name
         assert service["healthcheck"]["test"], name
@@ -505,6 +532,7 @@ def test_compose_services_are_production_ready() -> None:
     assert api["depends_on"]["mlflow"]["condition"] == "service_healthy"
     assert services["ui"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert services["prometheus"]["depends_on"]["alertmanager"]["condition"] == "service_healthy"
     command = " ".join(services["mlflow"]["command"])
     assert "sqlite:////mlflow/db/mlflow.db" in command
     assert "--artifacts-destination /mlflow/artifacts" in command
@@ -526,14 +554,38 @@ def test_compose_configuration_comes_from_environment() -> None:
 
 
 def test_compose_prometheus_uses_compose_config_and_shared_rules() -> None:
-    volumes = load_compose()["services"]["prometheus"]["volumes"]
+    services = load_compose()["services"]
+    volumes = services["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus-compose.yml:/etc/prometheus/prometheus.yml:ro" in volumes
     assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
+    manager = services["alertmanager"]
+    assert (
+        "./deploy/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
+        in manager["volumes"]
+    )
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in manager["command"]
 
 
-def dockerfile_stages() -> dict[str, list[str]]:
+def test_compose_monitoring_images_can_be_replaced_by_local_builds() -> None:
+    """Registry-less hosts run the Debian-package images of deploy/monitoring.Dockerfile."""
+    services = load_compose()["services"]
+    assert services["prometheus"]["image"] == (
+        "${PROMETHEUS_IMAGE:-prom/prometheus}:${PROMETHEUS_VERSION:-v2.53.0}"
+    )
+    assert services["alertmanager"]["image"] == (
+        "${ALERTMANAGER_IMAGE:-prom/alertmanager}:${ALERTMANAGER_VERSION:-v0.27.0}"
+    )
+    stages = dockerfile_stages(MONITORING_DOCKERFILE)
+    assert {"prometheus", "alertmanager"} <= set(stages)
+    assert " ".join(stages["prometheus"]).count('ENTRYPOINT ["/usr/bin/prometheus"]') == 1
+    assert 'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]' in stages["alertmanager"]
+    for stage in ("prometheus", "alertmanager"):
+        assert "USER nobody" in stages[stage]
+
+
+def dockerfile_stages(path: Path = DOCKERFILE) -> dict[str, list[str]]:
     """Instructions per build stage (continuation lines joined, comments dropped)."""
-    text = DOCKERFILE.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     text = re.sub(r"\\\n", " ", text)
     stages: dict[str, list[str]] = {}
     current: list[str] = []
@@ -561,8 +613,13 @@ def test_dockerfile_builds_api_and_ui_targets_referenced_by_compose() -> None:
 
 def test_dockerfile_runtime_is_slim_non_root_and_healthchecked() -> None:
     stages = dockerfile_stages()
-    assert stages["runtime"][0].startswith("FROM python:${PYTHON_VERSION}-slim")
-    assert any("ARG PYTHON_VERSION=3.11" in line for line in DOCKERFILE.read_text().splitlines())
+    lines = DOCKERFILE.read_text().splitlines()
+    # The base is a parameter (make images passes a locally made Debian base); the default
+    # stays the public slim Python image.
+    assert "ARG PYTHON_VERSION=3.11" in lines
+    assert "ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim" in lines
+    assert stages["builder"][0] == "FROM ${BASE_IMAGE} AS builder"
+    assert stages["runtime"][0] == "FROM ${BASE_IMAGE} AS runtime"
     assert any(re.fullmatch(r"USER 10001(:10001)?", line) for line in stages["runtime"])
     assert "COPY --from=builder /opt/venv /opt/venv" in stages["runtime"]
     api = " ".join(stages["api"])
@@ -573,6 +630,46 @@ def test_dockerfile_runtime_is_slim_non_root_and_healthchecked() -> None:
     assert "EXPOSE 8501" in ui and "HEALTHCHECK" in ui and "musicrec ui" in ui
     for stage in ("api", "ui"):
         assert not any(line.startswith("USER root") for line in stages[stage])
+
+
+def test_dockerfile_installs_the_hashed_runtime_lock() -> None:
+    builder = " ".join(dockerfile_stages()["builder"])
+    assert "COPY requirements-runtime.lock" in builder
+    assert "pip install --require-hashes -r requirements-runtime.lock" in builder
+    assert "pip install --no-deps ." in builder
+
+
+def lock_pins(path: Path) -> dict[str, set[str]]:
+    """Package -> pinned versions (a universal lock may pin one per Python version)."""
+    pins: dict[str, set[str]] = {}
+    for match in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", path.read_text(), re.M):
+        pins.setdefault(match.group(1).lower(), set()).add(match.group(2))
+    return pins
+
+
+def test_locks_pin_every_dependency_with_hashes() -> None:
+    for path in (LOCK, RUNTIME_LOCK):
+        text = path.read_text()
+        assert "make lock" in text.splitlines()[1], path  # how to regenerate it
+        requirements = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2].strip())
+        for requirement in requirements:
+            if requirement.startswith("#"):
+                continue
+            assert "==" in requirement and "--hash=sha256:" in requirement, requirement[:80]
+    full, runtime = lock_pins(LOCK), lock_pins(RUNTIME_LOCK)
+    assert {"mlflow", "implicit", "fastapi", "streamlit"} <= runtime.keys()
+    assert {"pytest", "pyspark", "podman-compose", "uv"} <= full.keys()
+    assert not {"pytest", "pyspark"} & runtime.keys()
+    for name, versions in runtime.items():
+        assert versions <= full.get(name, set()), f"{name}: image and dev locks differ"
+
+
+def test_make_install_and_lock_use_the_lock_files() -> None:
+    text = MAKEFILE.read_text()
+    assert "pip install -q --require-hashes -r requirements.lock" in text
+    assert "pip install -q --no-deps -e ." in text
+    assert "-o requirements.lock" in text and "-o requirements-runtime.lock" in text
+    assert re.search(r"^images: .*\n\t.*scripts/build-images.sh", text, re.M)
 
 
 def test_dockerfile_and_context_carry_no_secrets() -> None:
@@ -725,7 +822,7 @@ def test_ci_workflow_mirrors_local_ci() -> None:
     assert "make lint" in commands("lint")
     test_commands = commands("test")
     assert "scripts/install-os-deps.sh" in test_commands
-    assert "pip install -e '.[dev,spark]'" in test_commands
+    assert "pip install --require-hashes -r requirements.lock" in test_commands
     assert "make test" in test_commands
     assert jobs["test"]["env"]["CI"] == "true"
     docker_steps = jobs["docker"]["steps"]
@@ -743,17 +840,33 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "DEBIAN_FRONTEND=noninteractive" in text
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
-    for package in ("prometheus", "chromium", "chromium-driver", "default-jre-headless"):
+    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless", "podman"]
+    packages += ["runc", "netavark", "aardvark-dns", "mmdebstrap", "prometheus-alertmanager"]
+    for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package
     assert text.index("apt-get update") < text.index("apt-get install")
     assert os.access(INSTALL_SCRIPT, os.X_OK)
 
 
-def test_install_script_passes_shellcheck() -> None:
+@pytest.mark.parametrize("script", [INSTALL_SCRIPT, BUILD_SCRIPT])
+def test_install_script_passes_shellcheck(script: Path) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not installed (optional linter)")
-    run_tool(shellcheck, INSTALL_SCRIPT)
+    run_tool(shellcheck, script)
+
+
+def test_build_script_prefers_podman_and_reads_the_host_pip_config() -> None:
+    bash = require_tool("bash")
+    run_tool(bash, "-n", BUILD_SCRIPT)
+    text = BUILD_SCRIPT.read_text()
+    assert text.index("command -v podman") < text.index("command -v docker")
+    assert "pip config list" in text
+    for arg in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT"):
+        assert f"ARG {arg}" in DOCKERFILE.read_text(), arg
+    assert "mmdebstrap" in text and "import" in text
+    conf = PODMAN_CONF.read_text()
+    assert 'runtime = "runc"' in conf and 'network_backend = "netavark"' in conf
 
 
 def test_deploy_files_have_no_machine_specific_paths() -> None:
@@ -762,6 +875,10 @@ def test_deploy_files_have_no_machine_specific_paths() -> None:
         DOCKERFILE,
         WORKFLOW,
         INSTALL_SCRIPT,
+        BUILD_SCRIPT,
+        MONITORING_DOCKERFILE,
+        ALERTMANAGER_CONFIG,
+        PODMAN_CONF,
         *PROM_DIR.glob("*.yml"),
         *K8S_DIR.glob("*.yaml"),
         *GRAFANA_DIR.rglob("*.yml"),
