@@ -4,6 +4,7 @@
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
 #   - a Java runtime          (PySpark), only when `java` is not already on PATH
 #   - a colour emoji font     (mood cards in UI screenshots)
+#   - wrk                     (HTTP load generator of benchmarks/bench_wrk.py)
 #
 # Idempotent: packages whose command is already available are skipped.
 # Safe in containers without systemd: service start-up during package installation is
@@ -44,6 +45,7 @@ have_all prometheus promtool || missing+=(prometheus)
 have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
 have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
+have_all wrk || missing+=(wrk)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 
@@ -81,7 +83,7 @@ if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v pgrep >/dev/null 2>
     done
 fi
 
-for tool in prometheus promtool chromium chromedriver java; do
+for tool in prometheus promtool chromium chromedriver java wrk; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else
