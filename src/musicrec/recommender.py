@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from musicrec import layout
 from musicrec.ann import IndexKind, IndexPair, ItemVectors, open_indexes
-from musicrec.confidence import confidence, item_totals
+from musicrec.confidence import bm25_weight, confidence, item_totals
 from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
 from musicrec.errors import MusicrecError
@@ -243,6 +243,9 @@ class Recommender:
         self.index_kind: str = index
         self.config = train_config(artifact.manifest.get("params", {}))
         self.totals = item_totals(self.train)
+        self._mean_total = float(self.totals.mean()) if len(self.totals) else 0.0
+        # Sorted, duplicate-free rows can be weighted straight from the CSR arrays.
+        self._canonical_train = bool(self.train.has_canonical_format)
         self._solver = self._fold_in_model()
         self.mood_specs = load_mood_specs(moods_path)
         self.moods: dict[str, ResolvedMood] = resolve_moods(
@@ -283,7 +286,12 @@ class Recommender:
     # ------------------------------------------------------------------ lookups
 
     def user_index(self, user_id: str) -> int:
-        position = self.user_ids.get_indexer(pd.Index([user_id]))[0]
+        try:
+            position = self.user_ids.get_loc(user_id)  # hash lookup, no per-call Index
+        except (KeyError, TypeError):
+            position = -1
+        if not isinstance(position, (int, np.integer)):  # duplicated id: first, as before
+            position = self.user_ids.get_indexer_for(pd.Index([user_id]))[0]
         if position < 0:
             raise UnknownUserError(
                 f"user {user_id!r} is not known to model {self.version}",
@@ -319,9 +327,33 @@ class Recommender:
 
     def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's training items and their confidence weights."""
+        if self._canonical_train:
+            return self._history_fast(user)
         row = self.train[user]
         weights = confidence(row, self.config, totals=self.totals)
         return row.indices.astype(np.int64), weights.data.astype(np.float32)
+
+    def _history_fast(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`history` from the CSR arrays: the same arithmetic as
+        :func:`musicrec.confidence.confidence` on the user's row, without building a matrix."""
+        start, end = int(self.train.indptr[user]), int(self.train.indptr[user + 1])
+        items = self.train.indices[start:end].astype(np.int64)
+        data = self.train.data[start:end].astype(np.float64)
+        config = self.config
+        if config.weighting == "log1p":
+            data = np.log1p(data)
+        elif config.weighting == "bm25":
+            data = bm25_weight(
+                data,
+                self.totals[items],
+                self._mean_total,
+                np.log1p(np.float64(end - start)),
+                len(self.totals),
+                config.bm25_k1,
+                config.bm25_b,
+            )
+        data *= config.alpha
+        return items, data.astype(np.float32)
 
     def mood(self, name: str) -> ResolvedMood:
         key = name.strip().lower()
