@@ -271,3 +271,21 @@ def test_user_index_finds_every_known_id(rec: Recommender) -> None:
         assert rec.user_index(str(rec.user_ids[position])) == position
     with pytest.raises(UnknownUserError):
         rec.user_index("not-a-user")
+
+
+@pytest.mark.parametrize("index", ["hnsw", "exact"])
+def test_mood_answers_are_prefixes_of_the_cached_list(model_dir: Path, index: str) -> None:
+    fresh = Recommender.load(model_dir, index=index)
+    for name, mood in fresh.moods.items():
+        if not mood.available:
+            continue
+        for k in (1, 7, 10, 33, 100):
+            served, live = fresh.recommend_mood(name, k), fresh._mood_recs(mood, k)
+            # The same artists, explanations and scores (up to float32 rounding of the BLAS
+            # product, which depends on how many rows are rescored; as between any two k).
+            assert [(r.item, r.because) for r in served] == [(r.item, r.because) for r in live]
+            np.testing.assert_allclose(
+                [r.score for r in served], [r.score for r in live], rtol=1e-5, atol=1e-6
+            )
+    assert fresh._mood_answers  # filled on first use
+    assert len(fresh.recommend_mood("chill", 150)) == 150  # above the cached length: live

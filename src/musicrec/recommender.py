@@ -37,6 +37,9 @@ EXPLAIN_HISTORY = 200  # most-weighted history items considered for explanations
 SUGGESTIONS = 5
 FUZZY_POOL = 5000  # most popular names searched by difflib for suggestions
 DEFAULT_MOOD_WEIGHT = 0.5
+# A mood's answer depends on the model only: one top-100 list per mood (the API's largest k)
+# is computed on first use and every k up to it is served from its prefix.
+MOOD_ANSWER_K = 100
 
 
 class NotFoundError(MusicrecError):
@@ -255,6 +258,7 @@ class Recommender:
             self.catalogue.listeners,
             tags,
         )
+        self._mood_answers: dict[str, list[Rec]] = {}
         self.load_seconds = time.perf_counter() - started
 
     @property
@@ -420,6 +424,14 @@ class Recommender:
     def recommend_mood(self, name: str, k: int) -> list[Rec]:
         """Top-``k`` artists along the mood's direction; explained by its defining artists."""
         mood = self.mood(name)
+        if k > MOOD_ANSWER_K:
+            return self._mood_recs(mood, k)
+        answer = self._mood_answers.get(mood.spec.name)
+        if answer is None:  # a race computes it twice, harmlessly (Recs are immutable)
+            answer = self._mood_answers[mood.spec.name] = self._mood_recs(mood, MOOD_ANSWER_K)
+        return answer[:k]
+
+    def _mood_recs(self, mood: ResolvedMood, k: int) -> list[Rec]:
         assert mood.vector is not None  # mood() raises for unavailable moods
         ids, scores = self.indexes.inner.search(mood.vector, k)
         defining = np.unique(np.concatenate([mood.seed_items, mood.tag_items]))
