@@ -8,6 +8,7 @@ a Lua script that cycles through many distinct keys, so no single cached answer 
 - ``user``: ``GET /users/{id}/recommendations?k=10`` over up to 1,000 known user ids
 - ``user_mood``: the same with ``&mood=`` cycling through the available moods
 - ``similar``: ``GET /artists/{name}/similar?k=10`` over the 2,000 most listened artists
+  (less the names with a ``/``, which only ``POST /similar`` can carry)
 - ``mood``: ``POST /recommend {"type": "mood", ...}`` over the available moods
 - ``listener``: ``POST /listeners/recommendations`` with 5 artists drawn from those 2,000
 - ``health``: ``GET /health``
@@ -174,7 +175,8 @@ def build_requests(url: str, n_listeners: int = 1000) -> dict[str, list[Req]]:
         users = client.get("/users", params={"limit": 1000}).json()["users"]
         moods = [m["name"] for m in client.get("/moods").json()["moods"] if m["available"]]
         points = client.get("/artists/map", params={"limit": 2000}).json()["points"]
-    artists = [p["artist"] for p in points]
+    # A name with "/" (AC/DC) cannot be a single path segment: POST /similar serves it.
+    artists = [p["artist"] for p in points if "/" not in p["artist"]]
     user_paths = [f"/users/{quote(u, safe='')}/recommendations?k=10" for u in users]
     out: dict[str, list[Req]] = {
         "user": [("GET", p, None) for p in user_paths],
@@ -235,6 +237,50 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
+def served_recall(model: Path, sample: int, k: int = 10) -> dict[str, float]:
+    """Recall@k of what the API serves (its default index and breadths) against exact scoring.
+
+    Users: ``recommend_user`` (played artists excluded) on ``sample`` random users; similar
+    artists: ``similar`` on ``sample`` random artists; moods: ``recommend_mood`` for each
+    available mood.
+    """
+    import numpy as np
+
+    from musicrec.ann import open_indexes
+    from musicrec.api.settings import Settings
+    from musicrec.recommender import Recommender
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    rec = Recommender.load(model, ef=settings.hnsw_ef, ef_cosine=settings.hnsw_ef_similar)
+    exact = open_indexes(rec.artifact.path, rec.vectors, "exact")
+    rng = np.random.default_rng(1)
+    hits = {"user": [0, 0], "similar": [0, 0], "mood": [0, 0]}
+
+    def count(kind: str, served: list[int], truth: np.ndarray) -> None:
+        hits[kind][0] += len(set(served) & set(truth.tolist()))
+        hits[kind][1] += len(truth)
+
+    for user in rng.choice(rec.n_users, size=min(sample, rec.n_users), replace=False):
+        history, _ = rec.history(int(user))
+        query = np.asarray(rec.user_factors[user], dtype=np.float32)
+        truth, _ = exact.inner.search(query, k, exclude=history)
+        count("user", [r.item for r in rec.recommend_user(str(rec.user_ids[user]), k)], truth)
+    for item in rng.choice(rec.n_items, size=min(sample, rec.n_items), replace=False):
+        query = rec.vectors.unit(np.array([item]))[0]
+        truth, _ = exact.cosine.search(query, k, exclude=np.array([item]))
+        name = str(rec.catalogue.names[item])
+        if rec.catalogue.resolve(name) != item:  # a more popular namesake answers this name
+            continue
+        count("similar", [r.item for r in rec.similar(name, k)[1]], truth)
+    for name, mood in rec.moods.items():
+        if mood.available and mood.vector is not None:
+            truth, _ = exact.inner.search(mood.vector, k)
+            count("mood", [r.item for r in rec.recommend_mood(name, k)], truth)
+    out = {kind: found / total if total else float("nan") for kind, (found, total) in hits.items()}
+    out.update(ef=settings.hnsw_ef, ef_similar=settings.hnsw_ef_similar)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="Model artifact directory.")
@@ -246,6 +292,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (<= connections).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--serve-arg", action="append", default=[], help="Extra serve option.")
+    parser.add_argument(
+        "--recall-sample",
+        type=int,
+        default=0,
+        help="Also measure recall@10 of the served answers vs exact on this many users/artists.",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run scripts/install-os-deps.sh")
@@ -283,6 +335,7 @@ def main() -> None:
         finally:
             server.stop()
 
+    recall = served_recall(args.model, args.recall_sample) if args.recall_sample else None
     print(f"- model: {args.model}")
     print(f"- machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(
@@ -290,6 +343,13 @@ def main() -> None:
         f"warm-up, same host (loopback); server ready after "
         + ", ".join(f"{s:.1f} s ({w} worker(s))" for w, s in ready.items())
     )
+    if recall is not None:
+        print(
+            f"- recall@10 of the served answers vs exact scoring ({args.recall_sample} random "
+            f"users / artists, every mood): users {recall['user']:.4f} (ef={recall['ef']}), "
+            f"similar artists {recall['similar']:.4f} (ef={recall['ef_similar']}), "
+            f"moods {recall['mood']:.4f}"
+        )
     print()
     print("| request | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -299,7 +359,8 @@ def main() -> None:
             f"| {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
         )
     if args.json:
-        args.json.write_text(json.dumps({"ready_s": ready, "results": results}, indent=2))
+        payload = {"ready_s": ready, "recall": recall, "results": results}
+        args.json.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":
