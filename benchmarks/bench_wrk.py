@@ -13,9 +13,10 @@ a Lua script that cycles through many distinct keys, so no single cached answer 
 - ``listener``: ``POST /listeners/recommendations`` with 5 artists drawn from those 2,000
 - ``health``: ``GET /health``
 
-It prints requests/s, p50/p90/p99 latency and errors (socket errors, timeouts and non-2xx
-answers) per cell as a Markdown table, and the same as JSON with ``--json PATH``. The server is
-stopped after each worker count. Needs ``wrk`` on PATH (``scripts/install-os-deps.sh``).
+It prints requests/s, p50/p90/p99 latency, errors (socket errors, timeouts and non-2xx
+answers) and the machine's load average per cell as a Markdown table, and the same as JSON
+with ``--json PATH``. The server is stopped after each worker count. Needs ``wrk`` on PATH
+(``scripts/install-os-deps.sh``).
 
 Usage::
 
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -145,6 +147,28 @@ class Server:
 
 
 Req = tuple[str, str, str | None]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its children (uvicorn's workers) so far."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: parent pid
+            total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return total
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children: wrk runs
+    return usage.ru_utime + usage.ru_stime
 
 
 def lua_string(text: str) -> str:
@@ -324,13 +348,29 @@ def main() -> None:
                 for connections in args.connections:
                     if args.warmup > 0:
                         run_wrk(server.url, script, connections, args.warmup, args.threads)
+                    load = os.getloadavg()[0]  # other work on the machine skews every figure
+                    server_cpu, wrk_cpu = (
+                        tree_cpu_seconds(server.process.pid),
+                        children_cpu_seconds(),
+                    )
                     row = run_wrk(server.url, script, connections, args.duration, args.threads)
-                    row.update(scenario=scenario, workers=workers, connections=connections)
+                    server_cpu = tree_cpu_seconds(server.process.pid) - server_cpu
+                    wrk_cpu = children_cpu_seconds() - wrk_cpu
+                    per_request = 1000.0 / max(1, row["requests"])
+                    row.update(
+                        scenario=scenario,
+                        workers=workers,
+                        connections=connections,
+                        load=load,
+                        server_cpu_ms=server_cpu * per_request,
+                        wrk_cpu_ms=wrk_cpu * per_request,
+                    )
                     results.append(row)
                     log(
                         f"{scenario:9s} w={workers} c={connections:2d}: {row['rps']:7.0f} req/s "
                         f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} ms "
-                        f"errors {row['errors']}"
+                        f"errors {row['errors']} server CPU {row['server_cpu_ms']:.2f} ms/req "
+                        f"load {load:.1f}"
                     )
         finally:
             server.stop()
@@ -351,13 +391,23 @@ def main() -> None:
             f"moods {recall['mood']:.4f}"
         )
     print()
-    print("| request | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| request | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors "
+        "| server CPU ms/req | wrk CPU ms/req | load |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['scenario']} | {r['workers']} | {r['connections']} | {r['rps']:,.0f} "
-            f"| {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
+            f"| {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
+            f"| {r['server_cpu_ms']:.2f} | {r['wrk_cpu_ms']:.2f} | {r['load']:.1f} |"
         )
+    print(
+        "\nserver CPU ms/req: CPU time of the server's processes per answered request (user +"
+        "\nsystem, from /proc), which other work on the machine hardly changes; wrk CPU likewise."
+        "\nload: the 1-minute load average when the cell started (server and wrk account for 1"
+        "\nto 3 of it; more means other work shared the cores and the latencies show it)."
+    )
     if args.json:
         payload = {"ready_s": ready, "recall": recall, "results": results}
         args.json.write_text(json.dumps(payload, indent=2))

@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 IndexKind = Literal["hnsw", "exact"]
 INDEX_KINDS: tuple[str, ...] = ("hnsw", "exact")
 COSINE_INDEX = "item_index_cosine.hnsw"
-# Graph degree and search breadths measured by benchmarks/bench_api.py (recall@10 >= 0.98 vs
-# exact at Last.fm-360K scale); cosine neighbourhoods of 128-d factors need a wider search.
+# Graph degree and search breadths: the narrowest searches that keep recall@10 >= 0.98 vs exact
+# at Last.fm-360K scale with a margin (benchmarks/bench_wrk.py --recall-sample measures the
+# served answers; docs/api.md has the sweep). The search is most of a request's time, so
+# breadth is throughput. Cosine neighbourhoods of 128-d factors need a wider search.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 200
-HNSW_EF_COSINE = 800
+HNSW_EF_SEARCH = 128
+HNSW_EF_COSINE = 600
 EXACT_FALLBACK_CANDIDATES = 2000  # above this many candidates a brute-force pass is cheaper
 
 
