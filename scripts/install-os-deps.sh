@@ -7,6 +7,7 @@
 #   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc, netavark
 #     and aardvark-dns (compose networks with service-name DNS), mmdebstrap (a local Debian base
 #     image, no registry needed), and prometheus-alertmanager (amtool checks the config)
+#   - wrk                     (HTTP load generator of benchmarks/bench_wrk.py)
 #
 # Idempotent: packages whose command is already available are skipped.
 # Safe in containers without systemd: service start-up during package installation is
@@ -47,6 +48,7 @@ have_all prometheus promtool || missing+=(prometheus)
 have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
 have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
+have_all wrk || missing+=(wrk)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 # Containers: podman runs with runc (deploy/podman/containers.conf); netavark and aardvark-dns
@@ -93,7 +95,7 @@ if [[ " ${missing[*]} " == *" prometheus"* ]] && command -v pgrep >/dev/null 2>&
     done
 fi
 
-for tool in prometheus promtool chromium chromedriver java podman runc mmdebstrap amtool; do
+for tool in prometheus promtool chromium chromedriver java wrk podman runc mmdebstrap amtool; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else

@@ -237,3 +237,61 @@ def test_ann_recall_on_real_data(hetrec_rec: Recommender) -> None:
     assert recall_at_k(hetrec_rec.indexes.inner, exact.inner, queries, 10, excludes) >= 0.98
     sample = hetrec_rec.unit_items[:: max(1, hetrec_rec.n_items // 500)]
     assert recall_at_k(hetrec_rec.indexes.cosine, exact.cosine, sample, 10) >= 0.98
+
+
+@pytest.mark.parametrize("weighting", ["log1p", "bm25", "none"])
+def test_history_weights_equal_confidence_of_the_row(rec: Recommender, weighting: str) -> None:
+    """The served history is weighted from the CSR arrays; it must equal confidence()."""
+    from dataclasses import replace
+
+    from musicrec.models.confidence import confidence
+
+    original = rec.config
+    rec.config = replace(original, weighting=weighting, alpha=2.5)
+    try:
+        for user in range(0, rec.n_users, max(1, rec.n_users // 50)):
+            items, weights = rec.history(user)
+            row = rec.train[user]
+            expected = confidence(row, rec.config, totals=rec.totals)
+            assert items.dtype == np.int64 and weights.dtype == np.float32
+            np.testing.assert_array_equal(items, row.indices)
+            np.testing.assert_array_equal(weights, expected.data.astype(np.float32))
+    finally:
+        rec.config = original
+
+
+def test_sorted_member_is_isin() -> None:
+    from musicrec.ranking.hnsw import sorted_member
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        values = rng.integers(0, 50, size=rng.integers(1, 30))
+        pool = rng.integers(0, 50, size=rng.integers(1, 30))
+        np.testing.assert_array_equal(sorted_member(values, pool), np.isin(values, pool))
+        pool = np.unique(pool)
+        np.testing.assert_array_equal(sorted_member(values, pool), np.isin(values, pool))
+
+
+def test_user_index_finds_every_known_id(rec: Recommender) -> None:
+    for position in range(0, rec.n_users, max(1, rec.n_users // 100)):
+        assert rec.user_index(str(rec.user_ids[position])) == position
+    with pytest.raises(UnknownUserError):
+        rec.user_index("not-a-user")
+
+
+@pytest.mark.parametrize("index", ["hnsw", "exact"])
+def test_mood_answers_are_prefixes_of_the_cached_list(model_dir: Path, index: str) -> None:
+    fresh = Recommender.load(model_dir, index=index)
+    for name, mood in fresh.moods.items():
+        if not mood.available:
+            continue
+        for k in (1, 7, 10, 33, 100):
+            served, live = fresh.recommend_mood(name, k), fresh._mood_recs(mood, k)
+            # The same artists, explanations and scores (up to float32 rounding of the BLAS
+            # product, which depends on how many rows are rescored; as between any two k).
+            assert [(r.item, r.because) for r in served] == [(r.item, r.because) for r in live]
+            np.testing.assert_allclose(
+                [r.score for r in served], [r.score for r in live], rtol=1e-5, atol=1e-6
+            )
+    assert fresh._mood_answers  # filled on first use
+    assert len(fresh.recommend_mood("chill", 150)) == 150  # above the cached length: live

@@ -517,3 +517,62 @@ def test_model_card_shows_metrics_and_baseline(model_dir: Path, tmp_path: Path) 
         card = fresh.get("/model").json()
     assert card["metrics"]["ndcg@10"] == 0.21
     assert card["baseline"] == {"ndcg@10": 0.07}
+
+
+# ----------------------------------------------------------------------------- fast bodies
+
+
+def test_fast_bodies_match_their_response_models(client: TestClient, user_id: str) -> None:
+    """Hot routes write JSON without FastAPI's response-model pass: the bodies must be exactly
+    what the documented models would produce (same fields, order, types and values)."""
+    from musicrec.api import schemas
+
+    calls = [
+        (schemas.HealthResponse, client.get("/health")),
+        (schemas.ReadyResponse, client.get("/ready")),
+        (schemas.RecommendResponse, client.get(f"/users/{user_id}/recommendations")),
+        (
+            schemas.RecommendResponse,
+            client.get(f"/users/{user_id}/recommendations", params={"k": 3, "mood": "Chill"}),
+        ),
+        (
+            schemas.RecommendResponse,
+            client.post("/recommend", json={"type": "user", "user_id": user_id, "k": 4}),
+        ),
+        (
+            schemas.RecommendResponse,
+            client.post("/recommend", json={"type": "mood", "mood": "rage"}),
+        ),
+        (schemas.RecommendResponse, client.post("/recommend", json={"type": "random", "k": 2})),
+        (schemas.SimilarResponse, client.get("/artists/Metallica/similar", params={"k": 5})),
+        (schemas.SimilarResponse, client.post("/similar", json={"artist_name": "slayer"})),
+        (
+            schemas.ListenerResponse,
+            client.post("/listeners/recommendations", json={"artists": ["Metallica", "Nope"]}),
+        ),
+    ]
+    for model, response in calls:
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        expected = model.model_validate(body).model_dump(mode="json")
+        assert list(body) == list(expected), model.__name__
+        assert body == expected, model.__name__
+        assert response.content == json_like_starlette(expected), model.__name__
+
+
+def json_like_starlette(content: object) -> bytes:
+    """What FastAPI's JSONResponse would have written for the same content."""
+    import json
+
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+
+
+def test_degraded_health_body_matches_its_model() -> None:
+    from musicrec.api.schemas import HealthResponse
+
+    with TestClient(create_app(make_settings(None))) as degraded:
+        body = degraded.get("/health").json()
+    assert body == HealthResponse(status="degraded", model_loaded=False).model_dump(mode="json")

@@ -12,20 +12,24 @@ from musicrec.api.settings import Settings
 from musicrec.serving.recommender import Recommender
 
 
-def get_recommender(request: Request) -> Recommender:
-    """The current model; one reference read per request, so a reload never splits one."""
+async def get_recommender(request: Request) -> Recommender:
+    """The current model; one reference read per request, so a reload never splits one.
+
+    The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in the thread
+    pool, a hand-off that cost more than these attribute reads.
+    """
     recommender: Recommender | None = request.app.state.recommender
     if recommender is None:
         raise HTTPException(status_code=503, detail="no model is loaded")
     return recommender
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 

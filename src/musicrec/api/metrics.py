@@ -34,6 +34,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MAX_CACHED_LABELS = 10_000  # label combinations kept per metric (routes x methods x statuses)
 UNMATCHED = "unmatched"
 LATENCY_BUCKETS = (
     0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
@@ -122,6 +123,11 @@ class ApiMetrics:
         self.model_artists = Gauge("model_artists", "Artists in the catalogue.", **gauge)  # type: ignore[arg-type]
         self.model_factors = Gauge("model_factors", "Latent factors of the model.", **gauge)  # type: ignore[arg-type]
         self._version: str | None = None
+        # Labelled children by label values: ``labels()`` per request costs more than a
+        # dict lookup; the children themselves are what prometheus_client caches anyway.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+        self._lookup_children: dict[tuple[str, bool], Any] = {}
+        self._served_children: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ recording
 
@@ -145,19 +151,40 @@ class ApiMetrics:
         self.model_factors.set(recommender.n_factors)
 
     def served(self, kind: str, recs: list[Rec]) -> None:
-        self.recommendations.labels(type=kind).inc()
+        child = self._served_children.get(kind)
+        if child is None:
+            child = self._served_children[kind] = self.recommendations.labels(type=kind)
+        child.inc()
+        observe = self.popularity.observe
         for rec in recs:
-            self.popularity.observe(math.log1p(rec.listeners))
+            observe(math.log1p(rec.listeners))
 
     def lookup(self, kind: str, known: bool, count: int = 1) -> None:
         if count:
-            self.lookups.labels(kind=kind, result="known" if known else "unknown").inc(count)
+            child = self._lookup_children.get((kind, known))
+            if child is None:
+                child = self.lookups.labels(kind=kind, result="known" if known else "unknown")
+                self._lookup_children[(kind, known)] = child
+            child.inc(count)
 
     def observe_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(method=method, endpoint=endpoint, status=str(status)).inc()
-        self.duration.labels(method=method, endpoint=endpoint).observe(seconds)
-        if status >= 400:
-            self.errors.labels(endpoint=endpoint, kind=error_kind(status)).inc()
+        key = (method, endpoint, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method=method, endpoint=endpoint, status=str(status)),
+                self.duration.labels(method=method, endpoint=endpoint),
+                self.errors.labels(endpoint=endpoint, kind=error_kind(status))
+                if status >= 400
+                else None,
+            )
+            if len(self._request_children) < MAX_CACHED_LABELS:
+                self._request_children[key] = children
+        requests, duration, errors = children
+        requests.inc()
+        duration.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def render(self) -> tuple[bytes, str]:
         """Exposition text and its content type."""

@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 IndexKind = Literal["hnsw", "exact"]
 INDEX_KINDS: tuple[str, ...] = ("hnsw", "exact")
 COSINE_INDEX = "item_index_cosine.hnsw"
-# Graph degree and search breadths measured by benchmarks/bench_api.py (recall@10 >= 0.98 vs
-# exact at Last.fm-360K scale); cosine neighbourhoods of 128-d factors need a wider search.
+# Graph degree and search breadths: the narrowest searches that keep recall@10 >= 0.98 vs exact
+# at Last.fm-360K scale with a margin (benchmarks/bench_wrk.py --recall-sample measures the
+# served answers; docs/api.md has the sweep). The search is most of a request's time, so
+# breadth is throughput. Cosine neighbourhoods of 128-d factors need a wider search.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 200
-HNSW_EF_COSINE = 800
+HNSW_EF_SEARCH = 128
+HNSW_EF_COSINE = 600
 EXACT_FALLBACK_CANDIDATES = 2000  # above this many candidates a brute-force pass is cheaper
 
 
@@ -87,6 +89,19 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
+
+
+def sorted_member(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``np.isin(values, pool)`` by binary search: a few microseconds for short lists.
+
+    ``pool`` is sorted here unless it already is (CSR rows are), which is cheap for the few
+    hundred ids of a listening history.
+    """
+    if len(pool) > 1 and not bool((pool[1:] >= pool[:-1]).all()):
+        pool = np.sort(pool)
+    at = np.searchsorted(pool, values)
+    at[at == len(pool)] = 0
+    return pool[at] == values
 
 
 class ExactSearch:
@@ -160,7 +175,7 @@ class HnswSearch:
         ids = labels[0].astype(np.int64)
         scores = (1.0 - distances[0]).astype(np.float32)
         if exclude is not None and n_exclude:
-            keep = ~np.isin(ids, exclude)
+            keep = ~sorted_member(ids, exclude)
             ids, scores = ids[keep], scores[keep]
         ids, scores = ids[:k], scores[:k]
         if not self.mips:

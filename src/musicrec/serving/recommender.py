@@ -26,7 +26,7 @@ from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
 from musicrec.errors import MusicrecError
 from musicrec.models.artifact import ModelArtifact
-from musicrec.models.confidence import confidence, item_totals
+from musicrec.models.confidence import bm25_weight, confidence, item_totals
 from musicrec.models.topk import topk_dense
 from musicrec.ranking.hnsw import IndexKind, IndexPair, ItemVectors, open_indexes
 from musicrec.serving.moods import ResolvedMood, TagTable, load_mood_specs, read_tags, resolve_moods
@@ -39,6 +39,9 @@ EXPLAIN_HISTORY = 200  # most-weighted history items considered for explanations
 SUGGESTIONS = 5
 FUZZY_POOL = 5000  # most popular names searched by difflib for suggestions
 DEFAULT_MOOD_WEIGHT = 0.5
+# A mood's answer depends on the model only: one top-100 list per mood (the API's largest k)
+# is computed on first use and every k up to it is served from its prefix.
+MOOD_ANSWER_K = 100
 
 
 class NotFoundError(MusicrecError):
@@ -257,6 +260,9 @@ class Recommender:
             self.n_factors = 0
             self.index_kind = "item-item"
             unit = self._one_hot
+        self._mean_total = float(self.totals.mean()) if len(self.totals) else 0.0
+        # Sorted, duplicate-free rows can be weighted straight from the CSR arrays.
+        self._canonical_train = bool(self.train.has_canonical_format)
         self.mood_specs = load_mood_specs(moods_path)
         self.moods: dict[str, ResolvedMood] = resolve_moods(
             self.mood_specs,
@@ -265,6 +271,7 @@ class Recommender:
             self.catalogue.listeners,
             tags,
         )
+        self._mood_answers: dict[str, list[Rec]] = {}
         self.load_seconds = time.perf_counter() - started
 
     def _one_hot(self, ids: np.ndarray) -> np.ndarray:
@@ -328,7 +335,12 @@ class Recommender:
     # ------------------------------------------------------------------ lookups
 
     def user_index(self, user_id: str) -> int:
-        position = self.user_ids.get_indexer(pd.Index([user_id]))[0]
+        try:
+            position = self.user_ids.get_loc(user_id)  # hash lookup, no per-call Index
+        except (KeyError, TypeError):
+            position = -1
+        if not isinstance(position, (int, np.integer)):  # duplicated id: first, as before
+            position = self.user_ids.get_indexer_for(pd.Index([user_id]))[0]
         if position < 0:
             raise UnknownUserError(
                 f"user {user_id!r} is not known to model {self.version}",
@@ -364,9 +376,33 @@ class Recommender:
 
     def history(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's training items and their confidence weights."""
+        if self._canonical_train:
+            return self._history_fast(user)
         row = self.train[user]
         weights = confidence(row, self.config, totals=self.totals)
         return row.indices.astype(np.int64), weights.data.astype(np.float32)
+
+    def _history_fast(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`history` from the CSR arrays: the same arithmetic as
+        :func:`musicrec.models.confidence.confidence` on the user's row, with no matrix built."""
+        start, end = int(self.train.indptr[user]), int(self.train.indptr[user + 1])
+        items = self.train.indices[start:end].astype(np.int64)
+        data = self.train.data[start:end].astype(np.float64)
+        config = self.config
+        if config.weighting == "log1p":
+            data = np.log1p(data)
+        elif config.weighting == "bm25":
+            data = bm25_weight(
+                data,
+                self.totals[items],
+                self._mean_total,
+                np.log1p(np.float64(end - start)),
+                len(self.totals),
+                config.bm25_k1,
+                config.bm25_b,
+            )
+        data *= config.alpha
+        return items, data.astype(np.float32)
 
     def mood(self, name: str) -> ResolvedMood:
         key = name.strip().lower()
@@ -455,6 +491,14 @@ class Recommender:
     def recommend_mood(self, name: str, k: int) -> list[Rec]:
         """Top-``k`` artists along the mood's direction; explained by its defining artists."""
         mood = self.mood(name)
+        if k > MOOD_ANSWER_K:
+            return self._mood_recs(mood, k)
+        answer = self._mood_answers.get(mood.spec.name)
+        if answer is None:  # a race computes it twice, harmlessly (Recs are immutable)
+            answer = self._mood_answers[mood.spec.name] = self._mood_recs(mood, MOOD_ANSWER_K)
+        return answer[:k]
+
+    def _mood_recs(self, mood: ResolvedMood, k: int) -> list[Rec]:
         assert mood.vector is not None  # mood() raises for unavailable moods
         if self.factor_space:
             ids, scores = self.indexes.inner.search(mood.vector, k)

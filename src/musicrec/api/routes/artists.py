@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from musicrec.api.convert import similar_response
+from musicrec.api.convert import JSONBody, similar_response
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -46,11 +46,11 @@ def search_artists(
 @router.get(
     "/{name}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}}
 )
-def similar_artists(
+async def similar_artists(
     recommender: RecommenderDep,
     metrics: MetricsDep,
     name: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
-) -> SimilarResponse:
+) -> JSONBody:
     """Artists closest to ``name`` by cosine similarity of item factors."""
     return similar_response(recommender, metrics, name, k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
+from musicrec.api.convert import JSONBody
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
 
@@ -12,26 +13,38 @@ router = APIRouter(prefix="", tags=["health"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health(request: Request) -> HealthResponse:
+async def health(request: Request) -> JSONBody:
     """Always 200 while the process runs; says whether and which model is loaded."""
     recommender = request.app.state.recommender
     if recommender is None:
-        return HealthResponse(status="degraded", model_loaded=False)
-    return HealthResponse(
-        status="healthy",
-        model_loaded=True,
-        model_version=recommender.version,
-        n_users=recommender.n_users,
-        n_artists=recommender.n_items,
-        n_factors=recommender.n_factors,
-        index=recommender.index_kind,
+        return JSONBody(
+            {
+                "status": "degraded",
+                "model_loaded": False,
+                "model_version": None,
+                "n_users": 0,
+                "n_artists": 0,
+                "n_factors": 0,
+                "index": None,
+            }
+        )
+    return JSONBody(
+        {
+            "status": "healthy",
+            "model_loaded": True,
+            "model_version": recommender.version,
+            "n_users": recommender.n_users,
+            "n_artists": recommender.n_items,
+            "n_factors": recommender.n_factors,
+            "index": recommender.index_kind,
+        }
     )
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ErrorResponse}})
-def ready(recommender: RecommenderDep) -> ReadyResponse:
+async def ready(recommender: RecommenderDep) -> JSONBody:
     """200 once a model is loaded, 503 before (readiness probes)."""
-    return ReadyResponse(model_version=recommender.version)
+    return JSONBody({"status": "ready", "model_version": recommender.version})
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

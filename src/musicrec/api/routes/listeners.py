@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.convert import JSONBody, elapsed_ms, rec_dicts
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
 from musicrec.serving.recommender import UnknownArtistError
@@ -17,9 +17,9 @@ router = APIRouter(prefix="/listeners", tags=["listeners"])
 @router.post(
     "/recommendations", response_model=ListenerResponse, responses={404: {"model": ErrorResponse}}
 )
-def listener_recommendations(
+async def listener_recommendations(
     body: ListenerRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> ListenerResponse:
+) -> JSONBody:
     """Recommendations for a listener described by artists (and optional play counts).
 
     Unknown names are skipped and listed in ``unknown_artists``; if none is known: 404.
@@ -33,10 +33,13 @@ def listener_recommendations(
     metrics.lookup("artist", known=True, count=len(body.artists) - len(result.unknown))
     metrics.lookup("artist", known=False, count=len(result.unknown))
     metrics.served("listener", result.recs)
-    return ListenerResponse(
-        recommendations=to_schema(result.recs),
-        used_artists=result.used,
-        unknown_artists=result.unknown,
-        model_version=recommender.version,
-        took_ms=elapsed_ms(started, time.perf_counter()),
+    return JSONBody(
+        {
+            "type": "listener",
+            "recommendations": rec_dicts(result.recs),
+            "used_artists": result.used,
+            "unknown_artists": result.unknown,
+            "model_version": recommender.version,
+            "took_ms": elapsed_ms(started, time.perf_counter()),
+        }
     )

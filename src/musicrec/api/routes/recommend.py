@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from musicrec.api.convert import elapsed_ms, similar_response, to_schema
+from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -31,9 +31,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-def recommend(
+async def recommend(
     body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> RecommendResponse:
+) -> JSONBody:
     """Recommendations for a known user (by raw id), a mood, or at random."""
     started = time.perf_counter()
     if body.type == "user":
@@ -47,20 +47,13 @@ def recommend(
     else:
         recs = recommender.recommend_random(body.k)
     metrics.served(body.type, recs)
-    return RecommendResponse(
-        type=body.type,
-        recommendations=to_schema(recs),
-        user_id=body.user_id,
-        mood=body.mood,
-        model_version=recommender.version,
-        took_ms=elapsed_ms(started, time.perf_counter()),
-    )
+    return recommend_body(body.type, recs, recommender, started, body.user_id, body.mood)
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
-def similar(
+async def similar(
     body: SimilarRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> SimilarResponse:
+) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
     return similar_response(recommender, metrics, body.artist_name, body.k)
 

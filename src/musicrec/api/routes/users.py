@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from musicrec.api.convert import elapsed_ms, to_schema
+from musicrec.api.convert import JSONBody, recommend_body
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -35,13 +35,13 @@ def sample_users(
     response_model=RecommendResponse,
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
-def user_recommendations(
+async def user_recommendations(
     recommender: RecommenderDep,
     metrics: MetricsDep,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     mood: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
-) -> RecommendResponse:
+) -> JSONBody:
     """Unplayed artists for a known user, each with the history artists behind it.
 
     ``mood`` blends the mood's direction into the user's taste.
@@ -52,11 +52,4 @@ def user_recommendations(
     if mood:
         metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()
     metrics.served("user", recs)
-    return RecommendResponse(
-        type="user",
-        recommendations=to_schema(recs),
-        user_id=user_id,
-        mood=mood or None,
-        model_version=recommender.version,
-        took_ms=elapsed_ms(started, time.perf_counter()),
-    )
+    return recommend_body("user", recs, recommender, started, user_id, mood or None)
