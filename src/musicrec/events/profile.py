@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from musicrec.data.sources import normalize_name
-from musicrec.events.schema import interactions
+from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.recommender import Recommender
 
 DAY_S = 86_400
-WATERMARK_KEY = "events_watermark"
 
 
 @dataclass(frozen=True)

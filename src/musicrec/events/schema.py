@@ -38,6 +38,7 @@ MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
 FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
 FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
+WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
 
 
 class EventError(MusicrecError):

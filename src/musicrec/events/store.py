@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,29 +147,34 @@ class EventStore:
 
     # ------------------------------------------------------------------ events
 
-    def append(self, events: Sequence[Event]) -> list[int]:
-        """Store ``events`` in one transaction; their ids once the commit is durable."""
+    def append(self, events: Sequence[Event], chunk: int = 5000) -> list[int]:
+        """Store ``events`` in one transaction; their ids once the commit is durable.
+
+        Rows go to the database ``chunk`` at a time, all inside that one transaction.
+        """
         if not events:
             return []
         self.ensure_schema()
         received = time.time()
-        rows = [
-            {
-                "user_id": e.user_id,
-                "artist": e.artist,
-                "kind": e.kind,
-                "plays": e.plays,
-                "timestamp": e.timestamp,
-                "received_at": received,
-            }
-            for e in events
-        ]
         statement = sa.insert(events_table).returning(
             events_table.c.id, sort_by_parameter_order=True
         )
+        ids: list[int] = []
         try:
             with self.engine.begin() as conn:
-                ids = [int(row[0]) for row in conn.execute(statement, rows)]
+                for start in range(0, len(events), chunk):
+                    rows = [
+                        {
+                            "user_id": e.user_id,
+                            "artist": e.artist,
+                            "kind": e.kind,
+                            "plays": e.plays,
+                            "timestamp": e.timestamp,
+                            "received_at": received,
+                        }
+                        for e in events[start : start + chunk]
+                    ]
+                    ids += [int(row[0]) for row in conn.execute(statement, rows)]
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot store events in {self}: {exc}") from exc
         return ids
@@ -307,21 +312,3 @@ class EventStore:
 def worker_id() -> str:
     """``host:pid`` of this process."""
     return f"{os.uname().nodename}:{os.getpid()}"
-
-
-def append_in_batches(
-    store: EventStore, events: Iterable[Event], batch_size: int = 5000
-) -> tuple[int, int]:
-    """Append an iterable in transactions of ``batch_size``; (events stored, last id)."""
-    batch: list[Event] = []
-    stored, last = 0, 0
-    for event in events:
-        batch.append(event)
-        if len(batch) >= batch_size:
-            ids = store.append(batch)
-            stored, last = stored + len(ids), ids[-1]
-            batch = []
-    if batch:
-        ids = store.append(batch)
-        stored, last = stored + len(ids), ids[-1]
-    return stored, last
