@@ -148,13 +148,13 @@ def test_two_workers_follow_a_retrain_under_traffic(synth_raw: Path, tmp_path: P
         traffic: dict[str, object] = {}
         sender = threading.Thread(
             target=lambda: traffic.update(
-                summary=run_traffic(base, rate=40, duration=25, max_requests=900, concurrency=4)
+                summary=run_traffic(base, rate=40, duration=15, max_requests=600, concurrency=4)
             ),
             daemon=True,
         )
         poster.thread.start()
         sender.start()
-        time.sleep(3)
+        time.sleep(2)
         second = retrain(config)  # promoted mid-traffic, events read up to now included
         promoted_at = time.monotonic()
         assert second.status == "promoted" and second.watermark > 0
