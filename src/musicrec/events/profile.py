@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from musicrec.data.sources import normalize_name
-from musicrec.events.schema import WATERMARK_KEY, interactions
+from musicrec.events.schema import WATERMARK_KEY, play_weights
 from musicrec.recommender import Recommender
 
 DAY_S = 86_400
@@ -50,37 +50,44 @@ def build_profile(
     exclude_recent_days: float | None = None,
     now: float | None = None,
 ) -> Profile:
-    """Fold-in inputs of ``user_id`` from their ``events`` (columns of the event store)."""
+    """Fold-in inputs of ``user_id`` from their ``events`` (columns of the event store).
+
+    Plain arrays, no grouping frames: this runs on every request of a listener with events.
+    """
     empty = np.empty(0, dtype=np.int64)
     if events.empty:
         return Profile(empty, np.empty(0, dtype=np.float32), empty, empty, 0, 0)
     now = time.time() if now is None else now
-    catalogue = recommender.catalogue
-    names = pd.unique(events["artist"])
-    resolved = {name: catalogue.resolve(name) for name in names}
-    item = events["artist"].map(resolved)
-    known = item.notna()
-    frame = events[known].assign(item=item[known].astype(np.int64))
+    resolve = recommender.catalogue.resolve
+    names = events["artist"].tolist()
+    resolved = {name: resolve(name) for name in set(names)}
+    item = np.array([-1 if resolved[n] is None else resolved[n] for n in names], dtype=np.int64)
+    known = item >= 0
+    item = item[known]
+    kinds = events["kind"].to_numpy(dtype=object)[known]
+    ids = events["id"].to_numpy(dtype=np.int64)[known]
+    stamps = events["timestamp"].to_numpy(dtype=np.int64)[known]
+    weights = play_weights(kinds, events["plays"].to_numpy()[known])
 
     recent = empty
-    if exclude_recent_days is not None and len(frame):
-        since = now - exclude_recent_days * DAY_S
-        recent = np.unique(frame.loc[frame["timestamp"] >= since, "item"].to_numpy(np.int64))
-
+    if exclude_recent_days is not None:
+        recent = np.unique(item[stamps >= now - exclude_recent_days * DAY_S])
+    banned = np.unique(item[kinds == "ban"])
+    counted = weights > 0
     position = int(recommender.user_ids.get_indexer(pd.Index([user_id]))[0])
-    if position >= 0 and len(frame):
-        in_train = np.isin(frame["item"].to_numpy(), recommender.train[position].indices)
-        old = frame["id"].to_numpy() <= watermark(recommender)
-        counted = frame[~(old & in_train) | (frame["kind"] == "ban")]
-    else:
-        counted = frame
-    reduced = interactions(counted.drop(columns=["artist"]).rename(columns={"item": "artist"}))
-    plays = reduced.plays
+    if position >= 0:  # skip what the model already learnt from this user's events
+        in_model = (ids <= watermark(recommender)) & np.isin(
+            item, recommender.train[position].indices
+        )
+        counted &= ~in_model
+    counted &= ~np.isin(item, banned)
+    items, where = np.unique(item[counted], return_inverse=True)
+    plays = np.bincount(where, weights=weights[counted], minlength=len(items))
     unknown = len({normalize_name(str(n)) for n, i in resolved.items() if i is None})
     return Profile(
-        items=plays["artist_key"].to_numpy(np.int64),
-        plays=plays["plays"].to_numpy(np.float32),
-        banned=np.unique(reduced.bans["artist_key"].to_numpy(np.int64)),
+        items=items.astype(np.int64),
+        plays=plays.astype(np.float32),
+        banned=banned,
         recent=recent,
         events=len(events),
         unknown_artists=unknown,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from musicrec.errors import MusicrecError
@@ -169,6 +170,13 @@ class Interactions:
     bans: pd.DataFrame  # user_id, artist
 
 
+def play_weights(kinds: np.ndarray, plays: np.ndarray) -> np.ndarray:
+    """Plays each event adds to its (user, artist) pair: the one definition of the kinds."""
+    kinds = np.asarray(kinds, dtype=object)
+    weights = np.where(kinds == "play", np.asarray(plays, dtype=np.float64), 0.0)
+    return np.where(kinds == "love", LOVE_PLAYS, weights)
+
+
 def interactions(events: pd.DataFrame, key: Any = None) -> Interactions:
     """Plays per (user, artist key) from play and love events, minus banned pairs.
 
@@ -177,9 +185,7 @@ def interactions(events: pd.DataFrame, key: Any = None) -> Interactions:
     """
     key = key or (lambda name: name)
     frame = events.assign(artist_key=events["artist"].map(key))
-    weight = frame["plays"].astype("float64").where(frame["kind"] == "play", 0.0)
-    weight = weight.mask(frame["kind"] == "love", LOVE_PLAYS)
-    frame = frame.assign(weight=weight)
+    frame = frame.assign(weight=play_weights(frame["kind"].to_numpy(), frame["plays"].to_numpy()))
     bans = frame.loc[frame["kind"] == "ban", ["user_id", "artist_key", "artist"]]
     bans = bans.drop_duplicates(["user_id", "artist_key"])
     positive = frame[frame["weight"] > 0]

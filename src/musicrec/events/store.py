@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -68,6 +69,7 @@ workers_table = sa.Table(
     sa.Column("seen_at", sa.Float, nullable=False),
 )
 COLUMNS = ["id", "user_id", "artist", "kind", "plays", "timestamp"]
+INT_COLUMNS = {"id", "plays", "timestamp"}
 
 
 class StoreError(MusicrecError):
@@ -183,15 +185,23 @@ class EventStore:
         """A user's events, oldest first (the newest ``limit`` when given)."""
         if not self._readable():
             return pd.DataFrame(columns=COLUMNS)
-        query = sa.select(*(events_table.c[c] for c in COLUMNS)).where(
-            events_table.c.user_id == user_id
+        query = (
+            sa.select(*(events_table.c[c] for c in COLUMNS))
+            .where(events_table.c.user_id == user_id)
+            .order_by(events_table.c.id.desc())
         )
         if limit is not None:
-            query = query.order_by(events_table.c.id.desc()).limit(limit)
+            query = query.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=COLUMNS)
-        return frame.sort_values("id", ignore_index=True)
+            rows = conn.execute(query).all()[::-1]
+        # Plain object/int64 columns: this runs on every request of a listener with events.
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+        return pd.DataFrame(
+            {
+                name: np.asarray(values, dtype=np.int64 if name in INT_COLUMNS else object)
+                for name, values in zip(COLUMNS, columns, strict=True)
+            }
+        )
 
     def read(self, after: int = 0, upto: int | None = None) -> pd.DataFrame:
         """Events with ``after < id <= upto``, in id order."""
