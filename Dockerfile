@@ -31,7 +31,7 @@ COPY src ./src
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip wheel \
     && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install /wheels/*.whl
+    && /opt/venv/bin/pip install "$(ls /wheels/*.whl)[postgres]"
 
 # ---------------------------------------------------------------------------------------------
 # runtime: slim base, non-root user, only the virtual environment from the builder

@@ -600,6 +600,7 @@ K8S_KINDS = {
     "api-hpa.yaml": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "ui-deployment.yaml": ("apps/v1", "Deployment"),
     "ui-service.yaml": ("v1", "Service"),
+    "retrain-cronjob.yaml": ("batch/v1", "CronJob"),
 }
 
 
@@ -772,3 +773,23 @@ def test_deploy_files_have_no_machine_specific_paths() -> None:
         assert not re.search(r"/(home|Users|root)/[A-Za-z]", text.replace("/home/musicrec", "")), (
             path
         )
+
+
+def test_k8s_retrain_cronjob_never_overlaps_and_publishes_what_the_api_watches() -> None:
+    objects = k8s_objects()
+    cron = objects["retrain-cronjob.yaml"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = " ".join(container["args"])
+    assert "musicrec retrain" in command
+    config = objects["configmap.yaml"]["data"]
+    assert f"--publish {config['MUSICREC_MODEL']}" in command
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == [objects["pvc.yaml"]["metadata"]["name"]]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])

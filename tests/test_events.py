@@ -282,3 +282,108 @@ def test_fold_in_is_fast(rec: Recommender) -> None:
     for _ in range(50):
         rec.recommend_user_live(user, 10, extra_items=items, fresh_weight=0.5)
     assert (time.perf_counter() - started) / 50 < 0.05
+
+
+# ----------------------------------------------------------------------------- import, replay
+
+
+def test_import_validates_every_row_then_stores_all(tmp_path: Path) -> None:
+    from musicrec.errors import DataError
+    from musicrec.events.imports import import_events
+
+    store = EventStore(f"sqlite:///{tmp_path / 'ev.db'}")
+    good = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "artist": ["Metallica", "Björk", "Slayer"],
+            "plays": [3, None, None],
+            "kind": ["play", "love", "ban"],
+            "timestamp": ["2023-01-01T00:00:00Z", None, "1690000000"],
+        }
+    )
+    good.to_csv(tmp_path / "good.tsv", sep="\t", index=False)
+    good.to_parquet(tmp_path / "good.parquet")
+    summary = import_events(store, tmp_path / "good.tsv")
+    assert (summary.rows, summary.first_id, summary.last_id) == (3, 1, 3)
+    assert import_events(store, tmp_path / "good.parquet").rows == 3
+    bad = good.assign(plays=[3, None, 2])  # a ban carries no plays
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="row 3.*nothing imported"):
+        import_events(store, tmp_path / "bad.csv")
+    assert store.count() == 6
+    with pytest.raises(DataError, match="unknown column"):
+        good.assign(rating=1).to_csv(tmp_path / "extra.csv", index=False)
+        import_events(store, tmp_path / "extra.csv")
+
+
+def test_replay_sends_lastfm1k_plays_in_time_order_and_stops(tmp_path: Path) -> None:
+    from musicrec.events.replay import read_lastfm1k, replay, store_sink
+
+    lines = [
+        f"user_{i % 3:06d}\t2009-05-0{1 + i % 5}T1{i % 10}:00:00Z\tmbid\tArtist {i % 7}\tt\tTrack"
+        for i in range(40)
+    ]
+    (tmp_path / "userid-timestamp-artid-artname-traid-traname.tsv").write_text(
+        "\n".join(lines) + "\n"
+    )
+    frame = read_lastfm1k(tmp_path)
+    assert frame["timestamp"].is_monotonic_increasing and len(frame) == 40
+    store = EventStore(f"sqlite:///{tmp_path / 'ev.db'}")
+    summary = replay(frame, store_sink(store), rate=1000, batch_size=7, max_events=30)
+    assert summary.sent == 30 and summary.batches == 5 and not summary.errors
+    stored = store.read()
+    assert stored["timestamp"].is_monotonic_increasing and len(stored) == 30
+    bounded = replay(frame, store_sink(store), rate=10, batch_size=1, duration=0.3)
+    assert 1 <= bounded.sent <= 5  # the duration bound stops it
+
+
+# ----------------------------------------------------------------------------- replicas
+
+
+def live_settings(model: Path, events_url: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        model=str(model),
+        events_url=events_url,
+        watch_interval_s=0,  # checks are driven by the test
+        admin_api_key="k",
+    )
+
+
+def test_workers_follow_a_replaced_artifact_and_an_admin_reload(
+    synth_model: Path, synth_dataset: Path, tmp_path: Path
+) -> None:
+    from musicrec.api.watch import ModelWatcher
+    from musicrec.config import TrainConfig
+    from musicrec.fsutil import atomic_dir
+    from musicrec.train import train
+
+    current = tmp_path / "current"
+    shutil.copytree(synth_model, current)
+    other = tmp_path / "other"
+    train(synth_dataset, other, TrainConfig(factors=8, iterations=2, seed=5))
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with (
+        TestClient(create_app(live_settings(current, url))) as one,
+        TestClient(create_app(live_settings(current, url))) as two,
+    ):
+        apps = [one.app.state, two.app.state]  # type: ignore[attr-defined]
+        watchers = [ModelWatcher(one.app, 1), ModelWatcher(two.app, 1)]  # type: ignore[arg-type]
+        assert not any(w.check() for w in watchers)  # nothing moved yet
+        with atomic_dir(current, marker="manifest.json") as tmp:  # a retrain publishes
+            for path in other.iterdir():
+                shutil.copyfile(path, tmp / path.name)
+        assert all(w.check() for w in watchers)
+        assert {s.recommender.n_factors for s in apps} == {8}
+        assert one.get("/model").json()["n_factors"] == 8
+
+        reload = one.post(
+            "/admin/reload", json={"model": str(synth_model)}, headers={"X-API-Key": "k"}
+        )
+        assert reload.status_code == 200
+        apps[0].watcher.generation = 0  # the test's own watchers stand in for the lifespan's
+        watchers[0].generation = apps[0].watcher.generation
+        assert watchers[1].check()  # the other worker applies the shared pointer
+        assert apps[1].recommender.n_factors == 32
+        workers = one.get("/model/workers").json()["workers"]
+        assert len(workers) == 1  # both apps run in this process: one host:pid heartbeat

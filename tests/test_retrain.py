@@ -105,7 +105,11 @@ def test_retrain_cycle_folds_events_in_and_gates(synth_raw: Path, tmp_path: Path
     assert again.status == "up_to_date" and again.version == kept.version
 
     lenient = RetrainConfig(**{**base.__dict__, "margin": -1.0})
-    promoted = retrain(lenient)
+    current = tmp_path / "models" / "current"
+    promoted = retrain(lenient, publish_to=current)
+    published = ModelArtifact.load(current)
+    assert published.manifest["retrain_key"] == promoted.key
+    assert (current / "item_index.hnsw").exists()  # built once by the job, not per worker
     assert promoted.status == "promoted" and promoted.champion_ndcg is not None
     champion = alias_version(client, "retrain-test")
     assert champion is not None and str(champion.version) == promoted.version

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -229,8 +230,42 @@ def exclusive(workdir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def retrain(config: RetrainConfig, force: bool = False) -> RetrainResult:
-    """Run one cycle (or return the completed one with the same key unless ``force``)."""
+def publish(model_dir: str | Path, target: str | Path) -> bool:
+    """Copy a model (with its HNSW graphs built) to ``target`` atomically; False if it is there.
+
+    ``target`` is the model pointer of path-configured API workers: they watch its manifest
+    and hot-swap when it changes.
+    """
+    from musicrec import layout
+    from musicrec.ann import COSINE_INDEX, build_item_index
+    from musicrec.fsutil import atomic_dir
+
+    model_dir, target = Path(model_dir), Path(target)
+    mine = read_json(model_dir / layout.MANIFEST)
+    if (target / layout.MANIFEST).exists():
+        theirs = read_json(target / layout.MANIFEST)
+        if (theirs.get(KEY_TAG), theirs.get("created_at")) == (
+            mine.get(KEY_TAG),
+            mine.get("created_at"),
+        ):
+            return False
+    if not ((model_dir / layout.ITEM_INDEX).exists() and (model_dir / COSINE_INDEX).exists()):
+        build_item_index(model_dir)  # once here, not in every worker that loads it
+    with atomic_dir(target, marker=layout.MANIFEST) as tmp:
+        for path in model_dir.iterdir():
+            if path.is_file():
+                shutil.copyfile(path, tmp / path.name)
+    return True
+
+
+def retrain(
+    config: RetrainConfig, force: bool = False, publish_to: str | Path | None = None
+) -> RetrainResult:
+    """Run one cycle (or return the completed one with the same key unless ``force``).
+
+    With ``publish_to``, the champion this cycle produced is also copied there (again when
+    an earlier run of the same cycle was interrupted before publishing).
+    """
     if not config.input.exists():
         raise RetrainError(f"{config.input}: no such file or directory")
     with exclusive(config.workdir):
@@ -240,11 +275,16 @@ def retrain(config: RetrainConfig, force: bool = False) -> RetrainResult:
         state_path = config.workdir / STATE_FILE
         state = read_json(state_path) if state_path.exists() else {}
         if not force and state.get("key") == key:
-            done = RetrainResult(**state["result"])
-            done.status, done.reason = "up_to_date", f"cycle {key} already ran: {done.reason}"
-            return done
-        result = _cycle(config, store, watermark, key)
-        write_json_atomic(state_path, {"key": key, "result": result.to_dict()})
+            result = RetrainResult(**state["result"])
+            result.status = "up_to_date"
+            result.reason = f"cycle {key} already ran: {result.reason}"
+        else:
+            result = _cycle(config, store, watermark, key)
+            write_json_atomic(state_path, {"key": key, "result": result.to_dict()})
+        champion_is_ours = result.version is not None and result.champion == result.version
+        if publish_to is not None and champion_is_ours and result.model_dir:
+            published = publish(result.model_dir, publish_to)
+            log.info("champion %s %s", result.version, "published" if published else "in place")
         return result
 
 

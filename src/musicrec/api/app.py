@@ -23,6 +23,7 @@ from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
 from musicrec.api.watch import ModelWatcher
+from musicrec.errors import MusicrecError
 from musicrec.events.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ApiMetrics = app.state.metrics
     if settings.events_url:
-        app.state.event_store = EventStore(settings.events_url)
+        try:
+            app.state.event_store = EventStore(settings.events_url)
+        except (MusicrecError, ImportError) as exc:  # e.g. a server database without its driver
+            log.error("event store unavailable (%s); serving without events", exc)
     watcher = app.state.watcher = ModelWatcher(app, settings.watch_interval_s)
     target = await run_in_threadpool(watcher.target)  # a replica pointer wins over the config
     if target and app.state.recommender is None:

@@ -132,6 +132,10 @@ def retrain(
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     force: Annotated[bool, typer.Option(help="Run even if this cycle already ran.")] = False,
+    publish: Annotated[
+        Path | None,
+        typer.Option(help="Also copy a promoted champion here (API workers watch this path)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Base data + stored events -> prepare -> train -> evaluate -> gate -> promote.
@@ -156,7 +160,7 @@ def retrain(
         margin=margin,
     )
     with console.status("retraining"):
-        result = run_retrain(cfg, force=force)
+        result = run_retrain(cfg, force=force, publish_to=publish)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
