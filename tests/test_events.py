@@ -387,3 +387,13 @@ def test_workers_follow_a_replaced_artifact_and_an_admin_reload(
         assert apps[1].recommender.n_factors == 32
         workers = one.get("/model/workers").json()["workers"]
         assert len(workers) == 1  # both apps run in this process: one host:pid heartbeat
+
+
+def test_demo_shows_the_listener_before_and_after(client: TestClient) -> None:
+    from musicrec.events.demo import run_demo
+
+    result = run_demo("http://testserver", k=10, client=client)
+    assert len(result.before) == len(result.after) == 10
+    banned = result.before[0]["artist"]
+    assert banned not in {r["artist"] for r in result.after}
+    assert metal_share(result.after) > metal_share(result.before)

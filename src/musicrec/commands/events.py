@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -112,6 +112,46 @@ def events_stats(events_url: StoreOption = None) -> None:
 
     store = EventStore(_events_url(events_url))
     sys.stdout.write(json.dumps(store.stats() | {"store": repr(store)}, indent=2) + "\n")
+
+
+@events_app.command("demo")
+@friendly_errors
+def events_demo(
+    url: Annotated[str, typer.Option(help="API base URL.")] = "http://127.0.0.1:8000",
+    user: Annotated[
+        str | None, typer.Option(help="Listener (default: one the model knows).")
+    ] = None,
+    k: Annotated[int, typer.Option(help="Recommendations to show.")] = 10,
+) -> None:
+    """Post a few metal plays and a ban for a listener; print recommendations before/after."""
+    import httpx
+
+    from musicrec.events.demo import run_demo
+    from musicrec.traffic import check_target
+
+    try:
+        result = run_demo(check_target(url), user, k)
+    except httpx.HTTPError as exc:
+        raise typer.BadParameter(f"{url}: {exc}") from None
+    posted = ", ".join(
+        f"{e['artist']} ({e.get('kind', 'play')}{' x' + str(e['plays']) if 'plays' in e else ''})"
+        for e in result.posted
+    )
+    out = Console()
+    out.print(f"listener {result.user_id}: posted {posted}", highlight=False, soft_wrap=True)
+    table = Table(title="recommendations before and after the events")
+    for column in ("#", "before", "after"):
+        table.add_column(column)
+
+    def cell(recs: list[dict[str, Any]], i: int) -> str:
+        if i >= len(recs):
+            return ""
+        tags = list(recs[i].get("tags") or [])[:2]
+        return str(recs[i]["artist"]) + (f" [dim]({', '.join(tags)})[/dim]" if tags else "")
+
+    for i in range(max(len(result.before), len(result.after))):
+        table.add_row(str(i + 1), cell(result.before, i), cell(result.after, i))
+    out.print(table)
 
 
 @app.command()
