@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -375,7 +376,8 @@ def test_workers_follow_a_replaced_artifact_and_an_admin_reload(
                 shutil.copyfile(path, tmp / path.name)
         assert all(w.check() for w in watchers)
         assert {s.recommender.n_factors for s in apps} == {8}
-        assert one.get("/model").json()["n_factors"] == 8
+        card = one.get("/model").json()
+        assert card["n_factors"] == 8 and card["worker"].endswith(f":{os.getpid()}")
 
         reload = one.post(
             "/admin/reload", json={"model": str(synth_model)}, headers={"X-API-Key": "k"}
