@@ -335,6 +335,16 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
     seconds["evaluate"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    from musicrec.ann import build_item_index
+    from musicrec.tracking import MODEL_PATH
+
+    # Built once here and logged with the model, so workers that load it do not each build it.
+    with mlflow_errors(f"logging the item index of run {tracked.run_id}"):
+        for index_file in build_item_index(model_dir):
+            client.log_artifact(tracked.run_id, str(index_file), MODEL_PATH)
+    seconds["index"] = time.perf_counter() - started
+
+    started = time.perf_counter()
     name, version = config.model_name, str(tracked.model_version)
     with mlflow_errors(f"gating {name} version {version}"):
         client.set_model_version_tag(name, version, WATERMARK_KEY, str(watermark))
