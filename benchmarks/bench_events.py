@@ -7,7 +7,7 @@ then prints a Markdown table of:
 - events stored per second straight into the store (SQLite WAL, synchronous=FULL), one event
   per transaction and batches of ``--batch`` events;
 - the same through the HTTP API (``POST /events`` to ``musicrec serve`` on loopback),
-  sequential and with ``--concurrency`` clients;
+  sequential and with concurrent clients (whose batches the API commits together);
 - fold-in latency in process (read the listener's events, re-solve the vector, search),
   p50/p99 over ``--users`` listeners with ``--events-per-user`` new plays each;
 - event to changed recommendation over HTTP: ``POST /events`` sent until the following
@@ -230,6 +230,7 @@ def main() -> None:
         base = server.url
         log("HTTP ingestion")
         http_single = http_rate(base, args.single, 1, 1)
+        http_single_conc = http_rate(base, args.single * 4, 1, args.concurrency * 4)
         http_batch = http_rate(base, args.batches, args.batch, 1)
         http_batch_conc = http_rate(base, args.batches, args.batch, args.concurrency)
         log("event to changed recommendation")
@@ -247,6 +248,10 @@ def main() -> None:
     print(f"| store: single-event transactions | {rates['single']:,.0f} events/s |")
     print(f"| store: batches of {args.batch} | {rates['batch']:,.0f} events/s |")
     print(f"| HTTP POST /events, 1 event per request | {http_single:,.0f} events/s |")
+    print(
+        f"| HTTP POST /events, 1 event per request, {args.concurrency * 4} clients "
+        f"(group commit) | {http_single_conc:,.0f} events/s |"
+    )
     print(f"| HTTP POST /events, batches of {args.batch} | {http_batch:,.0f} events/s |")
     print(
         f"| HTTP POST /events, batches of {args.batch}, {args.concurrency} clients "

@@ -114,6 +114,30 @@ def test_store_appends_durably_with_increasing_ids(tmp_path: Path) -> None:
     assert [w["version"] for w in store.workers(60)] == ["v1"]
 
 
+def test_group_commit_shares_transactions_and_keeps_batches_whole(tmp_path: Path) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'ev.db'}", group_commit=True)
+    results: list[list[int]] = []
+
+    def writer(n: int) -> None:
+        for j in range(20):
+            batch = [{"user_id": f"w{n}", "artist": f"a{j}-{i}"} for i in range(3)]
+            results.append(store.append(validate_batch(batch, now=NOW)))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert len(results) == 160
+    assert all(ids == list(range(ids[0], ids[0] + 3)) for ids in results)  # each batch whole
+    assert sorted(i for ids in results for i in ids) == list(range(1, 481))
+    frame = EventStore(store.url).read()
+    for ids in results:  # every acknowledged batch is stored, in order
+        rows = frame.set_index("id").loc[ids]
+        assert rows["user_id"].nunique() == 1
+
+
 # ----------------------------------------------------------------------------- behaviour
 
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +97,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class EventStore:
     """Append and read listening events; thread-safe, one instance per process."""
 
-    def __init__(self, url: str = DEFAULT_URL):
+    def __init__(self, url: str = DEFAULT_URL, group_commit: bool = False):
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
@@ -110,6 +113,7 @@ class EventStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._committer = GroupCommit(self) if group_commit else None
 
     def __repr__(self) -> str:
         return f"EventStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -152,10 +156,17 @@ class EventStore:
     def append(self, events: Sequence[Event], chunk: int = 5000) -> list[int]:
         """Store ``events`` in one transaction; their ids once the commit is durable.
 
-        Rows go to the database ``chunk`` at a time, all inside that one transaction.
+        Rows go to the database ``chunk`` at a time, all inside that one transaction. With
+        ``group_commit``, batches that arrive together from several threads share one
+        transaction (one WAL sync); each is still stored entirely or not at all.
         """
         if not events:
             return []
+        if self._committer is not None:
+            return self._committer.submit(events)
+        return self._write(events, chunk)
+
+    def _write(self, events: Sequence[Event], chunk: int = 5000) -> list[int]:
         self.ensure_schema()
         received = time.time()
         statement = sa.insert(events_table).returning(
@@ -316,7 +327,71 @@ class EventStore:
             conn.execute(sa.delete(workers_table).where(workers_table.c.worker == worker))
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.stop()
         self.engine.dispose()
+
+
+class GroupCommit:
+    """One writer thread: concurrent appends of a process share a transaction and its sync.
+
+    Every caller waits for the commit that holds its batch, so an answer still means durable.
+    A failed transaction fails every batch in it (none of them is stored).
+    """
+
+    def __init__(self, store: EventStore, max_events: int = 5000, timeout_s: float = 60.0):
+        self.store = store
+        self.max_events = max_events
+        self.timeout_s = timeout_s
+        self._queue: queue.Queue[tuple[Sequence[Event], Future[list[int]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, events: Sequence[Event]) -> list[int]:
+        with self._lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
+        done: Future[list[int]] = Future()
+        self._queue.put((events, done))
+        try:
+            return done.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise StoreError(f"no commit within {self.timeout_s:g}s in {self.store}") from None
+
+    def stop(self) -> None:
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            pending = [item]
+            size = len(item[0])
+            while size < self.max_events:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this commit
+                    break
+                pending.append(more)
+                size += len(more[0])
+            try:
+                ids = self.store._write([e for events, _ in pending for e in events])
+            except Exception as exc:  # every waiter gets the failure; the writer carries on
+                for _, done in pending:
+                    done.set_exception(exc)
+                continue
+            start = 0
+            for events, done in pending:
+                done.set_result(ids[start : start + len(events)])
+                start += len(events)
 
 
 def worker_id() -> str:
