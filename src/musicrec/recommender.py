@@ -453,11 +453,9 @@ class Recommender:
             weights = weighted.data.astype(np.float32)
             if fresh_weight > 0 and user is not None and len(extra_items):
                 fresh, _ = self.fold_in(None, extra_items, extra_plays, banned)
-                norms = float(np.linalg.norm(query)), float(np.linalg.norm(fresh))
-                if norms[0] > 0 and norms[1] > 0:
-                    blend = (1.0 - fresh_weight) * query / norms[0] + fresh_weight * fresh / norms[
-                        1
-                    ]
+                whole, new = float(np.linalg.norm(query)), float(np.linalg.norm(fresh))
+                if whole > 0 and new > 0:
+                    blend = (1.0 - fresh_weight) * (query / whole) + fresh_weight * (fresh / new)
                     query = blend.astype(np.float32)
         else:
             assert user is not None
