@@ -394,20 +394,18 @@ class Recommender:
         with implicit's ``recalculate_user`` against the fixed item factors. Returns the
         vector and the weighted row (whose items are the listener's history).
         """
-        row = sp.csr_matrix((1, self.n_items), dtype=np.float32)
-        if user is not None:
-            row = row + self.train[user]
-        if len(extra_items):
-            zeros = np.zeros(len(extra_items), dtype=np.int64)
-            values = np.asarray(extra_plays, dtype=np.float32)
-            row = row + sp.csr_matrix((values, (zeros, extra_items)), shape=(1, self.n_items))
-        row = sp.csr_matrix(row, dtype=np.float32)
-        row.sum_duplicates()
+        items = np.asarray(extra_items, dtype=np.int64)
+        plays = np.asarray(extra_plays, dtype=np.float64)
+        if user is not None:  # the stored row, read in place (no sparse slicing per request)
+            start, end = self.train.indptr[user], self.train.indptr[user + 1]
+            items = np.concatenate([self.train.indices[start:end].astype(np.int64), items])
+            plays = np.concatenate([self.train.data[start:end].astype(np.float64), plays])
         if len(banned):
-            keep = ~np.isin(row.indices, banned)
-            row = sp.csr_matrix(
-                (row.data[keep], row.indices[keep], [0, int(keep.sum())]), shape=row.shape
-            )
+            keep = ~np.isin(items, banned)
+            items, plays = items[keep], plays[keep]
+        items, where = np.unique(items, return_inverse=True)
+        summed = np.bincount(where, weights=plays, minlength=len(items)).astype(np.float32)
+        row = sp.csr_matrix((summed, items, [0, len(items)]), shape=(1, self.n_items))
         weighted = confidence(row, self.config, totals=self.totals)
         if weighted.nnz == 0:
             return np.zeros(self.n_factors, dtype=np.float32), weighted
