@@ -50,7 +50,7 @@ mkdir -p "$DEMO_DIR"
 
 MODEL_URI="models:/musicrec-als@champion"
 # Listening events go to an embedded SQLite store next to the demo's other files.
-export MUSICREC_EVENTS_URL="sqlite:///$(pwd)/$DEMO_DIR/events.db"
+export MUSICREC_EVENTS_URL="sqlite:///$(cd "$DEMO_DIR" && pwd)/events.db"
 setsid nohup "$BIN/musicrec" serve --model "$MODEL_URI" --port "$API_PORT" \
   > "$DEMO_DIR/api.log" 2>&1 < /dev/null &
 echo $! > "$DEMO_DIR/api.pid"

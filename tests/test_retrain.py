@@ -121,3 +121,20 @@ def test_merged_input_prepares_like_the_base(synth_raw: Path) -> None:
     raw = load("lastfm360k", synth_raw)
     same = merge_events(raw, pd.DataFrame(columns=["user_id", "artist", "kind", "plays"]))
     assert same is raw
+
+
+def test_gate_compares_on_pairs_the_champion_never_trained_on(
+    synth_dataset: Path, synth_model: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from musicrec.data.dataset import Dataset
+    from musicrec.retrain import compare_on_unseen, unseen_test
+
+    dataset = Dataset.load(synth_dataset)
+    champion = ModelArtifact.load(synth_model)
+    assert unseen_test(dataset, champion).nnz == dataset.test.nnz  # trained on train only
+    peeked = SimpleNamespace(users=champion.users, items=champion.items, train_matrix=dataset.test)
+    assert unseen_test(dataset, peeked).nnz == 0  # a model that saw the test set gets no say
+    ours, theirs, pairs = compare_on_unseen(synth_model, synth_model, synth_dataset, (10,))
+    assert pairs == dataset.test.nnz and 0 < theirs <= 1 and 0 < ours <= 1

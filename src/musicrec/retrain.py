@@ -12,9 +12,11 @@ One call of :func:`retrain` is one cycle, and it is safe to repeat:
   :func:`~musicrec.tracking.tracked_train`, :func:`~musicrec.evaluate.evaluate_model`,
   :func:`~musicrec.tracking.track_evaluation` and :func:`~musicrec.registry.promote`.
 - **A fair gate.** New events change the dataset, so the champion's recorded metric (on the
-  old dataset) is not comparable. The champion is scored on the candidate's split instead, the
-  way serving would use it: its item factors mapped onto the new catalogue by artist and every
-  user folded in from their new training row. The candidate must beat that by ``margin``.
+  old dataset) is not comparable. Both are scored on the new split's test pairs that neither
+  was trained on (the champion saw part of the new test set in its own training rows), the
+  champion the way serving would use it: its item factors mapped onto the new catalogue by
+  artist and every user folded in from their new training row. The candidate must beat that
+  by ``margin``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from musicrec.confidence import confidence
 from musicrec.config import TrainConfig
@@ -155,20 +158,38 @@ def merge_events(raw: RawInteractions, events: pd.DataFrame) -> RawInteractions:
 # ----------------------------------------------------------------------------- champion on new data
 
 
-def score_on(artifact_dir: str | Path, dataset: Dataset, ks: tuple[int, ...]) -> dict[str, float]:
-    """A served model's metrics on another dataset's split, as serving would compute them.
+def unseen_test(dataset: Dataset, artifact: Any) -> sp.csr_matrix:
+    """The dataset's test pairs that ``artifact`` (a model) was not trained on.
 
-    Item factors are matched to the dataset's catalogue by artist key (unknown artists score
-    0); every user is folded in from their training row with the model's own confidence.
+    A new split is drawn over grown data, so part of its test set sat in the champion's
+    training rows; scored on those, the champion would look better than it is.
+    """
+    trained = artifact.train_matrix.tocoo()
+    users = pd.Index(dataset.users["user_id"].astype(str)).get_indexer(
+        artifact.users["user_id"].astype(str)
+    )
+    items = pd.Index(dataset.items["artist_key"]).get_indexer(artifact.items["artist_key"])
+    rows, cols = users[trained.row], items[trained.col]
+    known = (rows >= 0) & (cols >= 0)
+    n_items = len(dataset.items)
+    seen = rows[known].astype(np.int64) * n_items + cols[known]
+    test = dataset.test.tocoo()
+    keep = ~np.isin(test.row.astype(np.int64) * n_items + test.col, seen)
+    return sp.csr_matrix(
+        (test.data[keep], (test.row[keep], test.col[keep])), shape=test.shape, dtype=np.float32
+    )
+
+
+def folded_in_factors(artifact: Any, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A served model's factors on another dataset, as serving would compute them.
+
+    Item factors are matched to the dataset's catalogue by artist key (unknown artists are
+    zero); every user is folded in from their training row with the model's own confidence.
     """
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from musicrec.evaluate import evaluate_ranker
-    from musicrec.models.artifact import ModelArtifact
-    from musicrec.models.rankers import FactorRanker
     from musicrec.recommender import train_config
 
-    artifact = ModelArtifact.load(artifact_dir)
     config = train_config(artifact.manifest.get("params", {}))
     source = pd.Index(artifact.items["artist_key"]).get_indexer(dataset.items["artist_key"])
     factors = np.zeros((len(source), artifact.item_factors.shape[1]), dtype=np.float32)
@@ -181,8 +202,30 @@ def score_on(artifact_dir: str | Path, dataset: Dataset, ks: tuple[int, ...]) ->
     solver.item_factors = factors
     train = dataset.train
     users = solver.recalculate_user(np.arange(train.shape[0]), confidence(train, config))
-    metrics, _ = evaluate_ranker(FactorRanker(np.asarray(users), factors), train, dataset.test, ks)
-    return metrics
+    return np.asarray(users, dtype=np.float32), factors
+
+
+def compare_on_unseen(
+    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, ks: tuple[int, ...]
+) -> tuple[float, float, int]:
+    """NDCG@10 of candidate and (folded-in) champion on test pairs neither was trained on."""
+    from musicrec.evaluate import evaluate_ranker
+    from musicrec.models.artifact import ModelArtifact
+    from musicrec.models.rankers import FactorRanker
+
+    dataset = Dataset.load(data_dir)
+    champion = ModelArtifact.load(champion_dir)
+    candidate = ModelArtifact.load(candidate_dir)
+    test = unseen_test(dataset, champion)
+    if test.nnz == 0:
+        return float("nan"), float("nan"), 0
+    train = dataset.train
+    ranker = FactorRanker(candidate.user_factors, candidate.item_factors)
+    ours, _ = evaluate_ranker(ranker, train, test, ks)
+    theirs, _ = evaluate_ranker(
+        FactorRanker(*folded_in_factors(champion, dataset)), train, test, ks
+    )
+    return ours["ndcg@10"], theirs["ndcg@10"], int(test.nnz)
 
 
 # ----------------------------------------------------------------------------- the cycle
@@ -352,11 +395,21 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
         candidate = version_info(client, client.get_model_version(name, version))
         current = alias_version(client, name, CHAMPION)
         champion = version_info(client, current) if current is not None else None
+    note = ""
     if champion is not None and champion.fingerprint != candidate.fingerprint:
+        # Same held-out pairs for both: the new split's test pairs the champion never saw.
         champion_dir = resolve_model(f"models:/{name}/{champion.version}")
-        ndcg = score_on(champion_dir, Dataset.load(data_dir), config.ks).get("ndcg@10")
-        champion = VersionInfo(champion.version, champion.run_id, ndcg, candidate.fingerprint)
+        ours, theirs, pairs = compare_on_unseen(model_dir, champion_dir, data_dir, config.ks)
+        fingerprint = candidate.fingerprint
+        if pairs:
+            candidate = VersionInfo(candidate.version, candidate.run_id, ours, fingerprint)
+            champion = VersionInfo(champion.version, champion.run_id, theirs, fingerprint)
+            note = f" (on {pairs:,} held-out pairs neither model trained on)"
+        else:
+            candidate = VersionInfo(candidate.version, candidate.run_id, None, fingerprint)
+            note = " (no held-out pair unseen by the champion)"
     ok, reason = gate(candidate, champion, config.margin)
+    reason += note
     if ok:
         promote(name, version, force=True, client=client)  # the gate above decided
     seconds["gate"] = time.perf_counter() - started
