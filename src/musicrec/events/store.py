@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///events.db"
 BUSY_TIMEOUT_MS = 30_000
+ALL_ROWS = 2**62  # a LIMIT every database accepts (SQLite alone takes -1)
 
 metadata = sa.MetaData()
 events_table = sa.Table(
@@ -73,6 +74,17 @@ workers_table = sa.Table(
 )
 COLUMNS = ["id", "user_id", "artist", "kind", "plays", "timestamp"]
 INT_COLUMNS = {"id", "plays", "timestamp"}
+
+
+_USER_EVENTS = (  # built once: this query runs on every user-recommendation request
+    sa.select(*(events_table.c[c] for c in COLUMNS))
+    .where(events_table.c.user_id == sa.bindparam("user_id"))
+    .order_by(events_table.c.id.desc())
+    .limit(sa.bindparam("limit"))
+)
+_NO_EVENTS = pd.DataFrame(
+    {name: np.empty(0, dtype=np.int64 if name in INT_COLUMNS else object) for name in COLUMNS}
+)
 
 
 class StoreError(MusicrecError):
@@ -195,18 +207,15 @@ class EventStore:
     def user_events(self, user_id: str, limit: int | None = None) -> pd.DataFrame:
         """A user's events, oldest first (the newest ``limit`` when given)."""
         if not self._readable():
-            return pd.DataFrame(columns=COLUMNS)
-        query = (
-            sa.select(*(events_table.c[c] for c in COLUMNS))
-            .where(events_table.c.user_id == user_id)
-            .order_by(events_table.c.id.desc())
-        )
-        if limit is not None:
-            query = query.limit(limit)
+            return _NO_EVENTS
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()[::-1]
+            bound = {"user_id": user_id, "limit": limit if limit is not None else ALL_ROWS}
+            found = conn.execute(_USER_EVENTS, bound)
+            rows = found.all()[::-1]
+        if not rows:  # most requests: no frame to build (callers never modify it)
+            return _NO_EVENTS
         # Plain object/int64 columns: this runs on every request of a listener with events.
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+        columns = list(zip(*rows, strict=True))
         return pd.DataFrame(
             {
                 name: np.asarray(values, dtype=np.int64 if name in INT_COLUMNS else object)
