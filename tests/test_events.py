@@ -407,8 +407,9 @@ def test_workers_follow_a_replaced_artifact_and_an_admin_reload(
             "/admin/reload", json={"model": str(synth_model)}, headers={"X-API-Key": "k"}
         )
         assert reload.status_code == 200
-        apps[0].watcher.generation = 0  # the test's own watchers stand in for the lifespan's
+        # The test's watchers stand in for the lifespan's: worker one applied the pointer itself.
         watchers[0].generation = apps[0].watcher.generation
+        assert not watchers[0].check()
         assert watchers[1].check()  # the other worker applies the shared pointer
         assert apps[1].recommender.n_factors == 32
         workers = one.get("/model/workers").json()["workers"]

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,7 +23,7 @@ from musicrec.api.loader import ModelLoadError, load_recommender
 from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
-from musicrec.api.watch import ModelWatcher
+from musicrec.api.watch import ModelWatcher, remember
 from musicrec.errors import MusicrecError
 from musicrec.events.store import EventStore
 
@@ -44,7 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if target and app.state.recommender is None:
         try:
             app.state.recommender = await run_in_threadpool(load_recommender, target, settings)
-            app.state.served_target = target
+            remember(app, target, Path(app.state.recommender.artifact.path))
         except ModelLoadError as exc:
             log.error("%s; serving without a model until POST /admin/reload", exc)
     elif not target:
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.live_metrics = LiveMetrics(app.state.metrics)
     app.state.event_store = None  # opened in lifespan when MUSICREC_EVENTS_URL is set
     app.state.served_target = None  # what the served model was loaded from
+    app.state.served_stamp = None  # and the identity of its files
     app.state.watcher = None  # the ModelWatcher, made in lifespan
     install_error_handlers(app)
     for router in ROUTERS:

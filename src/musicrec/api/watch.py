@@ -3,7 +3,7 @@
 At each interval a worker resolves its target (the model pointer set by ``/admin/reload`` when
 there is one, else the configured path or ``models:/name@alias``) and loads it in the
 background when it differs from what it serves: another version behind the alias, or an
-artifact directory whose manifest changed. The swap is one reference assignment, so requests
+artifact directory that was replaced. The swap is one reference assignment, so requests
 in flight finish on the old model and none fails. Each check also writes a heartbeat (worker,
 version) to the event store, which ``GET /model/workers`` lists.
 """
@@ -23,7 +23,6 @@ from musicrec.api.loader import ModelLoadError, load_recommender, resolve_model_
 from musicrec.api.settings import Settings
 from musicrec.errors import MusicrecError
 from musicrec.events.store import EventStore, worker_id
-from musicrec.fsutil import read_json
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,22 @@ def pointer_name(settings: Settings) -> str:
     return hashlib.sha256((settings.model or "").encode()).hexdigest()[:16]
 
 
-def manifest_stamp(path: Path) -> tuple[str, str] | None:
-    """(version, created_at) of an artifact directory, or ``None`` if it has none."""
+def artifact_stamp(path: Path) -> tuple[str, int, int] | None:
+    """Identity of the artifact files at ``path``: a replaced directory has new factor files.
+
+    (Version strings repeat: two models trained on one dataset on one day share one.)
+    """
     try:
-        manifest = read_json(path / layout.MANIFEST)
-    except (OSError, ValueError):
+        info = (path / layout.ITEM_FACTORS).stat()
+    except OSError:
         return None
-    return str(manifest.get("version")), str(manifest.get("created_at"))
+    return str(path.resolve()), info.st_ino, info.st_mtime_ns
+
+
+def remember(app: FastAPI, target: str, path: Path) -> None:
+    """Record what the served model was loaded from, for the next check to compare."""
+    app.state.served_target = target
+    app.state.served_stamp = artifact_stamp(path)
 
 
 def swap(app: FastAPI, target: str, trigger: str, blocking: bool = True) -> Any:
@@ -59,7 +67,7 @@ def swap(app: FastAPI, target: str, trigger: str, blocking: bool = True) -> Any:
         app.state.metrics.set_model(recommender)
         app.state.live_metrics.set_model(recommender)
         app.state.live_metrics.swaps.labels(trigger=trigger).inc()
-        app.state.served_target = target
+        remember(app, target, Path(recommender.artifact.path))
     finally:
         lock.release()
     log.info(
@@ -150,7 +158,5 @@ class ModelWatcher:
     def _differs(self, target: str, path: Path, current: Any) -> bool:
         if current is None or self.app.state.served_target != target:
             return True
-        if Path(current.artifact.path).resolve() != path.resolve():
-            return True
-        stamp = manifest_stamp(path)
-        return stamp is not None and stamp != (current.version, current.manifest.get("created_at"))
+        stamp = artifact_stamp(path)  # None while a directory is being replaced: wait
+        return stamp is not None and stamp != self.app.state.served_stamp
