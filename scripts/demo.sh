@@ -49,10 +49,15 @@ mkdir -p "$DEMO_DIR"
 "$BIN/musicrec" promote --allow-refusal
 
 MODEL_URI="models:/musicrec-als@champion"
+# Listening events go to an embedded SQLite store next to the demo's other files.
+export MUSICREC_EVENTS_URL="sqlite:///$(cd "$DEMO_DIR" && pwd)/events.db"
 setsid nohup "$BIN/musicrec" serve --model "$MODEL_URI" --port "$API_PORT" \
   > "$DEMO_DIR/api.log" 2>&1 < /dev/null &
 echo $! > "$DEMO_DIR/api.pid"
 wait_for "$API_URL/ready" 120 "the API" "$DEMO_DIR/api.log"
+
+# The live loop: a listener's new plays and a ban change their next recommendations.
+"$BIN/musicrec" events demo --url "$API_URL"
 
 setsid nohup "$BIN/musicrec" ui --api-url "$API_URL" --port "$UI_PORT" \
   > "$DEMO_DIR/ui.log" 2>&1 < /dev/null &
@@ -66,4 +71,6 @@ musicrec demo is running ($MODEL_URI):
   UI   $UI_URL
   MLflow UI: make mlflow-ui      Stop: make stop
 Try: curl -s "$API_URL/moods" | head -c 300; echo   (more in docs/api.md)
+Events: musicrec events demo --url $API_URL   ·   retrain with them:
+  musicrec retrain --source lastfm360k --input $DEMO_DIR/raw --events-url $MUSICREC_EVENTS_URL
 MSG

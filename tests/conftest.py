@@ -33,6 +33,7 @@ def isolated_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     patch = pytest.MonkeyPatch()
     patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     patch.setenv("MUSICREC_MODEL_CACHE", str(store / "model-cache"))
+    patch.setenv("MUSICREC_EVENTS_URL", f"sqlite:///{store / 'events.db'}")
     yield store
     patch.undo()
 

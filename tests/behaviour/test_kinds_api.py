@@ -81,3 +81,35 @@ def test_similar_artists_moods_and_map(client: TestClient) -> None:
     assert sum("jazz" in r["tags"] for r in mood["recommendations"]) >= 6
     points = client.get("/artists/map", params={"limit": 50}).json()["points"]
     assert len(points) == 50
+
+
+def test_events_fold_into_item_space_kinds(
+    synth_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Posted plays, bans and brand-new listeners work for a factor-less kind too."""
+    model = tmp_path_factory.mktemp("kind-events") / "model"
+    train(synth_dataset, model, KINDS["itemknn"])
+    store = tmp_path_factory.mktemp("kind-events-store") / "events.db"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, model=str(model), events_url=f"sqlite:///{store}", watch_interval_s=0
+    )
+    with TestClient(create_app(settings)) as client:
+        rec = client.app.state.recommender  # type: ignore[attr-defined]
+        metal = [
+            str(rec.catalogue.names[i])
+            for i in rec.catalogue.by_popularity
+            if METAL & set(rec.catalogue.tags_of(i))
+        ][:6]
+        events = [{"user_id": "kind-new", "artist": a, "plays": 3} for a in metal]
+        assert client.post("/events", json={"events": events}).status_code == 201
+        recs = client.get("/users/kind-new/recommendations").json()["recommendations"]
+        assert len(recs) == 10 and not {r["artist"] for r in recs} & set(metal)
+        assert sum(bool(METAL & set(r["tags"])) for r in recs) >= 7
+        user = rec.sample_users(3)[1]
+        first = client.get(f"/users/{user}/recommendations", params={"k": 20}).json()
+        banned = [r["artist"] for r in first["recommendations"][:3]]
+        bans = [{"user_id": user, "artist": a, "kind": "ban"} for a in banned]
+        assert client.post("/events", json={"events": bans}).status_code == 201
+        again = client.get(f"/users/{user}/recommendations", params={"k": 20}).json()
+        names = [r["artist"] for r in again["recommendations"]]
+        assert len(names) == 20 and not set(banned) & set(names)

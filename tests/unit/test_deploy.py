@@ -697,6 +697,7 @@ K8S_KINDS = {
     "api-hpa.yaml": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "ui-deployment.yaml": ("apps/v1", "Deployment"),
     "ui-service.yaml": ("v1", "Service"),
+    "retrain-cronjob.yaml": ("batch/v1", "CronJob"),
 }
 
 
@@ -889,3 +890,50 @@ def test_deploy_files_have_no_machine_specific_paths() -> None:
         assert not re.search(r"/(home|Users|root)/[A-Za-z]", text.replace("/home/musicrec", "")), (
             path
         )
+
+
+def test_k8s_retrain_cronjob_never_overlaps_and_publishes_what_the_api_watches() -> None:
+    objects = k8s_objects()
+    cron = objects["retrain-cronjob.yaml"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = " ".join(container["args"])
+    assert "musicrec retrain" in command
+    config = objects["configmap.yaml"]["data"]
+    assert f"--publish {config['MUSICREC_MODEL']}" in command
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == [objects["pvc.yaml"]["metadata"]["name"]]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+
+
+def test_live_loop_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
+    """A model older than a week, or events the store refuses, page someone; a fresh one not."""
+    promtool = require_tool("promtool")
+    healthy = _healthy_base() + _requests(100, 0) + _latency(100, 0)
+    day = 86400
+    refused = _series(
+        "events_rejected_total", "0+5x90", reason="store_unavailable", endpoint="/events"
+    )
+    cases = [
+        _firing_case([*healthy, _series("model_age_seconds", f"{day}+60x90")], "60m", []),
+        _firing_case(
+            [*healthy, _series("model_age_seconds", f"{8 * day}+60x90")],
+            "60m",
+            ["MusicrecModelStale"],
+        ),
+        _firing_case([*healthy, refused], "20m", ["MusicrecEventsRejected"]),
+    ]
+    shutil.copyfile(RESOURCES / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "alerts_test.yml").write_text(
+        yaml.safe_dump(
+            {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": cases},
+            sort_keys=False,
+        )
+    )
+    run_tool(promtool, "test", "rules", "alerts_test.yml", cwd=tmp_path)

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,10 +18,14 @@ from starlette.concurrency import run_in_threadpool
 
 from musicrec import __version__
 from musicrec.api.errors import BodyLimitMiddleware, install_error_handlers
+from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.loader import ModelLoadError, load_recommender
 from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
+from musicrec.api.watch import ModelWatcher, remember
+from musicrec.errors import MusicrecError
+from musicrec.events.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +35,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the configured model; without one the API runs degraded (/ready answers 503)."""
     settings: Settings = app.state.settings
     metrics: ApiMetrics = app.state.metrics
-    if settings.model and app.state.recommender is None:
+    if settings.events_url:
         try:
-            app.state.recommender = await run_in_threadpool(
-                load_recommender, settings.model, settings
-            )
+            app.state.event_store = EventStore(settings.events_url, group_commit=True)
+        except (MusicrecError, ImportError) as exc:  # e.g. a server database without its driver
+            log.error("event store unavailable (%s); serving without events", exc)
+    watcher = app.state.watcher = ModelWatcher(app, settings.watch_interval_s)
+    target = await run_in_threadpool(watcher.target)  # a replica pointer wins over the config
+    if target and app.state.recommender is None:
+        try:
+            app.state.recommender = await run_in_threadpool(load_recommender, target, settings)
+            remember(app, target, Path(app.state.recommender.artifact.path))
         except ModelLoadError as exc:
             log.error("%s; serving without a model until POST /admin/reload", exc)
-    elif not settings.model:
+    elif not target:
         log.warning("no model configured (MUSICREC_MODEL); /ready answers 503")
     metrics.set_model(app.state.recommender)
+    app.state.live_metrics.set_model(app.state.recommender)
+    if settings.watch_interval_s > 0:
+        watcher.start()
     try:
         yield
     finally:
+        if settings.watch_interval_s > 0:
+            await run_in_threadpool(watcher.stop)
+        if app.state.event_store is not None:
+            app.state.event_store.close()
         metrics.close()
 
 
@@ -59,6 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ApiMetrics()
     app.state.recommender = None
     app.state.reload_lock = threading.Lock()
+    app.state.live_metrics = LiveMetrics(app.state.metrics)
+    app.state.event_store = None  # opened in lifespan when MUSICREC_EVENTS_URL is set
+    app.state.served_target = None  # what the served model was loaded from
+    app.state.served_stamp = None  # and the identity of its files
+    app.state.watcher = None  # the ModelWatcher, made in lifespan
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -241,6 +241,10 @@ class ModelCard(BaseModel):
     n_factors: int
     index: str
     path: str
+    worker: str | None = Field(default=None, description="host:pid of the worker answering.")
+    events_watermark: int = Field(
+        default=0, description="Highest event id inside this model (0: trained without events)."
+    )
 
 
 class ReloadRequest(_Strict):

@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest accepted request body."
     )
+    events_url: str | None = Field(
+        default="sqlite:///events.db",
+        description="Event store (SQLAlchemy URL; SQLite file by default); empty disables events.",
+    )
+    events_per_user: int = Field(
+        default=10_000, ge=1, description="Most recent events of a listener read per request."
+    )
+    fresh_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of a known listener's query taken by their plays not yet in the model.",
+    )
+    watch_interval_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="Seconds between checks of the registry alias / model pointer; 0 disables.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -58,6 +76,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("events_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("admin_api_key", mode="before")
     @classmethod

@@ -488,6 +488,94 @@ class Recommender:
         ids, scores = self.indexes.inner.search(query, k, exclude=history)
         return self._recs(ids, scores, history, weights)
 
+    def fold_in(
+        self, user: int | None, extra_items: np.ndarray, extra_plays: np.ndarray, banned: np.ndarray
+    ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """A user vector re-solved from history (``user``, if known) plus new plays, minus bans.
+
+        The row is weighted by :func:`confidence` exactly as training rows are, then solved
+        with implicit's ``recalculate_user`` against the fixed item factors. Returns the
+        vector and the weighted row (whose items are the listener's history).
+        """
+        items = np.asarray(extra_items, dtype=np.int64)
+        plays = np.asarray(extra_plays, dtype=np.float64)
+        if user is not None:  # the stored row, read in place (no sparse slicing per request)
+            start, end = self.train.indptr[user], self.train.indptr[user + 1]
+            items = np.concatenate([self.train.indices[start:end].astype(np.int64), items])
+            plays = np.concatenate([self.train.data[start:end].astype(np.float64), plays])
+        if len(banned):
+            keep = ~np.isin(items, banned)
+            items, plays = items[keep], plays[keep]
+        items, where = np.unique(items, return_inverse=True)
+        summed = np.bincount(where, weights=plays, minlength=len(items)).astype(np.float32)
+        row = sp.csr_matrix((summed, items, [0, len(items)]), shape=(1, self.n_items))
+        weighted = confidence(row, self.config, totals=self.totals)
+        if weighted.nnz == 0:
+            return np.zeros(self.n_factors, dtype=np.float32), weighted
+        vector = self._solver.recalculate_user(0, weighted)
+        return np.asarray(vector, dtype=np.float32).ravel(), weighted
+
+    def recommend_user_live(
+        self,
+        user_id: str,
+        k: int,
+        mood: str | None = None,
+        *,
+        extra_items: np.ndarray | None = None,
+        extra_plays: np.ndarray | None = None,
+        banned: np.ndarray | None = None,
+        exclude: np.ndarray | None = None,
+        fresh_weight: float = 0.0,
+    ) -> list[Rec]:
+        """:meth:`recommend_user` with listening events the model has not seen yet.
+
+        ``extra_items``/``extra_plays`` (new plays) and ``banned`` items re-solve the user's
+        vector by :meth:`fold_in`; a user unknown to the model is served from the new plays
+        alone. ``fresh_weight`` blends in, like a mood, the direction of the new plays alone
+        (a listener's current session; a long history otherwise outweighs it). ``banned``
+        and ``exclude`` items are never recommended, and the list still has ``k`` items
+        whenever the catalogue has that many others.
+        """
+        empty = np.empty(0, dtype=np.int64)
+        extra_items = empty if extra_items is None else np.asarray(extra_items, dtype=np.int64)
+        if extra_plays is None:
+            extra_plays = np.ones(len(extra_items), dtype=np.float32)
+        banned = empty if banned is None else np.asarray(banned, dtype=np.int64)
+        exclude = empty if exclude is None else np.asarray(exclude, dtype=np.int64)
+        if not len(extra_items) and not len(banned) and not len(exclude):
+            return self.recommend_user(user_id, k, mood=mood)
+        position = int(self.user_ids.get_indexer(pd.Index([user_id]))[0])
+        user = position if position >= 0 else None
+        if user is None and not len(extra_items):
+            self.user_index(user_id)  # raises UnknownUserError with suggestions
+        if not self.factor_space:
+            return self._item_space_live(
+                user, k, mood, extra_items, extra_plays, banned, exclude, fresh_weight
+            )
+        if len(extra_items) or len(banned):
+            query, weighted = self.fold_in(user, extra_items, extra_plays, banned)
+            history = weighted.indices.astype(np.int64)
+            weights = weighted.data.astype(np.float32)
+            if fresh_weight > 0 and user is not None and len(extra_items):
+                fresh, _ = self.fold_in(None, extra_items, extra_plays, banned)
+                whole, new = float(np.linalg.norm(query)), float(np.linalg.norm(fresh))
+                if whole > 0 and new > 0:
+                    blend = (1.0 - fresh_weight) * (query / whole) + fresh_weight * (fresh / new)
+                    query = blend.astype(np.float32)
+        else:
+            assert user is not None
+            history, weights = self.history(user)
+            query = np.asarray(self.user_factors[user], dtype=np.float32)
+        if mood is not None:
+            vector = self.mood(mood).vector
+            norm = float(np.linalg.norm(query))
+            if norm > 0 and vector is not None:
+                blend = (1.0 - self.mood_weight) * query / norm + self.mood_weight * vector
+                query = blend.astype(np.float32)
+        blocked = np.unique(np.concatenate([history, banned, exclude]))
+        ids, scores = self.indexes.inner.search(query, k, exclude=blocked)
+        return self._recs(ids, scores, history, weights)
+
     def recommend_mood(self, name: str, k: int) -> list[Rec]:
         """Top-``k`` artists along the mood's direction; explained by its defining artists."""
         mood = self.mood(name)
@@ -588,6 +676,58 @@ class Recommender:
         return sp.csr_matrix(
             (plays.astype(np.float32), (np.zeros(len(items), dtype=np.int64), items)),
             shape=(1, self.n_items),
+        )
+
+    def _plays_row(
+        self, user: int | None, items: np.ndarray, plays: np.ndarray, banned: np.ndarray
+    ) -> sp.csr_matrix:
+        """Raw plays of the user's training row (if known) plus ``items``, minus ``banned``."""
+        items = np.asarray(items, dtype=np.int64)
+        plays = np.asarray(plays, dtype=np.float64)
+        if user is not None:
+            start, end = self.train.indptr[user], self.train.indptr[user + 1]
+            items = np.concatenate([self.train.indices[start:end].astype(np.int64), items])
+            plays = np.concatenate([self.train.data[start:end].astype(np.float64), plays])
+        if len(banned):
+            keep = ~np.isin(items, banned)
+            items, plays = items[keep], plays[keep]
+        items, where = np.unique(items, return_inverse=True)
+        summed = np.bincount(where, weights=plays, minlength=len(items)).astype(np.float32)
+        return sp.csr_matrix((summed, items, [0, len(items)]), shape=(1, self.n_items))
+
+    def _item_space_live(
+        self,
+        user: int | None,
+        k: int,
+        mood: str | None,
+        extra_items: np.ndarray,
+        extra_plays: np.ndarray,
+        banned: np.ndarray,
+        exclude: np.ndarray,
+        fresh_weight: float,
+    ) -> list[Rec]:
+        """:meth:`recommend_user_live` for item-space kinds: the events join the history."""
+        row = self._plays_row(user, extra_items, extra_plays, banned)
+        mixed = _unit_max(self.model.scores(None, row))
+        if fresh_weight > 0 and user is not None and len(extra_items):
+            fresh = self._plays_row(None, extra_items, extra_plays, banned)
+            mixed = (1.0 - fresh_weight) * mixed + fresh_weight * _unit_max(
+                self.model.scores(None, fresh)
+            )
+        if mood is not None:
+            profile = self._profile(self.mood(mood))
+            mixed = (1.0 - self.mood_weight) * mixed + self.mood_weight * _unit_max(
+                self.model.scores(None, profile)
+            )
+        blocked = np.unique(np.concatenate([row.indices.astype(np.int64), banned, exclude]))
+        blocked_row = sp.csr_matrix(
+            (np.ones(len(blocked), dtype=np.float32), blocked, [0, len(blocked)]),
+            shape=(1, self.n_items),
+        )
+        ids, scores = _first_row(topk_dense(mixed.astype(np.float32), k, blocked_row))
+        weighted = confidence(row, self.config, totals=self.totals)
+        return self._recs(
+            ids, scores, weighted.indices.astype(np.int64), weighted.data.astype(np.float32)
         )
 
     def _item_space_user(

@@ -8,6 +8,7 @@ from musicrec.api.routes import (
     admin,
     artists,
     embedding,
+    events,
     health,
     listeners,
     model,
@@ -24,4 +25,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     embedding.router,
     model.router,
     admin.router,
+    events.router,
 )

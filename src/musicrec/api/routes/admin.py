@@ -7,8 +7,9 @@ import time
 from fastapi import APIRouter, HTTPException, Request
 
 from musicrec.api.deps import AdminDep, SettingsDep
-from musicrec.api.loader import ModelLoadError, load_recommender
+from musicrec.api.loader import ModelLoadError
 from musicrec.api.schemas import ErrorResponse, ReloadRequest, ReloadResponse
+from musicrec.api.watch import pointer_name, swap
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -24,25 +25,25 @@ def reload_model(
     """Load a model (default: the configured path or alias, re-resolved) and swap it in.
 
     The new runtime is built completely first; then one reference is replaced, so requests
-    in flight finish on the old model. Applies to the worker that receives the call.
+    in flight finish on the old model. The worker that receives the call swaps at once; with
+    an event store the target is also written to the shared model pointer, which every other
+    worker and replica applies within ``MUSICREC_WATCH_INTERVAL_S``.
     """
     target = (body.model if body else None) or settings.model
     if not target:
         raise HTTPException(400, "no model given and none configured (MUSICREC_MODEL)")
-    lock = request.app.state.reload_lock
-    if not lock.acquire(blocking=False):
-        raise HTTPException(409, "a reload is already in progress")
+    started = time.perf_counter()
     try:
-        started = time.perf_counter()
-        try:
-            recommender = load_recommender(target, settings)
-        except ModelLoadError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        previous = request.app.state.recommender
-        request.app.state.recommender = recommender
-        request.app.state.metrics.set_model(recommender)
-    finally:
-        lock.release()
+        previous = swap(request.app, target, "admin", blocking=False)
+    except ModelLoadError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if previous is False:
+        raise HTTPException(409, "a reload is already in progress")
+    recommender = request.app.state.recommender
+    store = request.app.state.event_store
+    if store is not None:  # the other workers and replicas follow at their next check
+        pointer = store.set_pointer(target, pointer_name(settings))
+        request.app.state.watcher.generation = pointer.generation  # applied here already
     return ReloadResponse(
         previous_version=previous.version if previous is not None else None,
         model_version=recommender.version,

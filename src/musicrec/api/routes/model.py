@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from musicrec.api.deps import RecommenderDep
 from musicrec.api.schemas import ModelCard
+from musicrec.events.schema import WATERMARK_KEY
+from musicrec.events.store import worker_id
 
 router = APIRouter(prefix="/model", tags=["model"])
 BASELINE = "popularity"
@@ -32,4 +34,6 @@ def model_card(recommender: RecommenderDep) -> ModelCard:
         n_factors=recommender.n_factors,
         index=recommender.index_kind,
         path=str(recommender.artifact.path),
+        worker=worker_id(),
+        events_watermark=int(manifest.get(WATERMARK_KEY) or 0),
     )

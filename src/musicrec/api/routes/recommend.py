@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
@@ -32,13 +33,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
 async def recommend(
-    body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
+    request: Request, body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
 ) -> JSONBody:
-    """Recommendations for a known user (by raw id), a mood, or at random."""
+    """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
     if body.type == "user":
         assert body.user_id is not None
-        recs = recommender.recommend_user(body.user_id, body.k)
+        recs = live.user_recommendations(request, recommender, body.user_id, body.k)
         metrics.lookup("user", known=True)
     elif body.type == "mood":
         assert body.mood is not None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
+from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import (
@@ -36,18 +37,25 @@ def sample_users(
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
 async def user_recommendations(
+    request: Request,
     recommender: RecommenderDep,
     metrics: MetricsDep,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     mood: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
+    exclude_recent_days: Annotated[float | None, Query(gt=0, le=3650)] = None,
 ) -> JSONBody:
-    """Unplayed artists for a known user, each with the history artists behind it.
+    """Unplayed artists for a user, each with the history artists behind it.
 
-    ``mood`` blends the mood's direction into the user's taste.
+    The user's stored events (``POST /events``) are folded in: new plays re-solve their
+    taste, banned artists never come back, and a user the model has not seen is served
+    from their events. ``exclude_recent_days`` also keeps out every artist with an event
+    (a skip included) in that many days. ``mood`` blends the mood's direction in.
     """
     started = time.perf_counter()
-    recs = recommender.recommend_user(user_id, k, mood=mood or None)
+    recs = live.user_recommendations(
+        request, recommender, user_id, k, mood or None, exclude_recent_days
+    )
     metrics.lookup("user", known=True)
     if mood:
         metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()

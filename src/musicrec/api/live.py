@@ -1,0 +1,60 @@
+"""The live side of serving: a listener's stored events applied to their recommendations."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+from fastapi import Request
+
+from musicrec.api.live_metrics import LiveMetrics
+from musicrec.api.settings import Settings
+from musicrec.events.store import EventStore, StoreError
+from musicrec.serving.profile import build_profile
+from musicrec.serving.recommender import Rec, Recommender
+
+log = logging.getLogger(__name__)
+
+
+def user_recommendations(
+    request: Request,
+    recommender: Recommender,
+    user_id: str,
+    k: int,
+    mood: str | None = None,
+    exclude_recent_days: float | None = None,
+) -> list[Rec]:
+    """Top-``k`` for ``user_id`` with their events folded in (model only without a store).
+
+    A store that cannot be read degrades to the model's answer, logged, never a failed request.
+    """
+    store: EventStore | None = request.app.state.event_store
+    if store is None:
+        return recommender.recommend_user(user_id, k, mood=mood)
+    settings: Settings = request.app.state.settings
+    live: LiveMetrics = request.app.state.live_metrics
+    started = time.perf_counter()
+    try:
+        events = store.user_events(user_id, limit=settings.events_per_user)
+    except (StoreError, sa.exc.SQLAlchemyError) as exc:
+        log.warning("event store unreadable, serving the model alone: %s", exc)
+        live.rejected.labels(reason="store_unreadable").inc()
+        return recommender.recommend_user(user_id, k, mood=mood)
+    if events.empty:
+        return recommender.recommend_user(user_id, k, mood=mood)
+    profile = build_profile(recommender, events, user_id, exclude_recent_days)
+    if profile.empty:
+        return recommender.recommend_user(user_id, k, mood=mood)
+    recs = recommender.recommend_user_live(
+        user_id,
+        k,
+        mood,
+        extra_items=profile.items,
+        extra_plays=profile.plays,
+        banned=profile.banned,
+        exclude=profile.recent,
+        fresh_weight=settings.fresh_weight,
+    )
+    live.fold_in.observe(time.perf_counter() - started)
+    return recs

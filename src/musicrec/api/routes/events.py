@@ -1,0 +1,129 @@
+"""Listening events in (durable before acknowledged), and the workers that serve them."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from starlette.responses import Response
+
+from musicrec.api.convert import elapsed_ms
+from musicrec.api.errors import error_response
+from musicrec.api.events_schemas import (
+    EventBatch,
+    EventRejection,
+    EventsAccepted,
+    EventStats,
+    StoredEvent,
+    UserEventsResponse,
+    WorkerInfo,
+    WorkersResponse,
+)
+from musicrec.api.live_metrics import LiveMetrics
+from musicrec.api.schemas import NAME_MAX_LENGTH, ErrorResponse
+from musicrec.events.schema import EventError, validate_batch
+from musicrec.events.store import EventStore, StoreError
+
+router = APIRouter(prefix="", tags=["events"])
+HEARTBEAT_WINDOW_FLOOR_S = 30.0
+
+
+def _store(request: Request) -> EventStore:
+    store: EventStore | None = request.app.state.event_store
+    if store is None:
+        raise HTTPException(404, "events are disabled (set MUSICREC_EVENTS_URL)")
+    return store
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    response_model=EventsAccepted,
+    responses={
+        404: {"model": ErrorResponse},
+        422: {"model": EventRejection},
+        503: {"model": ErrorResponse},
+    },
+)
+def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
+    """Store a batch of listening events; answered only once the batch is durable.
+
+    A batch is all-or-nothing: the first invalid event is named by ``index`` with its
+    ``field`` and ``reason`` (422) and nothing is stored. The listener's next
+    recommendations fold the new events in.
+    """
+    started = time.perf_counter()
+    store = _store(request)
+    live: LiveMetrics = request.app.state.live_metrics
+    try:
+        events = validate_batch(body.events)
+    except EventError as exc:
+        live.rejected.labels(reason="invalid").inc()
+        rejection = EventRejection(
+            detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason
+        )
+        return Response(rejection.model_dump_json(), 422, media_type="application/json")
+    try:
+        ids = store.append(events)
+    except (StoreError, sa.exc.SQLAlchemyError) as exc:
+        live.rejected.labels(reason="store_unavailable").inc()
+        return error_response(503, f"events not stored: {exc}", headers={"Retry-After": "1"})
+    for kind, count in Counter(e.kind for e in events).items():
+        live.ingested.labels(kind=kind).inc(count)
+    return EventsAccepted(
+        accepted=len(ids),
+        first_id=ids[0],
+        last_id=ids[-1],
+        took_ms=elapsed_ms(started, time.perf_counter()),
+    )
+
+
+@router.get(
+    "/users/{user_id}/events",
+    response_model=UserEventsResponse,
+    responses={404: {"model": ErrorResponse}},
+)
+def user_events(
+    request: Request,
+    user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> UserEventsResponse:
+    """A listener's most recent stored events."""
+    frame = _store(request).user_events(user_id, limit=limit)
+    rows = frame.iloc[::-1].to_dict("records")
+    return UserEventsResponse(
+        user_id=user_id,
+        events=[
+            StoredEvent(
+                id=int(r["id"]),
+                artist=str(r["artist"]),
+                kind=str(r["kind"]),
+                plays=int(r["plays"]),
+                timestamp=int(r["timestamp"]),
+            )
+            for r in rows
+        ],
+    )
+
+
+@router.get("/events/stats", response_model=EventStats, responses={404: {"model": ErrorResponse}})
+def event_stats(request: Request) -> EventStats:
+    """How many events the store holds, by kind, and the highest id."""
+    store = _store(request)
+    return EventStats(**store.stats(), store=repr(store))
+
+
+@router.get("/model/workers", response_model=WorkersResponse)
+def model_workers(request: Request) -> WorkersResponse:
+    """Every API worker (of all replicas sharing the event store) and the version it serves."""
+    interval = request.app.state.settings.watch_interval_s
+    store: EventStore | None = request.app.state.event_store
+    window = max(HEARTBEAT_WINDOW_FLOOR_S, 3 * interval)
+    rows = store.workers(window) if store is not None else []
+    return WorkersResponse(
+        workers=[WorkerInfo(**row) for row in sorted(rows, key=lambda r: r["worker"])],
+        watch_interval_s=interval,
+    )

@@ -1,0 +1,203 @@
+"""What a listening event is, and the one validation every entry point uses.
+
+``POST /events``, ``musicrec events import`` and ``musicrec events replay`` all call
+:func:`validate_batch`, so the same input is accepted or refused with the same reason
+everywhere. A batch is all-or-nothing: the first invalid event (its index and the reason)
+refuses the whole batch.
+
+Kinds and what they mean to the model (:func:`interactions` is the single place that turns
+events into plays, used by serving fold-in and by retraining alike):
+
+- ``play``: ``plays`` listens (default 1).
+- ``love``: counts as :data:`LOVE_PLAYS` listens.
+- ``skip``: recorded, adds no plays (an ALS confidence cannot be negative); the artist is kept
+  out of the listener's recommendations while the ``exclude_recent_days`` filter covers it.
+- ``ban``: the artist never comes back in that listener's recommendations and their plays of it
+  are dropped from fold-in and from retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from musicrec.errors import MusicrecError
+
+EventKind = Literal["play", "skip", "love", "ban"]
+KINDS: tuple[str, ...] = ("play", "skip", "love", "ban")
+LOVE_PLAYS = 5.0  # a love weighs like this many plays
+MAX_PLAYS = 100_000  # per event: more is a counter bug, not listening
+MAX_TEXT = 200  # user ids and artist names, as in the rest of the API
+MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
+FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
+MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
+FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
+WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
+
+
+class EventError(MusicrecError):
+    """An event is invalid; ``index`` is its position in the batch (or the file's row)."""
+
+    def __init__(self, index: int, field: str | None, reason: str):
+        where = f"event {index}" + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {reason}")
+        self.index = index
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Event:
+    """One validated listening event."""
+
+    user_id: str
+    artist: str
+    kind: str = "play"
+    plays: int = 1
+    timestamp: int = 0  # epoch seconds, UTC
+
+
+def _text(index: int, raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise EventError(index, name, "is required")
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EventError(index, name, "must be a string")
+        value = str(value)  # numeric user ids from CSV files
+    text = " ".join(value.split()) if name == "artist" else value.strip()
+    if not text:
+        raise EventError(index, name, "must not be blank")
+    if len(text) > MAX_TEXT:
+        raise EventError(index, name, f"longer than {MAX_TEXT} characters")
+    if any(ord(ch) < 32 for ch in text):
+        raise EventError(index, name, "must not contain control characters")
+    return text
+
+
+def parse_timestamp(value: Any, now: float) -> int:
+    """Epoch seconds from an int/float, a numeric string or ISO-8601 text (UTC if naive)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return int(now)
+    if isinstance(value, bool):
+        raise ValueError("must be epoch seconds or ISO-8601 text")
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return int(moment.timestamp())
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("must be finite")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(float(text))
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError("must be epoch seconds or ISO-8601 text") from exc
+        return parse_timestamp(moment, now)
+    raise ValueError("must be epoch seconds or ISO-8601 text")
+
+
+def validate_event(index: int, raw: Mapping[str, Any], now: float | None = None) -> Event:
+    """One raw mapping to an :class:`Event`, or :class:`EventError` naming field and reason."""
+    if not isinstance(raw, Mapping):
+        raise EventError(index, None, "must be an object")
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise EventError(index, unknown[0], f"unknown field; expected {', '.join(FIELDS)}")
+    now = time.time() if now is None else now
+    user_id = _text(index, raw, "user_id")
+    artist = _text(index, raw, "artist")
+    kind = raw.get("kind") or "play"
+    if kind not in KINDS:
+        raise EventError(index, "kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    plays_raw = raw.get("plays")
+    if plays_raw is None or (isinstance(plays_raw, float) and math.isnan(plays_raw)):
+        plays = 1
+    elif isinstance(plays_raw, bool) or not isinstance(plays_raw, int | float):
+        raise EventError(index, "plays", "must be a whole number")
+    elif plays_raw != int(plays_raw) or not 1 <= plays_raw <= MAX_PLAYS:
+        raise EventError(index, "plays", f"must be a whole number in 1..{MAX_PLAYS}")
+    else:
+        plays = int(plays_raw)
+    if kind != "play" and plays != 1:
+        raise EventError(index, "plays", f"only play events carry plays, not {kind}")
+    try:
+        timestamp = parse_timestamp(raw.get("timestamp"), now)
+    except ValueError as exc:
+        raise EventError(index, "timestamp", str(exc)) from None
+    if timestamp < MIN_TIMESTAMP:
+        raise EventError(index, "timestamp", "before 2000-01-01")
+    if timestamp > now + FUTURE_SKEW_S:
+        raise EventError(index, "timestamp", "more than a day in the future")
+    return Event(user_id, artist, kind, plays, timestamp)
+
+
+def validate_batch(
+    raws: Sequence[Mapping[str, Any]], now: float | None = None, offset: int = 0
+) -> list[Event]:
+    """All events of a batch, or :class:`EventError` for the first invalid one."""
+    if not raws:
+        raise EventError(offset, None, "the batch is empty")
+    now = time.time() if now is None else now
+    return [validate_event(offset + i, raw, now) for i, raw in enumerate(raws)]
+
+
+def events_frame(events: Iterable[Event]) -> pd.DataFrame:
+    """Events as a frame with the columns of :data:`FIELDS`."""
+    rows = [(e.user_id, e.artist, e.kind, e.plays, e.timestamp) for e in events]
+    return pd.DataFrame(rows, columns=["user_id", "artist", "kind", "plays", "timestamp"])
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Events reduced to what the model consumes: plays per (user, artist) and bans."""
+
+    plays: pd.DataFrame  # user_id, artist, plays (float), timestamp (latest)
+    bans: pd.DataFrame  # user_id, artist
+
+
+def play_weights(kinds: np.ndarray, plays: np.ndarray) -> np.ndarray:
+    """Plays each event adds to its (user, artist) pair: the one definition of the kinds."""
+    kinds = np.asarray(kinds, dtype=object)
+    weights = np.where(kinds == "play", np.asarray(plays, dtype=np.float64), 0.0)
+    return np.where(kinds == "love", LOVE_PLAYS, weights)
+
+
+def interactions(events: pd.DataFrame, key: Any = None) -> Interactions:
+    """Plays per (user, artist key) from play and love events, minus banned pairs.
+
+    ``key`` maps an artist name to its identity (default: the name itself); the display name
+    kept is the first spelling seen. Serving fold-in and retraining both call this.
+    """
+    key = key or (lambda name: name)
+    frame = events.assign(artist_key=events["artist"].map(key))
+    frame = frame.assign(weight=play_weights(frame["kind"].to_numpy(), frame["plays"].to_numpy()))
+    bans = frame.loc[frame["kind"] == "ban", ["user_id", "artist_key", "artist"]]
+    bans = bans.drop_duplicates(["user_id", "artist_key"])
+    positive = frame[frame["weight"] > 0]
+    grouped = positive.groupby(["user_id", "artist_key"], sort=False).agg(
+        artist=("artist", "first"), plays=("weight", "sum"), timestamp=("timestamp", "max")
+    )
+    plays = grouped.reset_index()
+    if len(bans):
+        banned = pd.MultiIndex.from_frame(bans[["user_id", "artist_key"]])
+        pairs = pd.MultiIndex.from_frame(plays[["user_id", "artist_key"]])
+        plays = plays[~pairs.isin(banned)]
+    return Interactions(
+        plays=plays.reset_index(drop=True),
+        bans=bans[["user_id", "artist_key", "artist"]].reset_index(drop=True),
+    )

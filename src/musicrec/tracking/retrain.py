@@ -1,0 +1,430 @@
+"""Continuous training: base data + events -> prepare -> train -> evaluate -> gate -> promote.
+
+One call of :func:`retrain` is one cycle, and it is safe to repeat:
+
+- **Idempotent.** The cycle's key hashes the base input (paths, sizes, mtimes), the event
+  watermark (highest event id read) and every parameter. A key that already completed returns
+  its earlier outcome without work, so cron may call it as often as it likes. A file lock in
+  the work directory keeps two cycles on one host from overlapping.
+- **Events counted once.** The model's manifest records ``events_watermark``; serving folds in
+  only what came after it (see :mod:`musicrec.serving.profile`).
+- **Same stage functions as by hand.** :func:`~musicrec.data.prepare.build_dataset`,
+  :func:`~musicrec.tracking.tracked_train`, :func:`~musicrec.pipeline.evaluate.evaluate_model`,
+  :func:`~musicrec.tracking.track_evaluation` and :func:`~musicrec.tracking.registry.promote`.
+- **A fair gate.** New events change the dataset, so the champion's recorded metric (on the
+  old dataset) is not comparable. Both are scored on the new split's test pairs that neither
+  was trained on (the champion saw part of the new test set in its own training rows), the
+  champion the way serving would use it: its item factors mapped onto the new catalogue by
+  artist and every user folded in from their new training row. The candidate must beat that
+  by ``margin``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from musicrec.config import TrainConfig
+from musicrec.data.dataset import Dataset
+from musicrec.data.prepare import PrepareConfig, build_dataset
+from musicrec.data.sources import RawInteractions, load, normalize_name
+from musicrec.errors import MusicrecError
+from musicrec.events.schema import WATERMARK_KEY, interactions
+from musicrec.events.store import DEFAULT_URL, EventStore
+from musicrec.fsutil import read_json, write_json_atomic
+from musicrec.models.confidence import confidence
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "retrain-state.json"
+LOCK_FILE = ".retrain.lock"
+KEY_TAG = "retrain_key"
+
+
+class RetrainError(MusicrecError):
+    """A retraining cycle could not run (locked, bad input, registry refused)."""
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Everything one cycle depends on; its hash (with the inputs) is the cycle's key."""
+
+    source: str
+    input: Path
+    workdir: Path
+    events_url: str = DEFAULT_URL
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model_name: str = "musicrec-als"
+    experiment: str = "musicrec"
+    margin: float = 0.0
+    ks: tuple[int, ...] = (10, 20)
+
+
+@dataclass
+class RetrainResult:
+    """What a cycle did: ``promoted``, ``kept`` (gate refused) or ``up_to_date`` (no work)."""
+
+    status: str
+    key: str
+    watermark: int
+    events: int
+    reason: str
+    version: str | None = None
+    champion: str | None = None
+    fingerprint: str | None = None
+    model_dir: str | None = None
+    candidate_ndcg: float | None = None
+    champion_ndcg: float | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def merge_events(raw: RawInteractions, events: pd.DataFrame) -> RawInteractions:
+    """``raw`` plus the plays of ``events`` (same identities: user id, normalized artist name).
+
+    Banned (user, artist) pairs are removed from the base rows as well. Events carry their
+    timestamps only when the base source has timestamps (a split must not mix the two).
+    """
+    if events.empty:
+        return raw
+    reduced = interactions(events, key=normalize_name)
+    items = raw.items
+    item_index = pd.Index(items["artist_key"])
+    plays = reduced.plays
+    new_keys = pd.unique(plays.loc[item_index.get_indexer(plays["artist_key"]) < 0, "artist_key"])
+    if len(new_keys):
+        first = plays.drop_duplicates("artist_key").set_index("artist_key")["artist"]
+        added = pd.DataFrame(
+            {"artist_key": new_keys, "artist_name": first.loc[new_keys].to_numpy(), "mbid": None}
+        )
+        items = pd.concat([items, added[items.columns]], ignore_index=True)
+        item_index = pd.Index(items["artist_key"])
+    user_index = pd.Index(raw.user_ids.astype(str))
+    new_users = pd.unique(plays.loc[user_index.get_indexer(plays["user_id"]) < 0, "user_id"])
+    user_ids = np.concatenate([raw.user_ids.astype(object), np.asarray(new_users, dtype=object)])
+    user_index = pd.Index(user_ids.astype(str))
+
+    user_codes = raw.user_codes.astype(np.int64)
+    item_codes = raw.item_codes.astype(np.int64)
+    keep = np.ones(len(user_codes), dtype=bool)
+    bans = reduced.bans
+    if len(bans):
+        ban_users = user_index.get_indexer(bans["user_id"])
+        ban_items = item_index.get_indexer(bans["artist_key"])
+        known = (ban_users >= 0) & (ban_items >= 0)
+        banned = ban_users[known] * len(items) + ban_items[known]
+        keep = ~np.isin(user_codes * len(items) + item_codes, banned)
+    event_users = user_index.get_indexer(plays["user_id"])
+    event_items = item_index.get_indexer(plays["artist_key"])
+    timestamps = None
+    if raw.timestamps is not None:
+        timestamps = np.concatenate(
+            [raw.timestamps[keep], plays["timestamp"].to_numpy(dtype=np.int64)]
+        )
+    return RawInteractions(
+        user_codes=np.concatenate([user_codes[keep], event_users]).astype(np.int32),
+        item_codes=np.concatenate([item_codes[keep], event_items]).astype(np.int32),
+        plays=np.concatenate([raw.plays[keep], plays["plays"].to_numpy(dtype=raw.plays.dtype)]),
+        user_ids=user_ids,
+        items=items,
+        timestamps=timestamps,
+        tags=raw.tags,
+        rows_read=raw.rows_read + len(events),
+        rejected=raw.rejected,
+        missing_artist=raw.missing_artist,
+    )
+
+
+# ----------------------------------------------------------------------------- champion on new data
+
+
+def unseen_test(dataset: Dataset, artifact: Any) -> sp.csr_matrix:
+    """The dataset's test pairs that ``artifact`` (a model) was not trained on.
+
+    A new split is drawn over grown data, so part of its test set sat in the champion's
+    training rows; scored on those, the champion would look better than it is.
+    """
+    trained = artifact.train_matrix.tocoo()
+    users = pd.Index(dataset.users["user_id"].astype(str)).get_indexer(
+        artifact.users["user_id"].astype(str)
+    )
+    items = pd.Index(dataset.items["artist_key"]).get_indexer(artifact.items["artist_key"])
+    rows, cols = users[trained.row], items[trained.col]
+    known = (rows >= 0) & (cols >= 0)
+    n_items = len(dataset.items)
+    seen = rows[known].astype(np.int64) * n_items + cols[known]
+    test = dataset.test.tocoo()
+    keep = ~np.isin(test.row.astype(np.int64) * n_items + test.col, seen)
+    return sp.csr_matrix(
+        (test.data[keep], (test.row[keep], test.col[keep])), shape=test.shape, dtype=np.float32
+    )
+
+
+def folded_in_factors(artifact: Any, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A served model's factors on another dataset, as serving would compute them.
+
+    Item factors are matched to the dataset's catalogue by artist key (unknown artists are
+    zero); every user is folded in from their training row with the model's own confidence.
+    """
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from musicrec.models.artifact import manifest_config
+
+    config = manifest_config(artifact.manifest)
+    source = pd.Index(artifact.items["artist_key"]).get_indexer(dataset.items["artist_key"])
+    factors = np.zeros((len(source), artifact.item_factors.shape[1]), dtype=np.float32)
+    factors[source >= 0] = np.asarray(artifact.item_factors)[source[source >= 0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # BLAS thread advice, not ours
+        solver = AlternatingLeastSquares(
+            factors=factors.shape[1], regularization=config.regularization, alpha=1.0
+        )
+    solver.item_factors = factors
+    train = dataset.train
+    users = solver.recalculate_user(np.arange(train.shape[0]), confidence(train, config))
+    return np.asarray(users, dtype=np.float32), factors
+
+
+def compare_on_unseen(
+    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, ks: tuple[int, ...]
+) -> tuple[float, float, int]:
+    """NDCG@10 of candidate and (folded-in) champion on test pairs neither was trained on."""
+    from musicrec.models.artifact import ModelArtifact
+    from musicrec.pipeline.evaluate import evaluate_ranker
+    from musicrec.ranking import FactorRanker
+
+    dataset = Dataset.load(data_dir)
+    champion = ModelArtifact.load(champion_dir)
+    candidate = ModelArtifact.load(candidate_dir)
+    test = unseen_test(dataset, champion)
+    if test.nnz == 0:
+        return float("nan"), float("nan"), 0
+    train = dataset.train
+    ranker = FactorRanker(candidate.user_factors, candidate.item_factors)
+    ours, _ = evaluate_ranker(ranker, train, test, ks)
+    theirs, _ = evaluate_ranker(
+        FactorRanker(*folded_in_factors(champion, dataset)), train, test, ks
+    )
+    return ours["ndcg@10"], theirs["ndcg@10"], int(test.nnz)
+
+
+# ----------------------------------------------------------------------------- the cycle
+
+
+def input_stamp(path: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of every file of the base input."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p.relative_to(path) if p != path else p.name), *_stat(p)) for p in files]
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+def cycle_key(config: RetrainConfig, watermark: int) -> str:
+    """Hash of everything the cycle's output depends on."""
+    payload = {
+        "source": config.source,
+        "input": input_stamp(config.input),
+        "events_url": config.events_url,
+        "watermark": watermark,
+        "prepare": asdict(config.prepare),
+        "train": config.train.to_dict(),
+        "model_name": config.model_name,
+        "margin": config.margin,
+        "ks": list(config.ks),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def exclusive(workdir: Path) -> Iterator[None]:
+    """One cycle per work directory at a time (another one waiting would redo the same work)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RetrainError(f"another retrain holds {workdir / LOCK_FILE}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish(model_dir: str | Path, target: str | Path) -> bool:
+    """Copy a model (with its HNSW graphs built) to ``target`` atomically; False if it is there.
+
+    ``target`` is the model pointer of path-configured API workers: they watch its manifest
+    and hot-swap when it changes.
+    """
+    from musicrec import layout
+    from musicrec.fsutil import atomic_dir
+    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
+
+    model_dir, target = Path(model_dir), Path(target)
+    mine = read_json(model_dir / layout.MANIFEST)
+    if (target / layout.MANIFEST).exists():
+        theirs = read_json(target / layout.MANIFEST)
+        if (theirs.get(KEY_TAG), theirs.get("created_at")) == (
+            mine.get(KEY_TAG),
+            mine.get("created_at"),
+        ):
+            return False
+    if not ((model_dir / layout.ITEM_INDEX).exists() and (model_dir / COSINE_INDEX).exists()):
+        build_item_index(model_dir)  # once here, not in every worker that loads it
+    with atomic_dir(target, marker=layout.MANIFEST) as tmp:
+        for path in model_dir.iterdir():
+            if path.is_file():
+                shutil.copyfile(path, tmp / path.name)
+    return True
+
+
+def retrain(
+    config: RetrainConfig, force: bool = False, publish_to: str | Path | None = None
+) -> RetrainResult:
+    """Run one cycle (or return the completed one with the same key unless ``force``).
+
+    With ``publish_to``, the champion this cycle produced is also copied there (again when
+    an earlier run of the same cycle was interrupted before publishing).
+    """
+    if not config.input.exists():
+        raise RetrainError(f"{config.input}: no such file or directory")
+    with exclusive(config.workdir):
+        store = EventStore(config.events_url)
+        watermark = store.max_id()
+        key = cycle_key(config, watermark)
+        state_path = config.workdir / STATE_FILE
+        state = read_json(state_path) if state_path.exists() else {}
+        if not force and state.get("key") == key:
+            result = RetrainResult(**state["result"])
+            result.status = "up_to_date"
+            result.reason = f"cycle {key} already ran: {result.reason}"
+        else:
+            result = _cycle(config, store, watermark, key)
+            write_json_atomic(state_path, {"key": key, "result": result.to_dict()})
+        champion_is_ours = result.version is not None and result.champion == result.version
+        if publish_to is not None and champion_is_ours and result.model_dir:
+            published = publish(result.model_dir, publish_to)
+            log.info("champion %s %s", result.version, "published" if published else "in place")
+        return result
+
+
+def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -> RetrainResult:
+    from musicrec.pipeline.evaluate import evaluate_model
+    from musicrec.tracking import get_client, mlflow_errors, track_evaluation, tracked_train
+    from musicrec.tracking.registry import (
+        CHAMPION,
+        VersionInfo,
+        alias_version,
+        gate,
+        promote,
+        resolve_model,
+        version_info,
+    )
+
+    seconds: dict[str, float] = {}
+    run_dir = config.workdir / "runs" / key
+    data_dir, model_dir = run_dir / "dataset", run_dir / "model"
+
+    started = time.perf_counter()
+    events = store.read(after=0, upto=watermark)
+    raw = merge_events(load(config.source, config.input), events)
+    summary = build_dataset(raw, data_dir, config.prepare, source=f"{config.source}+events")
+    seconds["prepare"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    client = get_client()
+    tracked = tracked_train(
+        data_dir,
+        model_dir,
+        config.train,
+        experiment=config.experiment,
+        model_name=config.model_name,
+        run_name=f"retrain-{key}",
+        client=client,
+    )
+    seconds["train"] = time.perf_counter() - started
+    from musicrec.models.artifact import ModelArtifact
+
+    ModelArtifact.load(model_dir).update_manifest(
+        **{WATERMARK_KEY: watermark, "events_included": len(events), KEY_TAG: key}
+    )
+
+    started = time.perf_counter()
+    report = evaluate_model(data_dir, model_dir, config.ks, baselines=["popularity"])
+    track_evaluation(model_dir, report.to_dict(), experiment=config.experiment, client=client)
+    seconds["evaluate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    from musicrec.ranking.hnsw import build_item_index
+    from musicrec.tracking import MODEL_PATH
+
+    # Built once here and logged with the model, so workers that load it do not each build it.
+    with mlflow_errors(f"logging the item index of run {tracked.run_id}"):
+        for index_file in build_item_index(model_dir):
+            client.log_artifact(tracked.run_id, str(index_file), MODEL_PATH)
+    seconds["index"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    name, version = config.model_name, str(tracked.model_version)
+    with mlflow_errors(f"gating {name} version {version}"):
+        client.set_model_version_tag(name, version, WATERMARK_KEY, str(watermark))
+        client.set_model_version_tag(name, version, KEY_TAG, key)
+        candidate = version_info(client, client.get_model_version(name, version))
+        current = alias_version(client, name, CHAMPION)
+        champion = version_info(client, current) if current is not None else None
+    note = ""
+    if champion is not None and champion.fingerprint != candidate.fingerprint:
+        # Same held-out pairs for both: the new split's test pairs the champion never saw.
+        champion_dir = resolve_model(f"models:/{name}/{champion.version}")
+        ours, theirs, pairs = compare_on_unseen(model_dir, champion_dir, data_dir, config.ks)
+        fingerprint = candidate.fingerprint
+        if pairs:
+            candidate = VersionInfo(candidate.version, candidate.run_id, ours, fingerprint)
+            champion = VersionInfo(champion.version, champion.run_id, theirs, fingerprint)
+            note = f" (on {pairs:,} held-out pairs neither model trained on)"
+        else:
+            candidate = VersionInfo(candidate.version, candidate.run_id, None, fingerprint)
+            note = " (no held-out pair unseen by the champion)"
+    ok, reason = gate(candidate, champion, config.margin)
+    reason += note
+    if ok:
+        promote(name, version, force=True, client=client)  # the gate above decided
+    seconds["gate"] = time.perf_counter() - started
+    log.info("retrain %s: %s", key, reason)
+    return RetrainResult(
+        status="promoted" if ok else "kept",
+        key=key,
+        watermark=watermark,
+        events=len(events),
+        reason=reason,
+        version=version,
+        champion=version if ok else (champion.version if champion else None),
+        fingerprint=summary.fingerprint,
+        model_dir=str(model_dir),
+        candidate_ndcg=candidate.ndcg,
+        champion_ndcg=champion.ndcg if champion else None,
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+    )
