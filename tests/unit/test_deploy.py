@@ -32,7 +32,7 @@ import yaml
 from musicrec.ops import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).resolve().parents[2] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 RESOURCES = ROOT / "src" / "musicrec" / "resources"
 PROM_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
