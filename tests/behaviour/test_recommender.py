@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from musicrec import layout
-from musicrec.errors import ConfigError
+from musicrec.errors import (
+    ConfigError,
+    MoodUnavailableError,
+    UnknownArtistError,
+    UnknownMoodError,
+    UnknownUserError,
+)
 from musicrec.ranking.hnsw import (
     COSINE_INDEX,
     build_item_index,
@@ -19,11 +25,7 @@ from musicrec.ranking.hnsw import (
 )
 from musicrec.serving.moods import load_mood_specs
 from musicrec.serving.recommender import (
-    MoodUnavailableError,
     Recommender,
-    UnknownArtistError,
-    UnknownMoodError,
-    UnknownUserError,
 )
 
 METAL = {"metal", "heavy metal", "thrash metal", "death metal", "black metal", "hard rock",

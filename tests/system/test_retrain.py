@@ -11,10 +11,11 @@ import pytest
 
 from musicrec.config import TrainConfig
 from musicrec.data.sources import RawInteractions, load
+from musicrec.errors import RetrainError
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.models.artifact import ModelArtifact
-from musicrec.tracking.retrain import RetrainConfig, RetrainError, exclusive, merge_events, retrain
+from musicrec.tracking.retrain import RetrainConfig, exclusive, merge_events, retrain
 
 NOW = 1_700_000_000.0
 

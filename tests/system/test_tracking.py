@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from musicrec.cli import app
 from musicrec.config import TrainConfig
+from musicrec.errors import TrackingError
 from musicrec.models.als import loss_sweeps
 from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.evaluate import evaluate_model
 from musicrec.pipeline.train import train
 from musicrec.tracking import (
     LOSS_METRIC,
-    TrackingError,
     artifact_location,
     display_uri,
     get_client,

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from musicrec.api.app import create_app
 from musicrec.api.settings import Settings
 from musicrec.cli import app as cli_app
-from musicrec.ops.traffic import TrafficError, check_target, run_traffic
+from musicrec.errors import TrafficError
+from musicrec.ops.traffic import check_target, run_traffic
 
 
 def _free_port() -> int:

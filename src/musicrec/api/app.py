@@ -19,12 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from musicrec import __version__
 from musicrec.api.errors import BodyLimitMiddleware, install_error_handlers
 from musicrec.api.live_metrics import LiveMetrics
-from musicrec.api.loader import ModelLoadError, load_recommender
+from musicrec.api.loader import load_recommender
 from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
 from musicrec.api.watch import ModelWatcher, remember
-from musicrec.errors import MusicrecError
+from musicrec.errors import ModelLoadError, MusicrecError
 from musicrec.events.store import EventStore
 
 log = logging.getLogger(__name__)

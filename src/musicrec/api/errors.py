@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from musicrec.api.metrics import ASGIApp, Message, Receive, Scope, Send
-from musicrec.serving.recommender import (
+from musicrec.errors import (
     MoodUnavailableError,
     NotFoundError,
     UnknownArtistError,

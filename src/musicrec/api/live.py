@@ -10,7 +10,8 @@ from fastapi import Request
 
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.settings import Settings
-from musicrec.events.store import EventStore, StoreError
+from musicrec.errors import StoreError
+from musicrec.events.store import EventStore
 from musicrec.serving.profile import build_profile
 from musicrec.serving.recommender import Rec, Recommender
 

@@ -7,15 +7,11 @@ import time
 from pathlib import Path
 
 from musicrec.api.settings import Settings
-from musicrec.errors import MusicrecError
+from musicrec.errors import ModelLoadError, MusicrecError
 from musicrec.serving.recommender import Recommender
 
 log = logging.getLogger(__name__)
 REGISTRY_SCHEME = "models:/"
-
-
-class ModelLoadError(MusicrecError):
-    """The model reference could not be resolved or loaded."""
 
 
 def resolve_model_path(model: str) -> Path:

@@ -19,9 +19,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from musicrec import layout
-from musicrec.api.loader import ModelLoadError, load_recommender, resolve_model_path
+from musicrec.api.loader import load_recommender, resolve_model_path
 from musicrec.api.settings import Settings
-from musicrec.errors import MusicrecError
+from musicrec.errors import ModelLoadError, MusicrecError
 from musicrec.events.store import EventStore, worker_id
 
 log = logging.getLogger(__name__)

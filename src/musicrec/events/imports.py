@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicrec.errors import DataError
-from musicrec.events.schema import FIELDS, EventError, validate_event
+from musicrec.errors import DataError, EventError
+from musicrec.events.schema import FIELDS, validate_event
 from musicrec.events.store import EventStore
 
 SUFFIXES = {".tsv": "\t", ".csv": ","}

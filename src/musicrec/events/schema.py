@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import EventError
 
 EventKind = Literal["play", "skip", "love", "ban"]
 KINDS: tuple[str, ...] = ("play", "skip", "love", "ban")
@@ -40,17 +40,6 @@ FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
 FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
 WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
-
-
-class EventError(MusicrecError):
-    """An event is invalid; ``index`` is its position in the batch (or the file's row)."""
-
-    def __init__(self, index: int, field: str | None, reason: str):
-        where = f"event {index}" + (f", field {field!r}" if field else "")
-        super().__init__(f"{where}: {reason}")
-        self.index = index
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)

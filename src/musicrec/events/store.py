@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import StoreError
 from musicrec.events.schema import Event
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,6 @@ _USER_EVENTS = (  # built once: this query runs on every user-recommendation req
 _NO_EVENTS = pd.DataFrame(
     {name: np.empty(0, dtype=np.int64 if name in INT_COLUMNS else object) for name in COLUMNS}
 )
-
-
-class StoreError(MusicrecError):
-    """The event store cannot be opened, read or written."""
 
 
 @dataclass(frozen=True)

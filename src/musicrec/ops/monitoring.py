@@ -21,16 +21,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import MonitoringError
 
 API_JOB = "musicrec-api"
 PROMETHEUS_CONFIG_RESOURCE = "prometheus.yml"
 ALERTS_RESOURCE = "alerts.yml"
 INSTALL_HINT = "prometheus not found; run scripts/install-os-deps.sh"
-
-
-class MonitoringError(MusicrecError):
-    """Prometheus is missing, misconfigured or did not start."""
 
 
 def resource_text(name: str) -> str:

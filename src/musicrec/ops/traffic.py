@@ -20,14 +20,10 @@ from urllib.parse import quote, urlsplit
 import httpx
 import numpy as np
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import TrafficError
 
 LOOPBACK_NAMES = ("localhost",)
 BAD_SHARE = 0.05
-
-
-class TrafficError(MusicrecError):
-    """The target is not allowed or not ready for traffic."""
 
 
 def check_target(url: str, allow_remote: bool = False) -> str:

@@ -24,7 +24,12 @@ import scipy.sparse as sp
 from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.sources import fold_accents
-from musicrec.errors import MusicrecError
+from musicrec.errors import (
+    MoodUnavailableError,
+    UnknownArtistError,
+    UnknownMoodError,
+    UnknownUserError,
+)
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.confidence import bm25_weight, confidence, item_totals
 from musicrec.models.topk import topk_dense
@@ -42,30 +47,6 @@ DEFAULT_MOOD_WEIGHT = 0.5
 # A mood's answer depends on the model only: one top-100 list per mood (the API's largest k)
 # is computed on first use and every k up to it is served from its prefix.
 MOOD_ANSWER_K = 100
-
-
-class NotFoundError(MusicrecError):
-    """A named user, artist or mood is not known to the model."""
-
-    def __init__(self, message: str, suggestions: list[str] | None = None):
-        super().__init__(message)
-        self.suggestions = suggestions or []
-
-
-class UnknownUserError(NotFoundError):
-    """The user id is not in the model's vocabulary."""
-
-
-class UnknownArtistError(NotFoundError):
-    """No artist of that name is in the catalogue."""
-
-
-class UnknownMoodError(NotFoundError):
-    """The mood name is not configured."""
-
-
-class MoodUnavailableError(MusicrecError):
-    """The mood is configured but nothing in this model's data defines it."""
 
 
 @dataclass(frozen=True)

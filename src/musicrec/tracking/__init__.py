@@ -4,6 +4,7 @@ The tracking package observes the pipeline (it never wraps it): :class:`MlflowOb
 to the stages; ``registry`` gates and promotes; ``tune`` and ``experiments`` run tracked searches.
 """
 
+from musicrec.errors import TrackingError
 from musicrec.tracking.observer import (
     MlflowObserver,
     TrackedTrain,
@@ -27,7 +28,6 @@ from musicrec.tracking.store import (
     MODEL_PATH,
     PARENT_TAG,
     Run,
-    TrackingError,
     artifact_location,
     display_uri,
     existing_run,

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicrec import layout
+from musicrec.errors import TrackingError
 from musicrec.tracking.store import (
     DEFAULT_MODEL_NAME,
     MODEL_PATH,
-    TrackingError,
     display_uri,
     get_client,
     mlflow_errors,

@@ -42,7 +42,7 @@ from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, build_dataset
 from musicrec.data.sources import RawInteractions, load, normalize_name
-from musicrec.errors import MusicrecError
+from musicrec.errors import RetrainError
 from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.events.store import DEFAULT_URL, EventStore
 from musicrec.fsutil import read_json, write_json_atomic
@@ -53,10 +53,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "retrain-state.json"
 LOCK_FILE = ".retrain.lock"
 KEY_TAG = "retrain_key"
-
-
-class RetrainError(MusicrecError):
-    """A retraining cycle could not run (locked, bad input, registry refused)."""
 
 
 @dataclass(frozen=True)

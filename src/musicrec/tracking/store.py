@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicrec.errors import MusicrecError
+from musicrec.errors import TrackingError
 from musicrec.fsutil import write_json_atomic
 from musicrec.models.base import IterationCallback
 
@@ -34,10 +34,6 @@ MODEL_PATH = "model"  # run artifact path of the model directory
 LOSS_METRIC = "train_loss"
 PARENT_TAG = "mlflow.parentRunId"
 _BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
-
-
-class TrackingError(MusicrecError):
-    """The tracking store or registry refused an operation."""
 
 
 def tracking_uri() -> str:

@@ -7,9 +7,9 @@ import time
 from fastapi import APIRouter, HTTPException, Request
 
 from musicrec.api.deps import AdminDep, SettingsDep
-from musicrec.api.loader import ModelLoadError
 from musicrec.api.schemas import ErrorResponse, ReloadRequest, ReloadResponse
 from musicrec.api.watch import pointer_name, swap
+from musicrec.errors import ModelLoadError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

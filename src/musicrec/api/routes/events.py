@@ -24,8 +24,9 @@ from musicrec.api.events_schemas import (
 )
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.schemas import NAME_MAX_LENGTH, ErrorResponse
-from musicrec.events.schema import EventError, validate_batch
-from musicrec.events.store import EventStore, StoreError
+from musicrec.errors import EventError, StoreError
+from musicrec.events.schema import validate_batch
+from musicrec.events.store import EventStore
 
 router = APIRouter(prefix="", tags=["events"])
 HEARTBEAT_WINDOW_FLOOR_S = 30.0

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from musicrec.api.convert import JSONBody, elapsed_ms, rec_dicts
 from musicrec.api.deps import MetricsDep, RecommenderDep
 from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
-from musicrec.serving.recommender import UnknownArtistError
+from musicrec.errors import UnknownArtistError
 
 router = APIRouter(prefix="/listeners", tags=["listeners"])
 

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from musicrec.api.app import create_app
 from musicrec.api.settings import Settings
-from musicrec.events.schema import EventError, interactions, validate_batch, validate_event
+from musicrec.errors import EventError
+from musicrec.events.schema import interactions, validate_batch, validate_event
 from musicrec.events.store import EventStore
 from musicrec.serving.profile import build_profile
 from musicrec.serving.recommender import Recommender
