@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import MetricsDep, RecommenderDep, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -31,11 +31,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-async def recommend(
-    body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> JSONBody:
+async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a known user (by raw id), a mood, or at random."""
     started = time.perf_counter()
+    recommender, metrics = runtime(request)
     if body.type == "user":
         assert body.user_id is not None
         recs = recommender.recommend_user(body.user_id, body.k)
@@ -51,11 +50,9 @@ async def recommend(
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
-async def similar(
-    body: SimilarRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> JSONBody:
+async def similar(body: SimilarRequest, request: Request) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    return similar_response(recommender, metrics, body.artist_name, body.k)
+    return similar_response(*runtime(request), body.artist_name, body.k)
 
 
 @router.get("/charts", response_model=ChartsResponse)

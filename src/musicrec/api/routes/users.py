@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from musicrec.api.convert import JSONBody, recommend_body
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import RecommenderDep, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -36,8 +36,7 @@ def sample_users(
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
 async def user_recommendations(
-    recommender: RecommenderDep,
-    metrics: MetricsDep,
+    request: Request,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     mood: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
@@ -47,6 +46,7 @@ async def user_recommendations(
     ``mood`` blends the mood's direction into the user's taste.
     """
     started = time.perf_counter()
+    recommender, metrics = runtime(request)
     recs = recommender.recommend_user(user_id, k, mood=mood or None)
     metrics.lookup("user", known=True)
     if mood:
