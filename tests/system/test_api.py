@@ -575,4 +575,13 @@ def test_degraded_health_body_matches_its_model() -> None:
 
     with TestClient(create_app(make_settings(None))) as degraded:
         body = degraded.get("/health").json()
+        hot = [
+            degraded.get("/users/someone/recommendations"),
+            degraded.get("/artists/Metallica/similar"),
+            degraded.post("/recommend", json={"type": "mood", "mood": "chill"}),
+            degraded.post("/similar", json={"artist_name": "Metallica"}),
+            degraded.post("/listeners/recommendations", json={"artists": ["Metallica"]}),
+        ]
     assert body == HealthResponse(status="degraded", model_loaded=False).model_dump(mode="json")
+    assert [r.status_code for r in hot] == [503] * len(hot)
+    assert all(r.json()["detail"] == "no model is loaded" for r in hot)

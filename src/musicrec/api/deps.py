@@ -34,6 +34,20 @@ async def get_metrics(request: Request) -> ApiMetrics:
     return metrics
 
 
+def runtime(request: Request) -> tuple[Recommender, ApiMetrics]:
+    """The current model and the metrics, for the hot routes, without dependency injection.
+
+    The same answers as ``RecommenderDep`` and ``MetricsDep`` (503 without a model), minus
+    FastAPI solving two sub-dependencies per request (a tenth of a user request's CPU).
+    """
+    state = request.app.state
+    recommender: Recommender | None = state.recommender
+    if recommender is None:
+        raise HTTPException(status_code=503, detail="no model is loaded")
+    metrics: ApiMetrics = state.metrics
+    return recommender, metrics
+
+
 def require_admin(
     settings: Annotated[Settings, Depends(get_app_settings)],
     api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,

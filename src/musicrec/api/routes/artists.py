@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from musicrec.api.convert import JSONBody, similar_response
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import RecommenderDep, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -47,10 +47,9 @@ def search_artists(
     "/{name}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}}
 )
 async def similar_artists(
-    recommender: RecommenderDep,
-    metrics: MetricsDep,
+    request: Request,
     name: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
 ) -> JSONBody:
     """Artists closest to ``name`` by cosine similarity of item factors."""
-    return similar_response(recommender, metrics, name, k)
+    return similar_response(*runtime(request), name, k)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from musicrec.api.convert import JSONBody
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import MetricsDep, runtime
 from musicrec.api.schemas import ErrorResponse, HealthResponse, ReadyResponse
 
 router = APIRouter(prefix="", tags=["health"])
@@ -42,8 +42,9 @@ async def health(request: Request) -> JSONBody:
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ErrorResponse}})
-async def ready(recommender: RecommenderDep) -> JSONBody:
+async def ready(request: Request) -> JSONBody:
     """200 once a model is loaded, 503 before (readiness probes)."""
+    recommender, _ = runtime(request)
     return JSONBody({"status": "ready", "model_version": recommender.version})
 
 

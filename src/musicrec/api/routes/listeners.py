@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from musicrec.api.convert import JSONBody, elapsed_ms, rec_dicts
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import runtime
 from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
 from musicrec.errors import UnknownArtistError
 
@@ -17,14 +17,13 @@ router = APIRouter(prefix="/listeners", tags=["listeners"])
 @router.post(
     "/recommendations", response_model=ListenerResponse, responses={404: {"model": ErrorResponse}}
 )
-async def listener_recommendations(
-    body: ListenerRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> JSONBody:
+async def listener_recommendations(body: ListenerRequest, request: Request) -> JSONBody:
     """Recommendations for a listener described by artists (and optional play counts).
 
     Unknown names are skipped and listed in ``unknown_artists``; if none is known: 404.
     """
     started = time.perf_counter()
+    recommender, metrics = runtime(request)
     try:
         result = recommender.recommend_listener(body.artists, body.plays, body.k)
     except UnknownArtistError as exc:

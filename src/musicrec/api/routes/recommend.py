@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import MetricsDep, RecommenderDep, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -32,11 +32,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-async def recommend(
-    request: Request, body: RecommendRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> JSONBody:
+async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
+    recommender, metrics = runtime(request)
     if body.type == "user":
         assert body.user_id is not None
         recs = live.user_recommendations(request, recommender, body.user_id, body.k)
@@ -52,11 +51,9 @@ async def recommend(
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
-async def similar(
-    body: SimilarRequest, recommender: RecommenderDep, metrics: MetricsDep
-) -> JSONBody:
+async def similar(body: SimilarRequest, request: Request) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    return similar_response(recommender, metrics, body.artist_name, body.k)
+    return similar_response(*runtime(request), body.artist_name, body.k)
 
 
 @router.get("/charts", response_model=ChartsResponse)

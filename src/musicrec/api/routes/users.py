@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body
-from musicrec.api.deps import MetricsDep, RecommenderDep
+from musicrec.api.deps import RecommenderDep, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -38,8 +38,6 @@ def sample_users(
 )
 async def user_recommendations(
     request: Request,
-    recommender: RecommenderDep,
-    metrics: MetricsDep,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     mood: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
@@ -53,6 +51,7 @@ async def user_recommendations(
     (a skip included) in that many days. ``mood`` blends the mood's direction in.
     """
     started = time.perf_counter()
+    recommender, metrics = runtime(request)
     recs = live.user_recommendations(
         request, recommender, user_id, k, mood or None, exclude_recent_days
     )
