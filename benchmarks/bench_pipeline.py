@@ -66,6 +66,25 @@ print(time.perf_counter() - t)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def compare_train(dataset: Path, factors: int, iterations: int, workdir: Path | None) -> None:
+    """`musicrec train` (whole process, and its fit) against implicit's bare fit, same run."""
+    work = workdir or Path(tempfile.mkdtemp(prefix="musicrec-bench-"))
+    model = work / "model-train-only"
+    command = ["train", "--data", str(dataset), "--out", str(model), "--no-track"]
+    train_s, _ = run_stage(
+        "train", [*command, "--factors", str(factors), "--iterations", str(iterations)]
+    )
+    direct_s = implicit_direct(dataset, factors, iterations, training_loss=False)
+    direct_loss_s = implicit_direct(dataset, factors, iterations, training_loss=True)
+    fit_s = float(json.loads((model / "manifest.json").read_text())["train_seconds"])
+    print(
+        f"musicrec train {train_s:.1f} s whole process ({train_s / direct_s:.2f}x), fit "
+        f"{fit_s:.1f} s ({fit_s / direct_s:.2f}x); implicit bare fit {direct_s:.1f} s; implicit "
+        f"with its per-sweep loss {direct_loss_s:.1f} s ({direct_loss_s / direct_s:.2f}x); "
+        f"{factors} factors, {iterations} iterations, load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=359_000)
@@ -76,7 +95,17 @@ def main() -> None:
     parser.add_argument(
         "--reuse-raw", action="store_true", help="keep WORKDIR/raw from an earlier run (no synth)"
     )
+    parser.add_argument(
+        "--train-only",
+        type=Path,
+        default=None,
+        metavar="DATASET",
+        help="only compare `musicrec train` with implicit's bare fit on this prepared dataset",
+    )
     args = parser.parse_args()
+    if args.train_only is not None:
+        compare_train(args.train_only, args.factors, args.iterations, args.workdir)
+        return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="musicrec-bench-"))
     raw, ds, model = work / "raw", work / "dataset", work / "model"
