@@ -161,7 +161,7 @@ def main() -> None:
     print(f"| prepare | {prep_s:.1f} s | {prep_rss:.2f} GiB | parse, dedupe, k-core, split |")
     print(
         f"| train | {train_s:.1f} s | {train_rss:.2f} GiB | whole CLI process (load, weight, "
-        f"fit with the loss every 5 sweeps, save): {train_s / direct_s:.2f}x implicit's bare "
+        f"fit with the loss after the last sweep, save): {train_s / direct_s:.2f}x implicit's bare "
         f"`fit` ({direct_s:.1f} s, no loss, same matrix, same run); fit stage "
         f"{stage_fit_s:.1f} s ({stage_fit_s / direct_s:.2f}x). implicit with its per-sweep loss: "
         f"{direct_loss_s:.1f} s ({direct_loss_s / direct_s:.2f}x) |"

@@ -1,7 +1,8 @@
 """What a tracked train or evaluate run records: MLflow as an observer of the stages.
 
 A tracked train run records the :class:`~musicrec.config.TrainConfig` and the dataset as params,
-the training loss (metric ``train_loss``, step = sweep), a loss-curve PNG and the model artifact
+the training loss (metric ``train_loss``, step = sweep; after the last sweep unless
+``loss_every`` asks for more), a loss-curve PNG and the model artifact
 directory (under ``model/``), then registers that directory as a new version of a registered
 model. An evaluation adds every metric at each K, the baselines and the slices to the same run,
 found through ``mlflow_run_id`` in the artifact's manifest.
@@ -165,7 +166,7 @@ def publish_model(
 
 
 class MlflowObserver:
-    """Records a stage as an MLflow run: params, tags, loss per sweep, metrics, the model.
+    """Records a stage as an MLflow run: params, tags, time and loss per sweep, metrics, the model.
 
     One observer follows one model: its train run, then its evaluation (logged into the same
     run). ``model_name`` registers each saved model as a new version of that registered model.
