@@ -152,7 +152,8 @@ def collect_runs(
     if not rows:
         raise ConfigError(f"no finished run in {experiment!r} has both {metric} and train_seconds")
     frame = pd.DataFrame(rows).dropna(axis=1, how="all")
-    for name in ("factors", "iterations", "regularization", "alpha"):
+    numeric = ("factors", "iterations", "regularization", "alpha", "l2", "neighbours")
+    for name in (*numeric, "rp3_alpha", "rp3_beta", "blend_weight"):
         if name in frame:
             frame[name] = pd.to_numeric(frame[name])
     frame["pareto"] = pareto_front(frame["train_seconds"].to_numpy(), frame[metric].to_numpy())
