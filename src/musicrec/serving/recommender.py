@@ -460,12 +460,7 @@ class Recommender:
             ids, scores = self._item_space_user(user, k, mood)
             return self._recs(ids, scores, history, weights)
         query = np.asarray(self.user_factors[user], dtype=np.float32)
-        if mood is not None:
-            vector = self.mood(mood).vector
-            norm = float(np.linalg.norm(query))
-            if norm > 0 and vector is not None:
-                blend = (1.0 - self.mood_weight) * query / norm + self.mood_weight * vector
-                query = blend.astype(np.float32)
+        query = self._with_mood(query, mood)
         ids, scores = self.indexes.inner.search(query, k, exclude=history)
         return self._recs(ids, scores, history, weights)
 
@@ -478,18 +473,7 @@ class Recommender:
         with implicit's ``recalculate_user`` against the fixed item factors. Returns the
         vector and the weighted row (whose items are the listener's history).
         """
-        items = np.asarray(extra_items, dtype=np.int64)
-        plays = np.asarray(extra_plays, dtype=np.float64)
-        if user is not None:  # the stored row, read in place (no sparse slicing per request)
-            start, end = self.train.indptr[user], self.train.indptr[user + 1]
-            items = np.concatenate([self.train.indices[start:end].astype(np.int64), items])
-            plays = np.concatenate([self.train.data[start:end].astype(np.float64), plays])
-        if len(banned):
-            keep = ~np.isin(items, banned)
-            items, plays = items[keep], plays[keep]
-        items, where = np.unique(items, return_inverse=True)
-        summed = np.bincount(where, weights=plays, minlength=len(items)).astype(np.float32)
-        row = sp.csr_matrix((summed, items, [0, len(items)]), shape=(1, self.n_items))
+        row = self._plays_row(user, extra_items, extra_plays, banned)
         weighted = confidence(row, self.config, totals=self.totals)
         if weighted.nnz == 0:
             return np.zeros(self.n_factors, dtype=np.float32), weighted
@@ -547,12 +531,7 @@ class Recommender:
             assert user is not None
             history, weights = self.history(user)
             query = np.asarray(self.user_factors[user], dtype=np.float32)
-        if mood is not None:
-            vector = self.mood(mood).vector
-            norm = float(np.linalg.norm(query))
-            if norm > 0 and vector is not None:
-                blend = (1.0 - self.mood_weight) * query / norm + self.mood_weight * vector
-                query = blend.astype(np.float32)
+        query = self._with_mood(query, mood)
         blocked = np.unique(np.concatenate([history, banned, exclude]))
         ids, scores = self.indexes.inner.search(query, k, exclude=blocked)
         return self._recs(ids, scores, history, weights)
@@ -659,10 +638,22 @@ class Recommender:
             shape=(1, self.n_items),
         )
 
+    def _with_mood(self, query: np.ndarray, mood: str | None) -> np.ndarray:
+        """``query`` blended (unit norms) with the mood's direction in factor space."""
+        if mood is None:
+            return query
+        vector = self.mood(mood).vector
+        norm = float(np.linalg.norm(query))
+        if norm > 0 and vector is not None:
+            blend = (1.0 - self.mood_weight) * query / norm + self.mood_weight * vector
+            return blend.astype(np.float32)
+        return query
+
     def _plays_row(
         self, user: int | None, items: np.ndarray, plays: np.ndarray, banned: np.ndarray
     ) -> sp.csr_matrix:
-        """Raw plays of the user's training row (if known) plus ``items``, minus ``banned``."""
+        """Raw plays of the user's training row (if known) plus ``items``, minus ``banned``
+        (the stored row is read in place: no sparse slicing per request)."""
         items = np.asarray(items, dtype=np.int64)
         plays = np.asarray(plays, dtype=np.float64)
         if user is not None:
