@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed ## Create .venv: the locked dependencies (dev, spark), then musicrec
 
-# requirements.lock pins every dependency with its hashes; `make lock` regenerates it.
+# requirements.lock pins every dependency with its hashes; `make lock` regenerates it. uv (pinned
+# in the same lock) installs it, pip when uv cannot be had: scripts/install-python-deps.sh.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	bash scripts/install-python-deps.sh $(VENV) requirements.lock
 	@$(BIN)/python -m pip check >/dev/null || { $(BIN)/python -m pip check; \
 		echo "requirements.lock does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	touch $@

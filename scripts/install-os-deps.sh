@@ -4,17 +4,78 @@
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
 #   - a Java runtime          (PySpark), only when `java` is not already on PATH
 #   - a colour emoji font     (mood cards in UI screenshots)
-#   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc, netavark
-#     and aardvark-dns (compose networks with service-name DNS), mmdebstrap (a local Debian base
-#     image, no registry needed), and prometheus-alertmanager (amtool checks the config)
+#   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc,
+#     conmon, netavark, aardvark-dns (compose networks with service-name DNS) and iptables (which
+#     netavark calls to set a network up), mmdebstrap (a local Debian base image, no registry
+#     needed), and prometheus-alertmanager (amtool checks the config)
 #   - wrk                     (HTTP load generator of benchmarks/bench_wrk.py)
 #
 # Idempotent: packages whose command is already available are skipped.
+# `install-os-deps.sh --check` installs nothing: it names each missing helper of the container
+# stack on a line of its own and exits 1 if there is one (the stack test's preflight uses it).
 # Safe in containers without systemd: service start-up during package installation is
 # blocked with a temporary policy-rc.d, so no Prometheus daemon is left running.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+
+# have_all CMD...: every command is on PATH.  have_any CMD...: at least one is.
+have_all() {
+    local cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 || return 1; done
+}
+have_any() {
+    local cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 && return 0; done
+    return 1
+}
+
+# Container helpers, as "package:test" entries. podman runs with runc (deploy/podman/containers.conf)
+# and forks conmon to watch each container; netavark sets a compose network up by calling iptables,
+# which the Debian packages only suggest, so --no-install-recommends leaves it out (the network then
+# fails with "netavark: No such file or directory"). Helpers live off PATH, hence the file tests.
+CONTAINER_HELPERS=(
+    "podman:cmd podman"
+    "runc:cmd runc"
+    "conmon:file /usr/bin/conmon /usr/libexec/podman/conmon"
+    "netavark:file /usr/lib/podman/netavark"
+    "aardvark-dns:file /usr/lib/podman/aardvark-dns"
+    "iptables:file /usr/sbin/iptables /sbin/iptables"
+    "mmdebstrap:cmd mmdebstrap"
+)
+# helper_present "cmd NAME" | "file PATH...": the command is on PATH, or one of the files is there.
+helper_present() {
+    local kind=$1 path
+    shift
+    if [ "$kind" = cmd ]; then
+        have_all "$@"
+        return
+    fi
+    for path in "$@"; do [ -x "$path" ] && return 0; done
+    return 1
+}
+# missing_helpers: the package of each absent container helper, one per line.
+missing_helpers() {
+    local entry
+    for entry in "${CONTAINER_HELPERS[@]}"; do
+        # shellcheck disable=SC2086  # the test's words are meant to split
+        helper_present ${entry#*:} || echo "${entry%%:*}"
+    done
+}
+# report_helpers: one line per missing helper on stderr; exit status 1 if any.
+report_helpers() {
+    local package status=0
+    for package in $(missing_helpers); do
+        echo "install-os-deps: $package is missing (apt-get install $package)" >&2
+        status=1
+    done
+    return "$status"
+}
+
+if [ "${1:-}" = --check ]; then
+    report_helpers
+    exit
+fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,17 +92,6 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 1
 fi
 
-# have_all CMD...: every command is on PATH.  have_any CMD...: at least one is.
-have_all() {
-    local cmd
-    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 || return 1; done
-}
-have_any() {
-    local cmd
-    for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 && return 0; done
-    return 1
-}
-
 missing=()
 have_all prometheus promtool || missing+=(prometheus)
 # A Chrome-family browser that is already installed (e.g. on hosted CI runners) will do.
@@ -51,15 +101,8 @@ have_all java || missing+=(default-jre-headless)
 have_all wrk || missing+=(wrk)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
-# Containers: podman runs with runc (deploy/podman/containers.conf); netavark and aardvark-dns
-# are podman helpers, not on PATH.
-have_all podman || missing+=(podman)
-have_all runc || missing+=(runc)
-[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
-[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
-have_all mmdebstrap || missing+=(mmdebstrap)
+mapfile -t -O "${#missing[@]}" missing < <(missing_helpers)
 have_all amtool prometheus-alertmanager || missing+=(prometheus-alertmanager)
-
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-os-deps: all tools already present"
 else
@@ -95,10 +138,12 @@ if [[ " ${missing[*]} " == *" prometheus"* ]] && command -v pgrep >/dev/null 2>&
     done
 fi
 
-for tool in prometheus promtool chromium chromedriver java wrk podman runc mmdebstrap amtool; do
+for tool in prometheus promtool chromium chromedriver java wrk amtool; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else
         echo "install-os-deps: WARNING $tool still missing" >&2
     fi
 done
+# The container stack cannot start without any one of its helpers: name each missing package.
+report_helpers

@@ -233,8 +233,88 @@ def teardown(
         quiet(stack.podman, "rmi", *sorted(made))
 
 
+OS_DEPS_SCRIPT = ROOT / "scripts" / "install-os-deps.sh"
+
+
+def minimal_rootfs(where: Path) -> Path:
+    """A root filesystem holding only ``/usr/bin/true`` and the libraries it loads."""
+    true = Path("/usr/bin/true")
+    libs = re.findall(
+        r"(/\S+)",
+        subprocess.run(["ldd", str(true)], capture_output=True, text=True, check=True).stdout,
+    )
+    for source in [true, *map(Path, libs)]:
+        target = where / source.relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    return where
+
+
+def network_problem(podman: str, env: dict[str, str], name: str, workdir: Path) -> str | None:
+    """Why podman cannot create a network and run a container on it, in one line; None if it can.
+
+    A compose project needs both; without this check a missing helper surfaces as one set-up
+    error per test after minutes of image building. The rootfs is the host's own ``true``, so
+    no image or registry is involved.
+    """
+
+    def podman_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [podman, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    steps = [
+        ("network", "create", name),
+        (
+            "run",
+            "--rm",
+            "--network",
+            name,
+            "--rootfs",
+            str(minimal_rootfs(workdir)),
+            "/usr/bin/true",
+        ),
+    ]
+    try:
+        for step in steps:
+            result = podman_run(*step)
+            if result.returncode != 0:
+                error = (result.stderr.strip().splitlines() or ["no message"])[-1]
+                check = subprocess.run(
+                    ["bash", str(OS_DEPS_SCRIPT), "--check"], capture_output=True, text=True
+                )
+                missing = " ".join(
+                    line.removeprefix("install-os-deps: ") for line in check.stderr.splitlines()
+                )
+                hint = missing or "run scripts/install-os-deps.sh"
+                return f"podman cannot run a container on a network ({error}); {hint}"
+        return None
+    finally:
+        podman_run("network", "rm", "--force", name)
+
+
+@dataclass
+class Unavailable:
+    """Why the stack cannot start; the first test reports it, the others skip."""
+
+    reason: str
+    reported: bool = False
+
+
+@pytest.fixture
+def stack(stack_or_reason: Stack | Unavailable) -> Stack:
+    if isinstance(stack_or_reason, Unavailable):
+        if stack_or_reason.reported:
+            pytest.skip(f"the stack could not start (reported above): {stack_or_reason.reason}")
+        stack_or_reason.reported = True
+        pytest.fail(stack_or_reason.reason, pytrace=False)
+    return stack_or_reason
+
+
 @pytest.fixture(scope="module")
-def stack(synth_model: Path) -> Iterator[Stack]:
+def stack_or_reason(
+    synth_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack | Unavailable]:
     podman = find_podman()
     compose_bin = find_podman_compose()
     run_id = f"mrstack{uuid.uuid4().hex[:8]}"
@@ -272,6 +352,10 @@ def stack(synth_model: Path) -> Iterator[Stack]:
         "images": ids(podman, env, *IMAGES),
         "containers": ids(podman, env, *BUILD_CONTAINERS),
     }
+    problem = network_problem(podman, env, f"{run_id}_preflight", tmp_path_factory.mktemp("rootfs"))
+    if problem:
+        yield Unavailable(problem)
+        return
     try:
         started = time.monotonic()
         if not prebuilt:
