@@ -666,8 +666,11 @@ def test_locks_pin_every_dependency_with_hashes() -> None:
 
 def test_make_install_and_lock_use_the_lock_files() -> None:
     text = MAKEFILE.read_text()
-    assert "pip install -q --require-hashes -r requirements.lock" in text
-    assert "pip install -q --no-deps -e ." in text
+    assert "scripts/install-python-deps.sh $(VENV) requirements.lock" in text
+    installer = (ROOT / "scripts" / "install-python-deps.sh").read_text()
+    # uv and the pip fallback install the same hashed lock, then musicrec without dependencies.
+    assert installer.count('--require-hashes -r "$lock"') == 2
+    assert installer.count("--no-deps -e .") == 2
     assert "-o requirements.lock" in text and "-o requirements-runtime.lock" in text
     assert re.search(r"^images: .*\n\t.*scripts/build-images.sh", text, re.M)
 
@@ -841,12 +844,31 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "DEBIAN_FRONTEND=noninteractive" in text
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
-    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless", "podman"]
-    packages += ["runc", "netavark", "aardvark-dns", "mmdebstrap", "prometheus-alertmanager"]
+    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless"]
+    packages += ["prometheus-alertmanager"]
     for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package
-    assert text.index("apt-get update") < text.index("apt-get install")
+    for helper in ["podman", "runc", "conmon", "netavark", "aardvark-dns", "iptables"]:
+        assert re.search(rf'"{re.escape(helper)}:(cmd|file) ', text), helper
+    assert text.index("apt-get update") < text.index("apt-get install -y")
     assert os.access(INSTALL_SCRIPT, os.X_OK)
+
+
+def test_install_script_check_names_each_missing_container_helper(tmp_path: Path) -> None:
+    # With nothing on PATH, the helpers found by command are missing whatever the machine has.
+    bash = require_tool("bash")
+    result = subprocess.run(
+        [bash, str(INSTALL_SCRIPT), "--check"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for helper in ("podman", "runc", "mmdebstrap"):
+        assert f"install-os-deps: {helper} is missing (apt-get install {helper})" in lines
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("script", [INSTALL_SCRIPT, BUILD_SCRIPT])
