@@ -3,6 +3,8 @@
 #   - prometheus + promtool  (config validation, local metrics scraping)
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
 #   - a Java runtime          (PySpark), only when `java` is not already on PATH
+#   - a native BLAS/LAPACK    (libopenblas0: libblas.so.3 and liblapack.so.3, which Spark MLlib's
+#                              netlib loads; without them Spark warns and uses its Java fallback)
 #   - a colour emoji font     (mood cards in UI screenshots)
 #   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc,
 #     conmon, netavark, aardvark-dns (compose networks with service-name DNS) and iptables (which
@@ -54,6 +56,13 @@ helper_present() {
     for path in "$@"; do [ -x "$path" ] && return 0; done
     return 1
 }
+# have_native_blas: the dynamic linker finds libblas.so.3 and liblapack.so.3 (Spark's netlib).
+have_native_blas() {
+    local ldconfig libs
+    ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+    libs=$("$ldconfig" -p 2>/dev/null) || return 1
+    grep -q 'libblas\.so\.3 ' <<<"$libs" && grep -q 'liblapack\.so\.3 ' <<<"$libs"
+}
 # missing_helpers: the package of each absent container helper, one per line.
 missing_helpers() {
     local entry
@@ -98,6 +107,7 @@ have_all prometheus promtool || missing+=(prometheus)
 have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
 have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
+have_native_blas || missing+=(libopenblas0)
 have_all wrk || missing+=(wrk)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
@@ -145,5 +155,10 @@ for tool in prometheus promtool chromium chromedriver java wrk amtool; do
         echo "install-os-deps: WARNING $tool still missing" >&2
     fi
 done
+if have_native_blas; then
+    echo "install-os-deps: native BLAS/LAPACK -> libblas.so.3, liblapack.so.3"
+else
+    echo "install-os-deps: WARNING no native BLAS (libblas.so.3) for Spark" >&2
+fi
 # The container stack cannot start without any one of its helpers: name each missing package.
 report_helpers

@@ -31,8 +31,8 @@ KIND_PARAMS: dict[str, tuple[str, ...]] = {
         "use_gpu",
     ),
     "ease": ("l2", *_WEIGHTING),
-    "itemknn": ("similarity", "neighbours", *_WEIGHTING),
-    "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING),
+    "itemknn": ("similarity", "neighbours", *_WEIGHTING, "engine"),
+    "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING, "engine"),
     "blend": ("first", "second", "blend_weight"),
 }
 # Defaults that differ from the field defaults (which are ALS's), per kind.

@@ -63,7 +63,7 @@ def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", "")
     with pytest.raises(ConfigError, match="Java"):
-        spark_als._require_java()
+        spark_als.require_java()
 
 
 # ----------------------------------------------------------------------------- Spark fixtures
@@ -71,7 +71,7 @@ def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _has_java() -> bool:
     try:
-        spark_als._require_java()
+        spark_als.require_java()
     except ConfigError:
         return False
     return True

@@ -844,7 +844,7 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "DEBIAN_FRONTEND=noninteractive" in text
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
-    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless"]
+    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless", "libopenblas0"]
     packages += ["prometheus-alertmanager"]
     for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -41,6 +42,7 @@ from musicrec.models.confidence import bm25_weight
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyspark.ml.recommendation import ALS
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _require_pyspark() -> None:
         ) from exc
 
 
-def _require_java() -> None:
+def require_java() -> None:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
         return
@@ -98,24 +100,53 @@ def _local_driver_memory() -> str:
     return f"{int(min(high, max(low, total * DRIVER_MEMORY_SHARE / 2**30)))}g"
 
 
+def is_loopback(master: str) -> bool:
+    """A ``spark://`` master on this machine's loopback address (e.g. ``musicrec spark up``)."""
+    from urllib.parse import urlsplit
+
+    if not master.startswith("spark://"):
+        return False
+    hosts = [urlsplit(f"//{part}").hostname for part in master[8:].split(",")]
+    return all(host in ("127.0.0.1", "localhost", "::1") for host in hosts)
+
+
 def default_conf(master: str) -> dict[str, str]:
-    """Settings for a session we start; cluster masters keep their own sizing defaults."""
+    """Settings for a session we start; cluster masters keep their own sizing defaults.
+
+    Executors that run Python (item-item Gram shards) use ``PYSPARK_PYTHON`` if set, else this
+    interpreter: right for a cluster on this machine or on identical images.
+    """
     conf = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON") or sys.executable,
+        # Each task core calls native BLAS on its own: one OpenBLAS thread per call.
+        "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
     }
+    if is_local(master) or is_loopback(master):
+        # The driver listens on loopback too: executors on this machine reach it there. Its
+        # web UI binds to SPARK_LOCAL_IP or else every interface, so it is off unless that is set.
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+        if not os.environ.get("SPARK_LOCAL_IP"):
+            conf["spark.ui.enabled"] = "false"
     if is_local(master):
         cores = os.cpu_count() or 2
         conf.update(
             {
                 "spark.driver.memory": _local_driver_memory(),
                 "spark.sql.shuffle.partitions": str(max(4, 2 * cores)),
-                "spark.ui.enabled": "false",
-                "spark.driver.host": "127.0.0.1",
-                "spark.driver.bindAddress": "127.0.0.1",
             }
         )
     return conf
+
+
+def has_active_session() -> bool:
+    """A ``SparkSession`` is already active in this process (it would be used as is)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return False
+    return SparkSession.getActiveSession() is not None
 
 
 @contextmanager
@@ -133,7 +164,7 @@ def spark_session(
             log.warning("using the active Spark session on %s, not %s", running, master)
         yield active
         return
-    _require_java()
+    require_java()
     master = master or DEFAULT_MASTER
     builder = SparkSession.builder.master(master).appName(APP_NAME)
     for key, value in {**default_conf(master), **(conf or {})}.items():
@@ -146,30 +177,64 @@ def spark_session(
         spark.stop()
 
 
+def require_checkpoint_dir(master: str, checkpoint_dir: str | None) -> None:
+    """A cluster master needs a checkpoint directory every executor can reach: say so early."""
+    if checkpoint_dir is None and not is_local(master):
+        raise ConfigError(
+            f"Spark master {master} needs a checkpoint directory that the driver and every "
+            "executor can reach: pass --spark-checkpoint-dir (hdfs://..., s3a://..., or a "
+            "path mounted on every node)"
+        )
+
+
+def checkpoint_uri(checkpoint_dir: str) -> str:
+    """A plain path made absolute (executors would resolve a relative one in their own cwd)."""
+    if "://" in checkpoint_dir or checkpoint_dir.startswith("file:"):
+        return checkpoint_dir
+    return str(Path(checkpoint_dir).expanduser().resolve())
+
+
 @contextmanager
 def _checkpointing(spark: SparkSession, checkpoint_dir: str | None) -> Iterator[None]:
-    """Make sure ALS can checkpoint; a temporary local directory is removed afterwards."""
+    """Make sure ALS can checkpoint, and remove this run's checkpoint files afterwards.
+
+    ``checkpoint_dir`` is used as given (Spark writes into a fresh subdirectory of it, which is
+    deleted after the fit). Without one: the session's own directory if it has one, else a
+    temporary local directory -- only for ``local`` masters.
+    """
     context = spark.sparkContext
-    if checkpoint_dir is not None:
-        context.setCheckpointDir(checkpoint_dir)
-        yield
+    if checkpoint_dir is None:
+        current = context.getCheckpointDir()
+        if current is not None and not _missing_local_dir(current):
+            yield
+            return
+        require_checkpoint_dir(context.master or "", None)
+        tmp = tempfile.mkdtemp(prefix="musicrec-spark-checkpoint-")
+        context.setCheckpointDir(tmp)
+        try:
+            yield
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return
-    current = context.getCheckpointDir()
-    if current is not None and not _missing_local_dir(current):
-        yield
-        return
-    if not is_local(context.master or ""):
-        log.warning(
-            "no Spark checkpoint directory on shared storage; pass checkpoint_dir (e.g. an "
-            "hdfs:// or s3a:// path) for long runs on %s",
-            context.master,
-        )
-    tmp = tempfile.mkdtemp(prefix="musicrec-spark-checkpoint-")
-    context.setCheckpointDir(tmp)
+    context.setCheckpointDir(checkpoint_uri(checkpoint_dir))
+    run_dir = context.getCheckpointDir()
     try:
         yield
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if run_dir is not None:
+            _delete(spark, run_dir)
+
+
+def _delete(spark: SparkSession, uri: str) -> None:
+    """Delete ``uri`` recursively through Spark's Hadoop file system (local, HDFS, S3, ...)."""
+    jvm = spark.sparkContext._jvm
+    if jvm is None:  # pragma: no cover - a classic session always has a JVM
+        return
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    try:
+        path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+    except Exception as exc:
+        log.warning("could not remove Spark checkpoint files %s: %s", uri, exc)
 
 
 def _missing_local_dir(uri: str) -> bool:
@@ -231,6 +296,68 @@ def to_numpy(factors: DataFrame, n_rows: int, rank: int, what: str) -> np.ndarra
     return out
 
 
+def read_ratings(
+    spark: SparkSession, uri: str, config: TrainConfig, shape: tuple[int, int]
+) -> tuple[DataFrame, int]:
+    """The weighted training cells, cached, and their count; indices checked against ``shape``.
+
+    The caller unpersists the frame.
+    """
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    n_users, n_items = shape
+    try:
+        frame = spark.read.parquet(uri)
+    except AnalysisException as exc:
+        raise DataError(f"{uri}: Spark cannot read the training split ({exc})") from exc
+    # Two partitions per core: a cached aggregate keeps the session's shuffle partition count
+    # (200 by default on a cluster), and each tiny task costs more than its work.
+    partitions = max(2, 2 * spark.sparkContext.defaultParallelism)
+    ratings = weighted_ratings(frame, config, n_items).coalesce(partitions).cache()
+    try:
+        n_ratings = ratings.count()
+        if n_ratings == 0:
+            raise DataError(f"{uri}: no training interactions")
+        low_u, high_u, low_i, high_i = ratings.agg(
+            F.min("user_idx"), F.max("user_idx"), F.min("item_idx"), F.max("item_idx")
+        ).first()  # type: ignore[misc]
+        if low_u < 0 or low_i < 0 or high_u >= n_users or high_i >= n_items:
+            raise DataError(f"{uri}: indices outside the dataset's {n_users}x{n_items} shape")
+    except BaseException:
+        ratings.unpersist()
+        raise
+    return ratings, n_ratings
+
+
+def default_blocks(spark: SparkSession) -> int:
+    """ALS user and item blocks: the default parallelism, at least 2 locally, 10 on a cluster."""
+    context = spark.sparkContext
+    return max(2 if is_local(context.master or "") else 10, context.defaultParallelism)
+
+
+def build_als(config: TrainConfig, reg_param: float, blocks: int) -> ALS:
+    """Spark's implicit-feedback ALS with our mapping of ``config`` (see the module docstring)."""
+    from pyspark.ml.recommendation import ALS
+
+    return ALS(
+        rank=config.factors,
+        maxIter=config.iterations,
+        regParam=reg_param,
+        implicitPrefs=True,
+        alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
+        nonnegative=False,
+        seed=config.seed,
+        userCol="user_idx",
+        itemCol="item_idx",
+        ratingCol="rating",
+        coldStartStrategy="drop",
+        checkpointInterval=CHECKPOINT_INTERVAL,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+    )
+
+
 def fit_spark(
     dataset: Dataset,
     config: TrainConfig,
@@ -252,54 +379,23 @@ def fit_spark(
             ALS has no per-iteration hook.
         train_uri: where executors read ``train.parquet`` (e.g. ``hdfs://`` or ``s3a://``);
             defaults to the file in the dataset directory.
-        checkpoint_dir: ALS checkpoint directory; on a cluster, shared storage.
+        checkpoint_dir: ALS checkpoint directory, required on a cluster master (shared
+            storage); a temporary local one for ``local`` masters. This run's files in it are
+            removed after the fit.
         conf: extra Spark settings for a session started here.
         reg_param: Spark's ``regParam`` as is, instead of mapping ``config.regularization``.
     """
     n_users, n_items = dataset.shape
     uri = train_uri or str(dataset.path.resolve() / layout.TRAIN)
+    if not has_active_session():
+        require_checkpoint_dir(master or DEFAULT_MASTER, checkpoint_dir)
     started = time.perf_counter()
     with spark_session(master, conf) as spark, _checkpointing(spark, checkpoint_dir):
-        from pyspark.errors import AnalysisException
-        from pyspark.ml.recommendation import ALS
-        from pyspark.sql import functions as F
-
+        ratings, n_ratings = read_ratings(spark, uri, config, dataset.shape)
         try:
-            frame = spark.read.parquet(uri)
-        except AnalysisException as exc:
-            raise DataError(f"{uri}: Spark cannot read the training split ({exc})") from exc
-        ratings = weighted_ratings(frame, config, n_items).cache()
-        try:
-            n_ratings = ratings.count()
-            if n_ratings == 0:
-                raise DataError(f"{uri}: no training interactions")
-            low_u, high_u, low_i, high_i = ratings.agg(
-                F.min("user_idx"), F.max("user_idx"), F.min("item_idx"), F.max("item_idx")
-            ).first()  # type: ignore[misc]
-            if low_u < 0 or low_i < 0 or high_u >= n_users or high_i >= n_items:
-                raise DataError(f"{uri}: indices outside the dataset's {n_users}x{n_items} shape")
             if reg_param is None:
                 reg_param = spark_reg_param(config.regularization, n_ratings, n_users)
-            blocks = max(
-                2 if is_local(spark.sparkContext.master or "") else 10,
-                spark.sparkContext.defaultParallelism,
-            )
-            als = ALS(
-                rank=config.factors,
-                maxIter=config.iterations,
-                regParam=reg_param,
-                implicitPrefs=True,
-                alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
-                nonnegative=False,
-                seed=config.seed,
-                userCol="user_idx",
-                itemCol="item_idx",
-                ratingCol="rating",
-                coldStartStrategy="drop",
-                checkpointInterval=CHECKPOINT_INTERVAL,
-                numUserBlocks=blocks,
-                numItemBlocks=blocks,
-            )
+            blocks = default_blocks(spark)
             log.info(
                 "Spark ALS on %s: %d ratings, regParam %.3g, %d blocks",
                 spark.sparkContext.master,
@@ -307,7 +403,7 @@ def fit_spark(
                 reg_param,
                 blocks,
             )
-            model = als.fit(ratings)
+            model = build_als(config, reg_param, blocks).fit(ratings)
             user_factors = to_numpy(model.userFactors, n_users, config.factors, "user")
             item_factors = to_numpy(model.itemFactors, n_items, config.factors, "item")
         finally:

@@ -35,20 +35,21 @@ def fit_model(
     callback: IterationCallback | None = None,
     show_progress: bool = False,
     spark_master: str | None = None,
+    spark_checkpoint_dir: str | None = None,
 ) -> Model:
     """Fit ``config.kind`` on the dataset's training matrix (Spark reads the dataset itself)."""
-    if config.kind == "als" and config.engine == "spark":
-        from musicrec.models.als import ALSModel
-        from musicrec.models.spark_als import fit_spark
+    if config.engine == "spark":
+        from musicrec.models.spark_engine import fit_on_spark
 
-        factors = fit_spark(dataset, config, master=spark_master, callback=callback)
-        return ALSModel.from_factors(config, factors, dataset.train)
+        return fit_on_spark(
+            dataset, config, spark_master, callback, checkpoint_dir=spark_checkpoint_dir
+        )
     return build(config).fit(dataset.train, callback=callback, show_progress=show_progress)
 
 
 def engine_name(config: TrainConfig) -> str:
-    """What fits the model: ``implicit`` / ``spark`` for ALS, else the kind itself."""
-    return config.engine if config.kind == "als" else config.kind
+    """What fits the model: ``implicit`` / ``spark`` for ALS, ``spark`` or the kind otherwise."""
+    return config.engine if config.kind == "als" or config.engine == "spark" else config.kind
 
 
 def train_model(
@@ -59,6 +60,7 @@ def train_model(
     show_progress: bool = False,
     spark_master: str | None = None,
     observer: StageObserver | None = None,
+    spark_checkpoint_dir: str | None = None,
 ) -> tuple[Model, TrainResult]:
     """Fit on an already loaded dataset and write the artifact to ``out_dir``.
 
@@ -81,7 +83,9 @@ def train_model(
 
     with observing(observer, "train", config.to_dict(), tags):
         started = time.perf_counter()
-        model = fit_model(dataset, config, on_iteration, show_progress, spark_master)
+        model = fit_model(
+            dataset, config, on_iteration, show_progress, spark_master, spark_checkpoint_dir
+        )
         seconds = time.perf_counter() - started
         save_artifact(
             out_dir,
@@ -107,8 +111,17 @@ def train(
     callback: IterationCallback | None = None,
     show_progress: bool = False,
     spark_master: str | None = None,
+    spark_checkpoint_dir: str | None = None,
 ) -> TrainResult:
     """Fit ``config`` (default: ALS) on ``data_dir``'s train split; write the artifact."""
     dataset = Dataset.load(data_dir)
     config = config or TrainConfig()
-    return train_model(dataset, out_dir, config, callback, show_progress, spark_master)[1]
+    return train_model(
+        dataset,
+        out_dir,
+        config,
+        callback,
+        show_progress,
+        spark_master,
+        spark_checkpoint_dir=spark_checkpoint_dir,
+    )[1]

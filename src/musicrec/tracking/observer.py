@@ -287,6 +287,7 @@ def tracked_train(
     parent_run_id: str | None = None,
     show_progress: bool = False,
     spark_master: str | None = None,
+    spark_checkpoint_dir: str | None = None,
     client: MlflowClient | None = None,
 ) -> TrackedTrain:
     """The train stage on ``data_dir`` observed by MLflow; register the artifact unless no name."""
@@ -308,6 +309,7 @@ def tracked_train(
         show_progress=show_progress,
         spark_master=spark_master,
         observer=observer,
+        spark_checkpoint_dir=spark_checkpoint_dir,
     )
     assert observer.run_id is not None
     return TrackedTrain(result, observer.run_id, model_name, observer.version)
