@@ -42,15 +42,11 @@ def train(
     weighting: Annotated[str | None, typer.Option(help="none | log1p | bm25")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     engine: Annotated[
-        str | None, typer.Option(help="implicit | spark (spark: als, itemknn, rp3beta)")
+        str | None, typer.Option(help="implicit | spark (als, itemknn, rp3beta)")
     ] = None,
     spark_master: Annotated[str | None, typer.Option(help="Spark master URL.")] = None,
     spark_checkpoint_dir: Annotated[
-        str | None,
-        typer.Option(
-            help="Spark ALS checkpoints: required on a cluster master (storage every executor "
-            "reaches); default a temporary local directory for local[*]."
-        ),
+        str | None, typer.Option(help="Spark ALS checkpoints; required on a cluster master.")
     ] = None,
     gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="implicit's CUDA build.")] = None,
     track: Annotated[bool, typer.Option(help="Log to MLflow and register the model.")] = True,
@@ -95,14 +91,7 @@ def train(
             highlight=False,
         )
     else:
-        result = run_train(
-            data,
-            out,
-            cfg,
-            show_progress=True,
-            spark_master=spark_master,
-            spark_checkpoint_dir=spark_checkpoint_dir,
-        )
+        result = run_train(data, out, cfg, None, True, spark_master, spark_checkpoint_dir)
     losses = [x for x in result.loss_history if x == x]  # NaN between loss evaluations
     loss = f", final loss {losses[-1]:.5f}" if losses else ""
     what = f"{cfg.engine} ALS" if cfg.kind == "als" else cfg.kind

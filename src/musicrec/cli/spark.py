@@ -50,10 +50,16 @@ def up(
     for daemon in cluster.daemons:
         ports = f"port {daemon.port}, web UI {daemon.webui_port}"
         out.print(f"  {daemon.name:<9} pid {daemon.pid:<7} {ports}  log {daemon.log}")
-    out.print(f"pid files in {Path(cluster.directory) / 'pids'}", highlight=False)
+    root = Path(cluster.directory)
+    out.print(f"pid files in {root / 'pids'}", highlight=False)
+    out.print(
+        f"executors of {memory} per worker (else Spark's 1g):  "
+        f"export SPARK_CONF_DIR={root / 'conf'}",
+        highlight=False,
+    )
     out.print(
         f"train on it:  musicrec train ... --engine spark --spark-master {cluster.master_url} "
-        f"--spark-checkpoint-dir {Path(cluster.directory) / 'checkpoints'}",
+        f"--spark-checkpoint-dir {root / 'checkpoints'}",
         highlight=False,
     )
     out.print(f"stop it:      musicrec spark down --dir {directory}", highlight=False)

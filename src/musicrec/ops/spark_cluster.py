@@ -12,6 +12,8 @@ Everything lives under one directory::
     logs/worker-N.log
     work/worker-N/        the worker's work directory (executor logs: app-*/*/stderr)
     spark-defaults.conf   properties the daemons read (the REST submission server is off)
+    conf/                 for drivers (``SPARK_CONF_DIR``): the master URL, and executors sized
+                          to the workers (Spark's default executor heap is 1 GiB)
 
 :func:`stop_cluster` signals each daemon's whole process group (so a worker's executors go with
 it), waits, and escalates to SIGKILL; it also finds the executors of a worker that was killed
@@ -183,8 +185,23 @@ def start_cluster(
         stop_daemons(started)
         raise
     cluster = Cluster(str(root), host, url, webui_url, master, workers_up)
+    write_driver_conf(root / "conf", url, cores, memory)
     write_json_atomic(root / STATE_FILE, cluster.to_dict())
     return cluster
+
+
+def write_driver_conf(directory: Path, master_url: str, cores: int, memory: str) -> Path:
+    """``spark-defaults.conf`` for drivers of this cluster: one executor fills one worker."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "spark-defaults.conf"
+    lines = [
+        "# Drivers of this cluster read this with SPARK_CONF_DIR set to this directory.",
+        f"spark.master {master_url}",
+        f"spark.executor.cores {cores}",
+        f"spark.executor.memory {memory}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def launch(root: Path, name: str, args: list[str], env: dict[str, str]) -> Daemon:
