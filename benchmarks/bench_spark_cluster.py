@@ -2,7 +2,7 @@
 
     python benchmarks/bench_spark_cluster.py                        # 1x, 2x, 4x, synthesized
     python benchmarks/bench_spark_cluster.py --data-1x PREPARED_1X  # reuse a prepared 1x
-    python benchmarks/bench_spark_cluster.py --scales 1 --sweeps 1 2 --worker-memory 3g
+    python benchmarks/bench_spark_cluster.py --scales 4 --results rows.json  # one scale a run
 
 1x is ``musicrec data synth --users 359000 --artists 160000`` then ``musicrec data prepare``;
 kx multiplies both counts by k (each synthesized and prepared in a temporary directory under
@@ -10,15 +10,20 @@ kx multiplies both counts by k (each synthesized and prepared in a temporary dir
 afford them:
 
 - implicit (``implicit.cpu.als``, all cores, the same confidence weighting as ``musicrec train``)
-  runs ``max(--sweeps)`` sweeps in a child process; a sweep's time is the median of the
-  per-sweep times implicit reports. Memory: the child's peak resident set (it also holds the
-  dataset, as ``musicrec train`` does).
+  runs ``--implicit-sweeps`` sweeps in a child process; a sweep's time is the median of the
+  per-sweep times implicit reports, its CPU time (core-seconds, all threads) the median from
+  the second sweep on. Memory: the child's peak resident set (it also holds the dataset, as
+  ``musicrec train`` does).
 - Spark runs on a standalone cluster started here (``musicrec.ops.spark_cluster``: a master and
   ``--workers`` one-core workers on 127.0.0.1). Each scale gets a fresh application: an
   untimed warm-up fit on small synthetic data (JIT), then one fit per ``--sweeps`` value; a
   sweep's time is the slope of fit time over sweeps, the rest of a fit (reading, weighting,
-  blocking, collecting the factors) its setup. Memory: each executor's and the driver JVM's
-  peak resident set (``VmHWM``).
+  blocking, collecting the factors) its setup; the same for CPU time (core-seconds of the
+  executor and driver JVMs, from ``/proc``). Memory: each executor's and the driver JVM's peak
+  resident set (``VmHWM``).
+- CPU time is what the extrapolation uses: on a shared machine other jobs stretch wall time,
+  much less the CPU time a job itself needs, and core-seconds divided by a cluster's cores is
+  the wall time it would take with perfect scaling.
 - A 15-sweep fit (the default) is extrapolated as setup + 15 x sweep for both engines.
 
 The summary fits time and memory per sweep linearly in the number of training rows
@@ -58,22 +63,46 @@ class Row:
     users: int
     artists: int
     train_rows: int
-    implicit_sweep_s: float
-    implicit_sweeps: list[float]
+    implicit_wall: list[float]  # seconds per sweep, as implicit reports them
+    implicit_cpu: list[float]  # core-seconds per sweep (process CPU time), from sweep 2 on
     implicit_setup_s: float
     implicit_peak_gib: float
-    spark_sweep_s: float
-    spark_setup_s: float
-    spark_fits: dict[str, float]
+    spark_wall: dict[str, float]  # sweeps -> fit seconds
+    spark_cpu: dict[str, float]  # sweeps -> core-seconds of the executors and the driver JVM
     executor_peak_gib: list[float]
     driver_peak_gib: float
     load: str
+
+    def spark_line(self, values: dict[str, float]) -> tuple[float, float]:
+        """(setup, per sweep) of fit cost over sweep counts."""
+        counts = [int(k) for k in values]
+        if len(counts) < 2:
+            return 0.0, float(next(iter(values.values())))
+        fit = stats.linregress(counts, list(values.values()))
+        return float(fit.intercept), float(fit.slope)
+
+    @property
+    def implicit_sweep_s(self) -> float:
+        return float(np.median(self.implicit_wall))
+
+    @property
+    def implicit_sweep_cpu(self) -> float:
+        return float(np.median(self.implicit_cpu))
+
+    @property
+    def spark_sweep_s(self) -> float:
+        return self.spark_line(self.spark_wall)[1]
+
+    @property
+    def spark_sweep_cpu(self) -> float:
+        return self.spark_line(self.spark_cpu)[1]
 
     def implicit_full_s(self) -> float:
         return self.implicit_setup_s + FULL_SWEEPS * self.implicit_sweep_s
 
     def spark_full_s(self) -> float:
-        return self.spark_setup_s + FULL_SWEEPS * self.spark_sweep_s
+        setup, sweep = self.spark_line(self.spark_wall)
+        return setup + FULL_SWEEPS * sweep
 
 
 def load() -> str:
@@ -126,12 +155,19 @@ def implicit_child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     weighted = confidence(train, config)
     sweeps: list[float] = []
+    cpu_marks: list[float] = []
+
+    def on_sweep(iteration: int, seconds: float, _: object) -> None:
+        sweeps.append(seconds)
+        cpu_marks.append(time.process_time())  # all of implicit's threads
+
     with threadpool_limits(limits=1, user_api="blas"):  # as musicrec.models.als.fit_als
         model = build_als(config)
-        model.fit(weighted, show_progress=False, callback=lambda i, s, _: sweeps.append(s))
+        model.fit(weighted, show_progress=False, callback=on_sweep)
     setup = time.perf_counter() - started - sum(sweeps)  # weighting, transpose, init
+    cpu = [float(x) for x in np.diff(cpu_marks)]  # from sweep 2: sweep 1 carries the set-up
     rows = {"train_rows": int(weighted.nnz), "shape": list(dataset.shape)}
-    print(json.dumps({"setup_s": setup, "sweeps": sweeps, **rows}))
+    print(json.dumps({"setup_s": setup, "sweeps": sweeps, "cpu": cpu, **rows}))
 
 
 def run_implicit(data: Path, sweeps: int, factors: int) -> dict[str, object]:
@@ -151,6 +187,19 @@ def vm_hwm_gib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (Linux ``/proc/<pid>/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def executor_pids(worker_pids: list[int]) -> list[int]:
@@ -178,33 +227,40 @@ def run_spark(
         "spark.driver.memory": args.driver_memory,
     }
     dataset = Dataset.load(data)
-    fits: dict[int, float] = {}
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     with spark_session(cluster_url, conf):
         fit_spark(
             Dataset.load(warmup),
             TrainConfig(factors=args.factors, iterations=2),
             checkpoint_dir=str(checkpoints),
         )
+        executors = executor_pids(worker_pids)
+        drivers = [p.pid for p in psutil.Process().children(recursive=True) if "java" in p.name()]
         for sweeps in args.sweeps:
             config = TrainConfig(factors=args.factors, iterations=sweeps)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(executors + drivers)
             fit_spark(dataset, config, checkpoint_dir=str(checkpoints))
-            fits[sweeps] = time.perf_counter() - started
-            print(f"    Spark {sweeps} sweep(s): {fits[sweeps]:.1f} s (load {load()})", flush=True)
-        executors = [vm_hwm_gib(pid) for pid in executor_pids(worker_pids)]
-        drivers = [p.pid for p in psutil.Process().children(recursive=True) if "java" in p.name()]
+            wall[str(sweeps)] = time.perf_counter() - started
+            cpu[str(sweeps)] = cpu_seconds(executors + drivers) - cpu_before
+            print(
+                f"    Spark {sweeps} sweep(s): {wall[str(sweeps)]:.1f} s, "
+                f"{cpu[str(sweeps)]:.1f} core-s (load {load()})",
+                flush=True,
+            )
+        executor_peaks = [vm_hwm_gib(pid) for pid in executor_pids(worker_pids)]
         driver = max((vm_hwm_gib(pid) for pid in drivers), default=0.0)
-    return {"fits": fits, "executors": executors, "driver": driver}
+    return {"wall": wall, "cpu": cpu, "executors": executor_peaks, "driver": driver}
 
 
 def measure(
     scale: int, data: Path, cluster: Cluster, warmup: Path, args: argparse.Namespace
 ) -> Row:
     started_load = load()
-    implicit = run_implicit(data, max(args.sweeps), args.factors)
-    sweeps = [float(s) for s in implicit["sweeps"]]  # type: ignore[attr-defined]
+    implicit = run_implicit(data, args.implicit_sweeps, args.factors)
+    walls = [float(x) for x in implicit["sweeps"]]  # type: ignore[attr-defined]
     print(
-        f"    implicit sweeps {', '.join(f'{s:.1f}' for s in sweeps)} s, "
+        f"    implicit sweeps {', '.join(f'{s:.1f}' for s in walls)} s, "
         f"peak {implicit['peak_gib']:.1f} GiB (load {load()})",
         flush=True,
     )
@@ -212,22 +268,18 @@ def measure(
     spark = run_spark(
         cluster.master_url, [w.pid for w in cluster.workers], data, warmup, args, checkpoints
     )
-    fits: dict[int, float] = spark["fits"]  # type: ignore[assignment]
-    counts = sorted(fits)
-    slope = stats.linregress(counts, [fits[c] for c in counts]).slope if len(counts) > 1 else 0.0
     users, artists = implicit["shape"]  # type: ignore[misc]
     return Row(
         scale=scale,
         users=int(users),
         artists=int(artists),
         train_rows=int(implicit["train_rows"]),  # type: ignore[call-overload]
-        implicit_sweep_s=float(np.median(sweeps)),
-        implicit_sweeps=sweeps,
+        implicit_wall=walls,
+        implicit_cpu=[float(x) for x in implicit["cpu"]],  # type: ignore[attr-defined]
         implicit_setup_s=float(implicit["setup_s"]),  # type: ignore[arg-type]
         implicit_peak_gib=float(implicit["peak_gib"]),  # type: ignore[arg-type]
-        spark_sweep_s=float(slope),
-        spark_setup_s=fits[counts[0]] - counts[0] * float(slope),
-        spark_fits={str(k): v for k, v in fits.items()},
+        spark_wall=dict(spark["wall"]),  # type: ignore[call-overload]
+        spark_cpu=dict(spark["cpu"]),  # type: ignore[call-overload]
         executor_peak_gib=list(spark["executors"]),  # type: ignore[call-overload]
         driver_peak_gib=float(spark["driver"]),  # type: ignore[arg-type]
         load=f"{started_load} -> {load()}",
@@ -238,28 +290,32 @@ def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
     print(
         f"\n{args.workers} Spark workers x 1 core, executor heap {args.worker_memory}, "
         f"driver {args.driver_memory}; {args.factors} factors; Spark fits of "
-        f"{', '.join(map(str, args.sweeps))} sweeps; implicit {max(args.sweeps)} sweeps\n"
+        f"{', '.join(map(str, args.sweeps))} sweeps; implicit {args.implicit_sweeps} sweeps\n"
     )
     print(
-        "| scale | users | artists | train rows | implicit s/sweep | Spark s/sweep | "
-        "Spark/implicit | implicit 15-sweep fit s (extrap.) | Spark 15-sweep fit s (extrap.) | "
-        "implicit peak GiB | Spark executor peak GiB (each) | Spark driver peak GiB | load |"
+        "| scale | users | artists | train rows | implicit s/sweep | implicit core-s/sweep | "
+        "Spark s/sweep | Spark core-s/sweep | Spark/implicit core-s | implicit 15-sweep fit s | "
+        "Spark 15-sweep fit s | implicit peak GiB | Spark executor peak GiB (each) | "
+        "Spark driver peak GiB | load |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         executors = ", ".join(f"{g:.1f}" for g in r.executor_peak_gib)
         print(
             f"| {r.scale}x | {r.users:,} | {r.artists:,} | {r.train_rows:,} | "
-            f"{r.implicit_sweep_s:.1f} | {r.spark_sweep_s:.1f} | "
-            f"{r.spark_sweep_s / r.implicit_sweep_s:.1f}x | {r.implicit_full_s():.0f} | "
-            f"{r.spark_full_s():.0f} | {r.implicit_peak_gib:.1f} | {executors} | "
-            f"{r.driver_peak_gib:.1f} | {r.load} |"
+            f"{r.implicit_sweep_s:.1f} | {r.implicit_sweep_cpu:.1f} | {r.spark_sweep_s:.1f} | "
+            f"{r.spark_sweep_cpu:.1f} | {r.spark_sweep_cpu / r.implicit_sweep_cpu:.1f}x | "
+            f"{r.implicit_full_s():.0f} | {r.spark_full_s():.0f} | {r.implicit_peak_gib:.1f} | "
+            f"{executors} | {r.driver_peak_gib:.1f} | {r.load} |"
         )
-    print("\nraw: implicit per-sweep s / Spark fit s per sweep count / Spark setup s")
+    print("\nraw: implicit s per sweep (core-s from sweep 2); Spark fit s (core-s) per sweep count")
     for r in rows:
-        spark = ", ".join(f"{k} sweeps {v:.1f}" for k, v in r.spark_fits.items())
-        implicit = ", ".join(f"{s:.1f}" for s in r.implicit_sweeps)
-        print(f"- {r.scale}x: implicit [{implicit}]; Spark [{spark}]; setup {r.spark_setup_s:.1f}")
+        spark = ", ".join(
+            f"{k} sweeps {v:.1f} s ({r.spark_cpu[k]:.0f} core-s)" for k, v in r.spark_wall.items()
+        )
+        implicit = ", ".join(f"{s:.1f}" for s in r.implicit_wall)
+        cpu = ", ".join(f"{s:.1f}" for s in r.implicit_cpu)
+        print(f"- {r.scale}x: implicit [{implicit}] s ([{cpu}] core-s); Spark [{spark}]")
 
 
 def fit_line(x: list[float], y: list[float]) -> tuple[float, float, float]:
@@ -278,8 +334,8 @@ def print_extrapolation(rows: list[Row], args: argparse.Namespace) -> None:
     base = rows[0].train_rows / rows[0].scale / 1e6  # train rows (millions) at 1x
     print("\nLinear fits in millions of training rows (slope, 95% interval):\n")
     fits = {
-        "implicit s/sweep": [r.implicit_sweep_s for r in rows],
-        "Spark s/sweep": [r.spark_sweep_s for r in rows],
+        "implicit core-s/sweep": [r.implicit_sweep_cpu for r in rows],
+        "Spark core-s/sweep": [r.spark_sweep_cpu for r in rows],
         "implicit peak GiB": [r.implicit_peak_gib for r in rows],
         "Spark executor peak GiB": [max(r.executor_peak_gib or [0.0]) for r in rows],
     }
@@ -288,11 +344,11 @@ def print_extrapolation(rows: list[Row], args: argparse.Namespace) -> None:
         a, b, half = fit_line(nnz, values)
         lines[name] = (a, b)
         print(f"- {name} = {a:.2f} + {b:.3f} x rows(M)  (slope ±{half:.3f})")
-    ratio = ", ".join(f"{r.scale}x {r.spark_sweep_s / r.implicit_sweep_s:.1f}" for r in rows)
+    ratio = ", ".join(f"{r.scale}x {r.spark_sweep_cpu / r.implicit_sweep_cpu:.1f}" for r in rows)
     print(
-        f"\nSpark s/sweep over implicit s/sweep on the same {os.cpu_count()} cores: {ratio}. "
-        "With linear scaling, a cluster needs that many times the cores of the machine "
-        "implicit runs on to match its sweep time."
+        f"\nSpark core-seconds per sweep over implicit's: {ratio}. With linear scaling, a "
+        "cluster needs that many times the cores of the machine implicit runs on to match "
+        "its sweep time."
     )
     a, b = lines["implicit peak GiB"]
     ea, eb = lines["Spark executor peak GiB"]
@@ -328,7 +384,8 @@ def main() -> None:
     )
     parser.add_argument("--data-1x", type=Path, help="a prepared 1x dataset to reuse (read only)")
     parser.add_argument("--work", default=tempfile.gettempdir(), help="for 2x/4x data (deleted)")
-    parser.add_argument("--sweeps", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--sweeps", type=int, nargs="+", default=[1, 3], help="Spark fits")
+    parser.add_argument("--implicit-sweeps", type=int, default=5)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-memory", default="5g")

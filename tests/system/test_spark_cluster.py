@@ -218,6 +218,7 @@ def test_als_on_the_cluster_survives_a_lost_worker_and_serves(
 
     spark_ndcg = evaluate_model(hetrec_dataset, out, record=False).model["ndcg@10"]
     implicit_ndcg = evaluate_model(hetrec_dataset, hetrec_model, record=False).model["ndcg@10"]
+    print(f"NDCG@10 on HetRec-2K: Spark cluster {spark_ndcg:.4f}, implicit {implicit_ndcg:.4f}")
     assert abs(spark_ndcg - implicit_ndcg) <= 0.01, (spark_ndcg, implicit_ndcg)
     _serves_a_recommendation(out, tmp_path)
 
