@@ -99,13 +99,17 @@ def similarity(
     cells, spec = transformed_cells(ratings, config, n_items)
     shards = max(spark.sparkContext.defaultParallelism, math.ceil(n_ratings / SHARD_CELLS))
     n_blocks = math.ceil(n_items / BLOCK_ROWS)
+    shared = spark.sparkContext.broadcast(spec)  # per-artist vectors, sent once per executor
     rows = cells.repartition(shards, "user_idx").select("user_idx", "item_idx", "left", "right")
-    blocks = (
-        rows.rdd.mapPartitions(lambda part: shard_gram(part, n_items, BLOCK_ROWS))
-        .reduceByKey(lambda a, b: a + b, numPartitions=max(1, min(n_blocks, shards)))
-        .map(lambda kv: (kv[0], finish_block(kv[0], kv[1], spec, BLOCK_ROWS)))
-        .collect()
-    )
+    try:
+        blocks = (
+            rows.rdd.mapPartitions(lambda part: shard_gram(part, n_items, BLOCK_ROWS))
+            .reduceByKey(lambda a, b: a + b, numPartitions=max(1, min(n_blocks, shards)))
+            .map(lambda kv: (kv[0], finish_block(kv[0], kv[1], shared.value, BLOCK_ROWS)))
+            .collect()
+        )
+    finally:
+        shared.unpersist()
     found = dict(blocks)
     parts = []
     for block in range(n_blocks):
@@ -144,15 +148,13 @@ def transformed_cells(
         )
         return cells, spec
     spec["k"] = min(config.neighbours, n_items)
-    if config.similarity == "bm25":
+    if config.similarity == "bm25":  # artists are documents, listeners terms
         k1, b = config.bm25_k1, config.bm25_b
-        row_sums = _dense(ratings.groupBy("item_idx").agg(F.sum(w).alias("s")), "s", n_items)
-        length_norm = (1.0 - b) + b * row_sums / row_sums.mean()
-        norms = ratings.sparkSession.createDataFrame(
-            [(i, float(v)) for i, v in enumerate(length_norm)], "item_idx int, length_norm double"
-        )
-        value = (w * F.lit(k1 + 1.0).cast("float")) / (F.lit(k1) * F.col("length_norm") + w) * idf
-        cells = ratings.join(norms, "item_idx").withColumn("v", value)
+        sums = ratings.groupBy("item_idx").agg(F.sum(w).alias("row_sum"))
+        mean = float(sums.agg(F.sum("row_sum")).first()[0] or 0.0) / n_items  # type: ignore[index]
+        length_norm = F.lit(1.0 - b) + F.lit(b) * F.col("row_sum") / F.lit(mean)
+        value = (w * F.lit(k1 + 1.0).cast("float")) / (F.lit(k1) * length_norm + w) * idf
+        cells = ratings.join(sums, "item_idx").withColumn("v", value)
     elif config.similarity == "tfidf":
         cells = ratings.withColumn("v", F.sqrt(w).cast("float").cast("double") * idf)
     else:  # cosine: squares in float32, as implicit's normalize does
