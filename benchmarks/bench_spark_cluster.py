@@ -209,6 +209,7 @@ def executor_pids(worker_pids: list[int]) -> list[int]:
 
 def run_spark(
     cluster_url: str,
+    daemon_pids: list[int],
     worker_pids: list[int],
     data: Path,
     warmup: Path,
@@ -236,7 +237,12 @@ def run_spark(
             checkpoint_dir=str(checkpoints),
         )
         executors = executor_pids(worker_pids)
-        drivers = [p.pid for p in psutil.Process().children(recursive=True) if "java" in p.name()]
+        # The driver JVM: a child of this process, as are the cluster's daemons (not counted).
+        drivers = [
+            p.pid
+            for p in psutil.Process().children()
+            if "java" in p.name() and p.pid not in daemon_pids
+        ]
         for sweeps in args.sweeps:
             config = TrainConfig(factors=args.factors, iterations=sweeps)
             started, cpu_before = time.perf_counter(), cpu_seconds(executors + drivers)
@@ -265,9 +271,9 @@ def measure(
         flush=True,
     )
     checkpoints = Path(args.work) / "checkpoints"
-    spark = run_spark(
-        cluster.master_url, [w.pid for w in cluster.workers], data, warmup, args, checkpoints
-    )
+    daemons = [d.pid for d in cluster.daemons]
+    workers = [w.pid for w in cluster.workers]
+    spark = run_spark(cluster.master_url, daemons, workers, data, warmup, args, checkpoints)
     users, artists = implicit["shape"]  # type: ignore[misc]
     return Row(
         scale=scale,
