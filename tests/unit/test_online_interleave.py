@@ -66,7 +66,9 @@ def test_k_distinct_and_balanced_teams_10000(pair: tuple[list[str], list[str], i
     st.lists(st.sampled_from(ARTISTS[:15]), max_size=15, unique=True),
     st.integers(min_value=1, max_value=20),
 )
-def test_short_lists_give_every_distinct_artist(first: list[str], second: list[str], k: int) -> None:
+def test_short_lists_give_every_distinct_artist(
+    first: list[str], second: list[str], k: int
+) -> None:
     merged = team_draft(first, second, k, np.random.default_rng(0))
     union = set(first) | set(second)
     assert len(merged.artists) == min(k, len(union))
