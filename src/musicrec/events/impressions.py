@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -78,6 +78,9 @@ class Impression:
     arm: str | None = None
     time: float = 0.0
     propensity: float | None = None
+
+
+FIELDS = tuple(f.name for f in fields(Impression))
 
 
 def impressions_of(
@@ -145,7 +148,10 @@ def write_impressions(store: EventStore, rows: Sequence[Impression]) -> int:
     ensure_tables(store)
     try:
         with store.engine.begin() as conn:
-            conn.execute(sa.insert(impressions_table), [asdict(row) for row in rows])
+            conn.execute(
+                sa.insert(impressions_table),
+                [{name: getattr(row, name) for name in FIELDS} for row in rows],
+            )
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot store impressions in {store}: {exc}") from exc
     return len(rows)
