@@ -8,10 +8,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from online_stores import BACKENDS, empty_store
 
 from musicrec.events.impressions import (
     ImpressionWriter,
@@ -26,8 +28,9 @@ from musicrec.events.store import EventStore
 NOW = 1_700_000_000.0
 
 
-def store_at(tmp_path: Path) -> EventStore:
-    return EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    yield from empty_store(request.param, tmp_path)
 
 
 def a_list(
@@ -39,8 +42,7 @@ def a_list(
     )
 
 
-def test_writer_batches_and_a_clean_stop_loses_nothing(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_writer_batches_and_a_clean_stop_loses_nothing(store: EventStore) -> None:
     writer = ImpressionWriter(store, flush_interval_s=30.0, batch_rows=50).start()
     threads = [
         threading.Thread(target=lambda t=t: [writer.write(a_list(f"r{t}-{i}")) for i in range(100)])
@@ -59,8 +61,7 @@ def test_writer_batches_and_a_clean_stop_loses_nothing(tmp_path: Path) -> None:
     assert writer.stats.dropped == 3
 
 
-def test_writer_commits_within_its_interval(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_writer_commits_within_its_interval(store: EventStore) -> None:
     writer = ImpressionWriter(store, flush_interval_s=0.2).start()
     writer.write(a_list("r1"))
     deadline = time.monotonic() + 20
@@ -71,7 +72,7 @@ def test_writer_commits_within_its_interval(tmp_path: Path) -> None:
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
     writer = ImpressionWriter(store, flush_interval_s=30.0, max_queued=2)
     writer._accepting = True  # accept without a thread draining the queue
     assert writer.write(a_list("r1")) and writer.write(a_list("r2"))
@@ -166,8 +167,7 @@ def test_an_impression_counts_until_the_end_of_the_events_second() -> None:
     assert out["impression_id"].tolist() == [1]
 
 
-def test_experiment_outcomes_from_the_store(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
+def test_experiment_outcomes_from_the_store(store: EventStore) -> None:
     store.append(validate_batch([{"user_id": "u", "artist": "old", "timestamp": NOW - 10}]))
     write_impressions(store, a_list("r1", at=NOW) + a_list("r9", "other", at=NOW, arm=None))
     ids = store.append(

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from online_stores import BACKENDS, empty_store
 from typer.testing import CliRunner
 
 from musicrec.api.app import create_app
@@ -41,9 +42,9 @@ def spec(
     return ExperimentSpec(name=name, arms=kw.pop("arms", arms), population=population, **kw)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    return EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    yield from empty_store(request.param, tmp_path)
 
 
 def test_create_list_stop_and_one_experiment_per_population(store: EventStore) -> None:
