@@ -59,6 +59,8 @@ def test_writer_batches_and_a_clean_stop_loses_nothing(store: EventStore) -> Non
     assert frame.groupby("request_id")["position"].apply(list).map([0, 1, 2].__eq__).all()
     assert not writer.write(a_list("late"))  # stopped: refused and counted
     assert writer.stats.dropped == 3
+    with pytest.raises(RuntimeError, match="starts once"):
+        writer.start()
 
 
 def test_writer_commits_within_its_interval(store: EventStore) -> None:

@@ -39,6 +39,7 @@ FLUSH_INTERVAL_S = 1.0
 BATCH_ROWS = 5_000
 MAX_QUEUED_LISTS = 20_000  # about 200,000 rows of k=10 lists: seconds of peak traffic
 MAX_RETRY_ROWS = 200_000  # rows kept for the next try while the database refuses writes
+CREATE_ATTEMPTS = 5
 NAME = 200  # listener ids and artist names, as in the events table
 SHORT = 64
 
@@ -126,18 +127,22 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
     """Create ``tables`` (by default the impression log) in the store's database, once.
 
     The online tables share the event store's engine; this creates them beside the events
-    (idempotent, and safe when several processes race to create them).
+    (idempotent). Another process creating them at the same moment makes ``create_all`` fail
+    on a table that now exists, so it is tried again until every table is there.
     """
     with _CREATED_LOCK:
         if id(tables) in _CREATED.get(store, set()):
             return
-    store.ensure_schema()
-    try:
-        tables.create_all(store.engine, checkfirst=True)
-    except sa.exc.OperationalError as exc:
-        if "already exists" not in str(exc):  # a concurrent creator won the race
-            raise StoreError(f"cannot create tables in {store}: {exc}") from exc
-    with _CREATED_LOCK:
+        store.ensure_schema()
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                tables.create_all(store.engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError as exc:  # PostgreSQL: pg_type's unique key, same cause
+                raced = "already exists" in str(exc) or "pg_type" in str(exc)
+                if not raced or attempt == CREATE_ATTEMPTS - 1:
+                    raise StoreError(f"cannot create tables in {store}: {exc}") from exc
+                time.sleep(0.05 * (attempt + 1))
         _CREATED.setdefault(store, set()).add(id(tables))
 
 
@@ -216,9 +221,10 @@ class ImpressionWriter:
         """Create the table and start the writer thread."""
         ensure_tables(self.store)
         with self._lock:
-            if not self._accepting and not self._thread.is_alive():
-                self._accepting = True
-                self._thread.start()
+            if self._thread.ident is not None:
+                raise RuntimeError("an impression writer starts once; make a new one")
+            self._accepting = True
+            self._thread.start()
         return self
 
     def write(self, rows: Sequence[Impression]) -> bool:
@@ -244,11 +250,17 @@ class ImpressionWriter:
         """Stop accepting rows, commit everything queued, and end the thread."""
         with self._lock:
             was_accepting, self._accepting = self._accepting, False
-        if was_accepting:
+        if not was_accepting:
+            return self.stats
+        try:
             self._queue.put(_STOP, timeout=timeout_s)
-            self._thread.join(timeout=timeout_s)
-            if self._thread.is_alive():
-                log.warning("impression writer did not finish within %.0fs", timeout_s)
+        except queue.Full:
+            log.warning("impression writer queue stayed full for %.0fs", timeout_s)
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            log.warning("impression writer did not finish within %.0fs", timeout_s)
+        else:  # a write racing with stop() may have queued rows behind the stop mark
+            self._drain([])
         return self.stats
 
     def _run(self) -> None:

@@ -19,6 +19,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -158,7 +159,7 @@ class Experiment:
     def running(self) -> bool:
         return self.status == "running"
 
-    @property
+    @cached_property
     def split(self) -> Split:
         return Split.from_shares(
             [a.name for a in self.arms], [a.share for a in self.arms], self.salt
