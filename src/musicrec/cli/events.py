@@ -6,7 +6,6 @@ Logic lives in :mod:`musicrec.events` and :mod:`musicrec.tracking.retrain`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,26 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.cli.common import console, friendly_errors
+from musicrec.cli.common import StoreOption, console, friendly_errors
+from musicrec.cli.common import events_url as _events_url
 
 app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
-DEFAULT_EVENTS_URL = "sqlite:///events.db"  # musicrec.events.store.DEFAULT_URL
-
 events_app = typer.Typer(help="Listening events: import, replay, counts.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
-
-
-def _events_url(url: str | None) -> str:
-    return url or os.environ.get("MUSICREC_EVENTS_URL") or DEFAULT_EVENTS_URL
-
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--events-url", help="Event store URL (default: $MUSICREC_EVENTS_URL or ./events.db)."
-    ),
-]
 
 
 @events_app.command("import")
