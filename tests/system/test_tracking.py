@@ -68,7 +68,11 @@ def test_metric_names_are_mlflow_safe() -> None:
         "ndcg@10": 0.3,
         "users_evaluated": 12,
         "popularity": {"ndcg@10": 0.1},
-        "slices": {"cold_users": {"users": 3, "ndcg@10": 0.2}},
+        "intervals": {"ndcg@10": {"low": 0.28, "high": 0.32}},
+        "segments": {
+            "thresholds": {"cold": "<= 5 training artists"},
+            "cold": {"users": 3, "ndcg@10": 0.2, "intervals": {"ndcg@10": {"low": 0.1, "high": 0.3}}},
+        },
     }
     flat = report_metrics(report)
     assert metric_key("share_of_recommendations@10") == "share_of_recommendations_at_10"
@@ -76,8 +80,12 @@ def test_metric_names_are_mlflow_safe() -> None:
         "ndcg_at_10": 0.3,
         "users_evaluated": 12.0,
         "popularity.ndcg_at_10": 0.1,
-        "slice.cold_users.users": 3.0,
-        "slice.cold_users.ndcg_at_10": 0.2,
+        "ndcg_at_10.low": 0.28,
+        "ndcg_at_10.high": 0.32,
+        "segment.cold.users": 3.0,
+        "segment.cold.ndcg_at_10": 0.2,
+        "segment.cold.ndcg_at_10.low": 0.1,
+        "segment.cold.ndcg_at_10.high": 0.3,
     }
 
 
