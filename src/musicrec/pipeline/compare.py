@@ -11,17 +11,23 @@ The same differences per listener segment and artist tier are in ``segments``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from musicrec import stats
+from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError, ConfigError
-from musicrec.pipeline.beyond import aggregates, exposure_matrix, exposure_metrics
+from musicrec.models.artifact import ModelArtifact
+from musicrec.pipeline.beyond import PER_USER, ItemSpace, aggregates, exposure_matrix, exposure_metrics
+from musicrec.pipeline.evaluate import DEFAULT_KS, check_trained_on
 from musicrec.pipeline.summary import columns
-from musicrec.pipeline.userscores import UserScores
+from musicrec.pipeline.userscores import ACCURACY, UserScores, check_ks, score_users
+from musicrec.ranking import ModelRanker
 
 DEFAULT_PERMUTATIONS = 5000
 AGGREGATE_METRICS = ("coverage", "gini")
@@ -68,6 +74,59 @@ def known_metrics(scores: UserScores) -> list[str]:
     """Every metric name a comparison of ``scores`` can report."""
     aggregate = [f"{m}@{k}" for k in scores.ks for m in AGGREGATE_METRICS]
     return [*scores.metric_names, *aggregate]
+
+
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """Every metric an evaluation at cut-offs ``ks`` reports."""
+    per_user = (*ACCURACY, *PER_USER)
+    return [f"{m}@{k}" for k in sorted(set(ks)) for m in (*per_user, *AGGREGATE_METRICS)]
+
+
+def check_metrics(wanted: Sequence[str], ks: Sequence[int]) -> None:
+    """One-line error for a metric name no evaluation at ``ks`` reports."""
+    known = metric_names(ks)
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(f"unknown metric {name!r}; choose from {', '.join(known)}")
+
+
+def compare_models(
+    data_dir: str | Path,
+    model_a: str | Path,
+    model_b: str | Path,
+    ks: Sequence[int] = DEFAULT_KS,
+    metrics: list[str] | None = None,
+    n_resamples: int = stats.DEFAULT_RESAMPLES,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Comparison:
+    """Score two artifacts on the dataset's test users and compare them (b against a).
+
+    Both must have been trained on ``data_dir``. Diversity measures both models' lists with
+    the same item distance (tags, then model ``a``'s similarity for untagged artists).
+    """
+    check_metrics(metrics or [], ks)
+    dataset = Dataset.load(data_dir)
+    artifacts = [ModelArtifact.load(model_a), ModelArtifact.load(model_b)]
+    found = [art.manifest.get("dataset", {}).get("fingerprint") for art in artifacts]
+    if found[0] != found[1]:
+        raise ArtifactError(
+            f"{model_a} and {model_b} were trained on different datasets ({found[0]} vs "
+            f"{found[1]}): not comparable"
+        )
+    for path, artifact in zip((model_a, model_b), artifacts, strict=True):
+        check_trained_on(dataset, artifact, path)
+    check_ks(ks, dataset.shape[1])
+    train, test = dataset.train, dataset.test
+    items = ItemSpace.build(train, dataset.tags, artifacts[0].model.similar_items)
+    scores = []
+    for artifact, label in zip(artifacts, ("a", "b"), strict=True):
+        ranker = ModelRanker(artifact.model, train, name=f"model {label}")
+        scored = score_users(ranker, train, test, ks, items, show_progress=show_progress)
+        scored.fingerprint = dataset.fingerprint
+        scores.append(scored)
+    return compare_scores(scores[0], scores[1], metrics, n_resamples, n_permutations, seed)
 
 
 def check_pair(a: UserScores, b: UserScores) -> None:

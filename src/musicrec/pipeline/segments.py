@@ -37,12 +37,12 @@ class Segments:
     def thresholds(self) -> dict[str, str]:
         """Human-readable boundaries, as printed and stored with the report."""
         return {
-            "cold": f"<= {COLD_MAX} training artists",
-            "light": f"{COLD_MAX + 1}-{self.light_max} training artists",
-            "heavy": f">= {self.light_max + 1} training artists",
-            "head": f">= {self.head_min} training listeners (first third of listening)",
-            "mid": f"{self.tail_max + 1}-{self.head_min - 1} training listeners",
-            "tail": f"<= {self.tail_max} training listeners (last third of listening)",
+            "cold": f"<= {COLD_MAX} artists",
+            "light": f"{COLD_MAX + 1}-{self.light_max} artists",
+            "heavy": f">= {self.light_max + 1} artists",
+            "head": f">= {self.head_min} listeners",
+            "mid": f"{self.tail_max + 1}-{self.head_min - 1} listeners",
+            "tail": f"<= {self.tail_max} listeners",
         }
 
     @classmethod
