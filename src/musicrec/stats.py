@@ -157,7 +157,9 @@ def bootstrap_mean_ci(
         return [Estimate(float(v), float("nan"), float("nan")) for v in point]
     (dist,) = bootstrap_distribution([weighted_means(values)], len(values), n_resamples, seed)
     low, high = percentile_interval(dist, confidence)
-    return [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
+    return [
+        Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high, strict=True)
+    ]
 
 
 def paired_bootstrap(
@@ -236,7 +238,9 @@ def randomization_test(
     never 0. ``alternative``: ``two-sided``, ``greater`` (b above a + shift) or ``less``.
     """
     a, b = _finite_pairs(a, b)
-    return float(randomization_p_values((b - a)[:, None], n_permutations, seed, alternative, shift)[0])
+    return float(
+        randomization_p_values((b - a)[:, None], n_permutations, seed, alternative, shift)[0]
+    )
 
 
 def randomization_p_values(

@@ -71,7 +71,11 @@ def test_metric_names_are_mlflow_safe() -> None:
         "intervals": {"ndcg@10": {"low": 0.28, "high": 0.32}},
         "segments": {
             "thresholds": {"cold": "<= 5 training artists"},
-            "cold": {"users": 3, "ndcg@10": 0.2, "intervals": {"ndcg@10": {"low": 0.1, "high": 0.3}}},
+            "cold": {
+                "users": 3,
+                "ndcg@10": 0.2,
+                "intervals": {"ndcg@10": {"low": 0.1, "high": 0.3}},
+            },
         },
     }
     flat = report_metrics(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from musicrec.cli.common import console, friendly_errors
 from musicrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from musicrec.pipeline.gate import GateResult
 
 app = typer.Typer()
 
@@ -41,7 +44,9 @@ def metrics_table(report: dict[str, Any], ks: list[int]) -> Table:
     boot = report.get("bootstrap") or {}
     title = f"evaluation · {report['users_evaluated']:,} test users"
     if boot.get("resamples"):
-        title += f" · 95 % intervals from {boot['resamples']:,} resamples of users (seed {boot['seed']})"
+        title += (
+            f" · 95 % intervals from {boot['resamples']:,} resamples of users (seed {boot['seed']})"
+        )
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("model", justify="right")
@@ -121,6 +126,20 @@ def comparison_table(payload: dict[str, Any], a: str, b: str) -> Table:
             _p(entry["p_value_randomization"]),
             _p(entry["p_value_holm"]),
         )
+    return table
+
+
+def gate_table(result: GateResult, candidate: str, champion: str) -> Table:
+    """Each check of the gate: pass or fail and the numbers behind it."""
+    table = Table(
+        title=f"{result.config.mode} gate · candidate version {candidate} against champion "
+        f"{champion}"
+    )
+    table.add_column("check")
+    table.add_column("", justify="center")
+    table.add_column("evidence (95 % intervals over the same test users)")
+    for check in result.checks:
+        table.add_row(check.name, "pass" if check.passed else "[red]fail[/red]", check.detail)
     return table
 
 

@@ -89,7 +89,9 @@ def tag_profiles(tags: pd.DataFrame | None, n_items: int) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix)
 
 
-def model_similarity(similar_items: SimilarItems, untagged: np.ndarray, n_items: int) -> sp.csr_matrix:
+def model_similarity(
+    similar_items: SimilarItems, untagged: np.ndarray, n_items: int
+) -> sp.csr_matrix:
     """Symmetric artists x artists similarity for every pair with an untagged artist.
 
     Row ``u`` comes from ``similar_items(u)``, scaled by its best score and clipped to [0, 1];

@@ -23,7 +23,13 @@ from musicrec import stats
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError, ConfigError
 from musicrec.models.artifact import ModelArtifact
-from musicrec.pipeline.beyond import PER_USER, ItemSpace, aggregates, exposure_matrix, exposure_metrics
+from musicrec.pipeline.beyond import (
+    PER_USER,
+    ItemSpace,
+    aggregates,
+    exposure_matrix,
+    exposure_metrics,
+)
 from musicrec.pipeline.evaluate import DEFAULT_KS, check_trained_on
 from musicrec.pipeline.summary import columns
 from musicrec.pipeline.userscores import ACCURACY, UserScores, check_ks, score_users
@@ -48,8 +54,10 @@ class MetricComparison:
     users: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 @dataclass
@@ -90,6 +98,26 @@ def check_metrics(wanted: Sequence[str], ks: Sequence[int]) -> None:
             raise ConfigError(f"unknown metric {name!r}; choose from {', '.join(known)}")
 
 
+def score_artifacts(
+    dataset: Dataset,
+    artifacts: list[ModelArtifact],
+    ks: Sequence[int] = DEFAULT_KS,
+    show_progress: bool = False,
+) -> list[UserScores]:
+    """Every artifact scored on the dataset's test users, diversity measured alike for all
+    (tags, then the first model's similarity for untagged artists)."""
+    check_ks(ks, dataset.shape[1])
+    train, test = dataset.train, dataset.test
+    items = ItemSpace.build(train, dataset.tags, artifacts[0].model.similar_items)
+    scores = []
+    for number, artifact in enumerate(artifacts):
+        ranker = ModelRanker(artifact.model, train, name=f"model {'ab'[number % 2]}")
+        scored = score_users(ranker, train, test, ks, items, show_progress=show_progress)
+        scored.fingerprint = dataset.fingerprint
+        scores.append(scored)
+    return scores
+
+
 def compare_models(
     data_dir: str | Path,
     model_a: str | Path,
@@ -117,15 +145,7 @@ def compare_models(
         )
     for path, artifact in zip((model_a, model_b), artifacts, strict=True):
         check_trained_on(dataset, artifact, path)
-    check_ks(ks, dataset.shape[1])
-    train, test = dataset.train, dataset.test
-    items = ItemSpace.build(train, dataset.tags, artifacts[0].model.similar_items)
-    scores = []
-    for artifact, label in zip(artifacts, ("a", "b"), strict=True):
-        ranker = ModelRanker(artifact.model, train, name=f"model {label}")
-        scored = score_users(ranker, train, test, ks, items, show_progress=show_progress)
-        scored.fingerprint = dataset.fingerprint
-        scores.append(scored)
+    scores = score_artifacts(dataset, artifacts, ks, show_progress)
     return compare_scores(scores[0], scores[1], metrics, n_resamples, n_permutations, seed)
 
 
@@ -147,9 +167,7 @@ def select(scores: UserScores, wanted: list[str] | None) -> list[str]:
         return available
     unknown = [name for name in wanted if name not in available]
     if unknown:
-        raise ConfigError(
-            f"unknown metric {unknown[0]!r}; choose from {', '.join(available)}"
-        )
+        raise ConfigError(f"unknown metric {unknown[0]!r}; choose from {', '.join(available)}")
     return [name for name in available if name in wanted]
 
 

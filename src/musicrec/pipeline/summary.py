@@ -54,7 +54,9 @@ def columns(scores: UserScores) -> list[tuple[str, str, np.ndarray]]:
         ]
     for tier in ARTIST_TIERS:
         prefix = f"{tier}:"
-        out += [(tier, n[len(prefix) :], v) for n, v in scores.values.items() if n.startswith(prefix)]
+        out += [
+            (tier, n[len(prefix) :], v) for n, v in scores.values.items() if n.startswith(prefix)
+        ]
     return out
 
 

@@ -84,17 +84,18 @@ class UserScores:
             "tail_max": self.segments.tail_max,
             "names": list(self.values),
         }
-        arrays = {f"value{i}": v.astype(np.float32) for i, v in enumerate(self.values.values())}
+        arrays: dict[str, np.ndarray] = {
+            f"value{i}": v.astype(np.float32) for i, v in enumerate(self.values.values())
+        }
+        arrays |= {
+            "meta": np.array(json.dumps(meta)),
+            "users": self.users.astype(np.int64),
+            "top": self.top.astype(np.int32),
+            "listener": self.segments.listener,
+            "tier": self.segments.tier,
+        }
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            meta=np.array(json.dumps(meta)),
-            users=self.users.astype(np.int64),
-            top=self.top.astype(np.int32),
-            listener=self.segments.listener,
-            tier=self.segments.tier,
-            **arrays,
-        )
+        np.savez_compressed(buffer, allow_pickle=False, **arrays)
         _write_bytes_atomic(Path(path), buffer.getvalue())
         return Path(path)
 
@@ -105,7 +106,7 @@ class UserScores:
                 meta = json.loads(str(data["meta"]))
                 if meta.get("format") != SCORES_FORMAT:
                     raise ArtifactError(f"{path}: unsupported per-user scores {meta.get('format')}")
-                values = {
+                loaded = {
                     name: data[f"value{i}"].astype(np.float64)
                     for i, name in enumerate(meta["names"])
                 }
@@ -120,7 +121,7 @@ class UserScores:
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{path}: not a per-user evaluation ({exc})") from None
         return cls(
-            users, values, top, segments, tuple(meta["ks"]), meta["n_items"], meta["fingerprint"]
+            users, loaded, top, segments, tuple(meta["ks"]), meta["n_items"], meta["fingerprint"]
         )
 
 
@@ -179,12 +180,12 @@ def score_users(
         for batch in _batches(users, batch_size):
             top = ranker.rank(batch, k_max, train[batch])
             tops.append(top.astype(np.int32))
-            for name, values in _batch_values(top, batch, train, test, ks, segments, items):
-                parts.setdefault(name, []).append(values)
+            for name, column in _batch_values(top, batch, train, test, ks, segments, items):
+                parts.setdefault(name, []).append(column)
             progress.advance(task, len(batch))
-    values = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    per_user = {name: np.concatenate(chunks) for name, chunks in parts.items()}
     top_all = np.concatenate(tops) if tops else np.empty((0, k_max), dtype=np.int32)
-    return UserScores(users, values, top_all, segments, ks, n_items)
+    return UserScores(users, per_user, top_all, segments, ks, n_items)
 
 
 def _batch_values(

@@ -45,6 +45,7 @@ from musicrec.tracking.store import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from musicrec.pipeline.gate import GateConfig
     from musicrec.pipeline.train import TrainResult
 
 
@@ -397,9 +398,11 @@ def register_and_promote(
     name: str = DEFAULT_MODEL_NAME,
     *,
     experiment: str = DEFAULT_EXPERIMENT,
-    margin: float = 0.0,
+    margin: float | None = None,
     force: bool = False,
     client: MlflowClient | None = None,
+    gate_config: GateConfig | None = None,
+    data_dir: Path | None = None,
 ) -> Decision:
     """Promote the registered version of a local artifact, registering it first if needed.
 
@@ -419,4 +422,6 @@ def register_and_promote(
             version = str(found.version)
     if version is None:
         version = track_artifact(model_dir, experiment=experiment, model_name=name, client=client)
-    return promote(name, str(version), margin, force, client=client)
+    return promote(
+        name, str(version), margin, force, client=client, gate_config=gate_config, data_dir=data_dir
+    )
