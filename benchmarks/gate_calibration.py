@@ -118,8 +118,14 @@ def main() -> None:
     print(f"twin lowest segment Holm p:        {describe([t['min_segment_p'] for t in twins])}")
     if args.measure:
         lows = np.asarray([t["low"] for t in twins])
-        suggested = -(lows.mean() - 2.326 * lows.std(ddof=1))
-        print(f"delta for 99 % of twins under a normal fit of the lower bounds: {suggested:.4f}")
+        spread = 2.326 * lows.std(ddof=1)  # 1st and 99th percentiles of a normal fit
+        print(f"1st percentile of the twins' lower bound (-delta): {lows.mean() - spread:+.4f}")
+        print(f"99th percentile of the twins' lower bound (margin): {lows.mean() + spread:+.4f}")
+        for name in ("coverage_low", "novelty_low"):
+            rel = np.asarray([t[name] for t in twins])
+            print(
+                f"1st percentile of the twins' {name}: {rel.mean() - 2.326 * rel.std(ddof=1):+.4f}"
+            )
         return
     worse = [r["worse"] for r in rows]
     print("| gate | twin passes | worse model passes |")

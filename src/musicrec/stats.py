@@ -19,6 +19,7 @@ family-wise correction), :func:`binomial_test` and :func:`srm_chi2` (sample-rati
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -123,7 +124,8 @@ def percentile_interval(
     tail = (1.0 - confidence) / 2.0
     if distribution.size == 0:
         return np.full(distribution.shape[1:], np.nan), np.full(distribution.shape[1:], np.nan)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a column no resample defines stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanquantile(distribution, [tail, 1.0 - tail], axis=0)
     return low, high
 
@@ -138,7 +140,7 @@ def centred_interval(
     estimate; its spread, not its location, measures the sampling error.
     """
     low, high = percentile_interval(distribution, confidence)
-    centre = np.nanmean(distribution, axis=0) if len(distribution) else np.nan
+    centre = nanmean_columns(distribution) if len(distribution) else np.nan
     return estimate + (low - centre), estimate + (high - centre)
 
 

@@ -15,9 +15,12 @@ Guardrails block a candidate whatever the mode when
   randomization p-value (candidate below champion by more than ``segment_delta``),
   Holm-corrected across the six segments, is below ``alpha``.
 
-The defaults are measured (``benchmarks/gate_calibration.py``; the reasoning is in
-docs/evaluation.md): ``delta`` and ``margin`` are the spread of NDCG@10 between two trainings
-that differ only in their seed, so a twin passes non-inferiority and does not pass superiority.
+The defaults are measured (``benchmarks/gate_calibration.py --measure``; the reasoning is in
+docs/evaluation.md). Between two trainings that differ only in their seed, the lower bound of
+the NDCG@10 interval falls between -0.0096 and +0.0026 in 98 % of pairs on HetRec-2K, so
+``delta`` = 0.01 lets such a twin pass non-inferiority and ``margin`` = 0.003 keeps it from
+passing superiority. The twins' coverage@10 and novelty@10 lower bounds drop at most 4.2 % and
+0.7 % (1st percentiles); the guardrails allow 10 % and 5 %.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ MODES = ("superiority", "non-inferiority")
 PRIMARY = "ndcg@10"
 GUARDED = ("coverage@10", "novelty@10")
 DEFAULT_DELTA = 0.01
-DEFAULT_MARGIN = 0.01
+DEFAULT_MARGIN = 0.003
 DEFAULT_COVERAGE_SHARE = 0.10
 DEFAULT_NOVELTY_SHARE = 0.05
 DEFAULT_SEGMENT_DELTA = 0.0
@@ -219,8 +222,7 @@ def segment_check(champion: UserScores, candidate: UserScores, config: GateConfi
     failing = [
         n for n, p in zip(names, adjusted, strict=True) if np.isfinite(p) and p < config.alpha
     ]
-    with np.errstate(invalid="ignore"):
-        means = np.nanmean(diffs, axis=0)
+    means = stats.nanmean_columns(diffs)
     if failing:
         detail = (
             "significantly worse "

@@ -105,8 +105,9 @@ def _put(group: dict[str, Any], name: str, value: float, low: float, high: float
         group.setdefault("intervals", {})[name] = {"low": float(low), "high": float(high)}
 
 
-def _number(value: float) -> float:
-    return float(value)
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a metric no user defines (an empty segment) is ``None``."""
+    return float(value) if np.isfinite(value) else None
 
 
 def _ordered(metrics: dict[str, float]) -> dict[str, float]:
