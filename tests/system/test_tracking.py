@@ -16,8 +16,8 @@ from musicrec.models.als import loss_sweeps
 from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.evaluate import evaluate_model
 from musicrec.pipeline.segments import Segments
-from musicrec.pipeline.userscores import UserScores
 from musicrec.pipeline.train import train
+from musicrec.pipeline.userscores import UserScores
 from musicrec.tracking import (
     LOSS_METRIC,
     artifact_location,
@@ -314,8 +314,12 @@ def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> Non
     assert files.runs == 2
     table = files.markdown.read_text()
     assert "als-f8-i2" in table and "als-f16-i3" in table
+    assert "ndcg@10 per segment" in table and "| run | light | heavy | head | mid | tail |" in table
     assert files.plot.read_bytes()[:4] == b"\x89PNG"
-    assert files.csv.read_text().splitlines()[0].startswith("run,")
+    header = files.csv.read_text().splitlines()[0]
+    assert header.startswith("run,") and "ndcg_at_10.low" in header  # the error bars' data
+    logged = {a.path for a in client.list_artifacts(runs[0].run_id, "evaluation")}
+    assert {"evaluation/evaluation.npz", "evaluation/intervals.png"} <= logged
 
 
 def test_dvc_data_version_links_a_run_to_the_dvc_lock(

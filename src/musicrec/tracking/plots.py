@@ -1,7 +1,6 @@
-"""Pictures of an evaluation: every metric with its 95 % interval, overall and per segment.
-
-Drawn with matplotlib's Agg canvas (no pyplot state); logged with the evaluation run as
-``evaluation/intervals.png`` and written beside the model as ``evaluation.png``.
+"""Intervals in pictures and tables: an evaluation's metrics with their 95 % intervals (logged
+with the run as ``evaluation/intervals.png``), and the error bars and segment table of
+``musicrec experiments report``. matplotlib's Agg canvas, no pyplot state.
 """
 
 from __future__ import annotations
@@ -64,3 +63,66 @@ def intervals_plot(report: Mapping[str, Any], path: Path, k: int = 10) -> Path:
     figure.savefig(tmp)
     tmp.replace(path)
     return path
+
+
+def interval_columns(metrics: Mapping[str, float], metric: str) -> dict[str, float | None]:
+    """A run's interval of ``metric`` (``<metric>.low`` / ``.high``) and its segments' values."""
+    out: dict[str, float | None] = {
+        f"{metric}.low": metrics.get(f"{metric}.low"),
+        f"{metric}.high": metrics.get(f"{metric}.high"),
+    }
+    for segment in SEGMENT_ORDER:
+        key = f"segment.{segment}.{metric}"
+        for suffix in ("", ".low", ".high"):
+            out[key + suffix] = metrics.get(key + suffix)
+    return out
+
+
+def error_bars(axes: Any, frame: Any, metric: str) -> None:
+    """Vertical 95 % interval of ``metric`` for every run that has one."""
+    low, high = f"{metric}.low", f"{metric}.high"
+    if low not in frame or high not in frame:
+        return
+    runs = frame.dropna(subset=[low, high])
+    if runs.empty:
+        return
+    below = (runs[metric] - runs[low]).clip(lower=0)
+    above = (runs[high] - runs[metric]).clip(lower=0)
+    axes.errorbar(
+        runs["train_seconds"],
+        runs[metric],
+        yerr=[below.to_numpy(), above.to_numpy()],
+        fmt="none",
+        ecolor="0.4",
+        elinewidth=0.8,
+        capsize=2,
+        label="95 % interval",
+    )
+
+
+def segment_markdown(frame: Any, metric: str) -> str:
+    """A Markdown table: ``metric`` per segment and run, with intervals where logged."""
+    present = [s for s in SEGMENT_ORDER if f"segment.{s}.{metric}" in frame]
+    if not present:
+        return ""
+    label = metric.replace("_at_", "@")
+    lines = [
+        f"\n## {label} per segment\n",
+        "Listeners by training artists (cold / light / heavy), test artists by training "
+        "listeners (head / mid / tail); 95 % intervals from the bootstrap over users.\n",
+        "| run | " + " | ".join(present) + " |",
+        "|---|" + "---|" * len(present),
+    ]
+    for row in frame.to_dict("records"):
+        cells = [_cell(row, f"segment.{segment}.{metric}") for segment in present]
+        lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: Mapping[str, Any], key: str) -> str:
+    value, low, high = row.get(key), row.get(f"{key}.low"), row.get(f"{key}.high")
+    if not isinstance(value, float) or value != value:  # not evaluated with segments
+        return ""
+    if isinstance(low, float) and isinstance(high, float) and low == low and high == high:
+        return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+    return f"{value:.4f}"
