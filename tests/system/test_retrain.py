@@ -101,7 +101,11 @@ def test_retrain_cycle_folds_events_in_and_gates(synth_raw: Path, tmp_path: Path
     strict = RetrainConfig(**{**base.__dict__, "gate": strict_gate})
     kept = retrain(strict)
     assert kept.status == "kept" and kept.watermark == 6 and kept.events == 6
+    assert "superiority gate fails" in kept.reason and "neither model trained on" in kept.reason
     client = get_client()
+    tags = client.get_model_version("retrain-test", kept.version).tags
+    assert tags["gate.decision"] == "kept" and tags["gate.check.superiority"] == "fail"
+    assert kept.candidate_ndcg is not None and kept.champion_ndcg is not None
     champion = alias_version(client, "retrain-test")
     assert champion is not None and str(champion.version) == first.version
     assert kept.model_dir is not None

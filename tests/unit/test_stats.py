@@ -123,3 +123,19 @@ def test_online_helpers() -> None:
     control, treatment = rng.normal(0.30, 0.1, 3000), rng.normal(0.32, 0.1, 3000)
     estimate, p = stats.independent_difference(control, treatment, 1000, seed=2)
     assert estimate.low < 0.02 < estimate.high and estimate.low > 0 and p < 0.001
+
+
+def test_the_module_needs_only_numpy_and_scipy() -> None:
+    """stats sits at the bottom layer: reusable by online readouts without the pipeline."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    tree = ast.parse(Path(stats.__file__).read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported - set(sys.stdlib_module_names) - {"__future__"} == {"numpy", "scipy"}
