@@ -12,8 +12,9 @@ Guardrails block a candidate whatever the mode when
 - coverage@10 or novelty@10 may have dropped by more than a share of the champion's value: the
   lower bound of the difference is below ``-share x champion``;
 - NDCG@10 is significantly worse in any listener segment or artist tier: the one-sided
-  randomization p-value (candidate below champion by more than ``segment_delta``),
-  Holm-corrected across the six segments, is below ``alpha``.
+  randomization p-value (candidate below champion by more than the mode's tolerance: ``delta``
+  under non-inferiority, 0 under superiority), Holm-corrected across the six segments, is below
+  ``alpha``.
 
 The defaults are measured (``benchmarks/gate_calibration.py --measure``; the reasoning is in
 docs/evaluation.md). Between two trainings that differ only in their seed, the lower bound of
@@ -48,7 +49,6 @@ DEFAULT_DELTA = 0.01
 DEFAULT_MARGIN = 0.003
 DEFAULT_COVERAGE_SHARE = 0.10
 DEFAULT_NOVELTY_SHARE = 0.05
-DEFAULT_SEGMENT_DELTA = 0.0
 DEFAULT_ALPHA = 0.05
 GATE_PERMUTATIONS = 5000
 
@@ -62,7 +62,7 @@ class GateConfig:
     margin: float = DEFAULT_MARGIN
     coverage_share: float = DEFAULT_COVERAGE_SHARE
     novelty_share: float = DEFAULT_NOVELTY_SHARE
-    segment_delta: float = DEFAULT_SEGMENT_DELTA
+    segment_delta: float | None = None  # None: delta under non-inferiority, 0 under superiority
     alpha: float = DEFAULT_ALPHA
     resamples: int = stats.DEFAULT_RESAMPLES
     permutations: int = GATE_PERMUTATIONS
@@ -78,6 +78,13 @@ class GateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def segment_tolerance(self) -> float:
+        """How much worse a segment may be before its drop counts (tested one-sided)."""
+        if self.segment_delta is not None:
+            return self.segment_delta
+        return self.delta if self.mode == "non-inferiority" else 0.0
 
 
 def gate_config(
@@ -207,14 +214,19 @@ def share_check(comparison: Comparison, name: str, share: float) -> Check:
 
 
 def segment_check(champion: UserScores, candidate: UserScores, config: GateConfig) -> Check:
-    """NDCG@10 in each listener segment and artist tier, one-sided, Holm-corrected."""
+    """NDCG@10 in each listener segment and artist tier: worse by more than the tolerance?
+    One-sided randomization tests, Holm-corrected across the segments."""
     groups = (*LISTENER_SEGMENTS, *ARTIST_TIERS)
     pick = [(g, n, v) for g, n, v in columns(champion) if n == PRIMARY and g in groups]
     theirs = {g: v for g, n, v in columns(candidate) if n == PRIMARY and g in groups}
     names = [g for g, _, _ in pick]
     diffs = np.stack([theirs[g] - v for g, _, v in pick], axis=1)
     raw = stats.randomization_p_values(
-        diffs, config.permutations, config.seed, alternative="less", shift=-config.segment_delta
+        diffs,
+        config.permutations,
+        config.seed,
+        alternative="less",
+        shift=-config.segment_tolerance,
     )
     counted = np.isfinite(diffs).sum(axis=0) > 0
     adjusted = stats.holm(np.where(counted, raw, np.nan))
