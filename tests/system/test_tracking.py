@@ -165,7 +165,7 @@ def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path)
     metrics = client.get_run(tracked.run_id).data.metrics
     assert metrics["ndcg_at_10"] == pytest.approx(report["ndcg@10"])
     assert metrics["popularity.ndcg_at_10"] == pytest.approx(report["popularity"]["ndcg@10"])
-    assert "slice.cold_users.ndcg_at_10" in metrics
+    assert "segment.light.ndcg_at_10" in metrics and "ndcg_at_10.low" in metrics
     assert "evaluation/metrics.json" in {
         a.path for a in client.list_artifacts(tracked.run_id, "evaluation")
     }
@@ -195,6 +195,8 @@ def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
     assert "+0.0000 [+0.0000, +0.0000]" in refused.output  # the paired difference of twins
     tags = get_client().get_model_version("musicrec-als", "2").tags
     assert tags["gate.decision"] == "kept" and tags["gate.check.superiority"] == "fail"
+    rescored = runner.invoke(app, ["promote", "--data", str(synth_dataset), "--allow-refusal"])
+    assert rescored.exit_code == 0 and "superiority gate fails" in rescored.output  # scored now
     tolerated = runner.invoke(app, ["promote", "--gate", "non-inferiority", "--delta", "0.01"])
     assert tolerated.exit_code == 0, tolerated.output  # an identical model is not inferior
     assert runner.invoke(app, ["promote", "--allow-refusal"]).exit_code == 0

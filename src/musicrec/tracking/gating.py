@@ -10,9 +10,9 @@ fingerprint from those files (the same test users, no re-scoring), or scores bot
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from musicrec.errors import TrackingError
 from musicrec.pipeline.evaluate import SCORES_FILE
@@ -23,7 +23,16 @@ from musicrec.tracking.store import Run, existing_run, mlflow_errors
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from musicrec.tracking.registry import VersionInfo
+
+class VersionInfo(Protocol):
+    """What the gate reads of a version (a :class:`musicrec.tracking.registry.VersionInfo`)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def run_id(self) -> str | None: ...
+
 
 EVALUATION_DIR = "evaluation"
 PER_USER_ARTIFACT = f"{EVALUATION_DIR}/{SCORES_FILE}"
@@ -59,18 +68,20 @@ def version_scores(client: MlflowClient, name: str, info: VersionInfo) -> UserSc
         return UserScores.load(local)
 
 
-def scores_on_data(name: str, versions: list[str], data_dir: Path) -> list[UserScores]:
-    """Each version downloaded and scored on ``data_dir``'s test users."""
+def scores_on_data(
+    name: str, versions: list[str], data_dir: Path, resolve: Callable[[str], Path]
+) -> list[UserScores]:
+    """Each version fetched with ``resolve`` (a ``models:/`` URI -> its directory) and scored
+    on ``data_dir``'s test users."""
     from musicrec.data.dataset import Dataset
     from musicrec.models.artifact import ModelArtifact
     from musicrec.pipeline.compare import score_artifacts
     from musicrec.pipeline.evaluate import check_trained_on
-    from musicrec.tracking.registry import resolve_model
 
     dataset = Dataset.load(data_dir)
     artifacts = []
     for version in versions:
-        path = resolve_model(f"models:/{name}/{version}")
+        path = resolve(f"models:/{name}/{version}")
         artifact = ModelArtifact.load(path)
         check_trained_on(dataset, artifact, f"{name} version {version}")
         artifacts.append(artifact)
@@ -84,10 +95,13 @@ def paired_gate(
     champion: VersionInfo,
     config: GateConfig,
     data_dir: Path | None = None,
+    resolve: Callable[[str], Path] | None = None,
 ) -> GateResult:
     """The gate's decision on champion and candidate, scored on the same users."""
     if data_dir is not None:
-        theirs, ours = scores_on_data(name, [champion.version, candidate.version], data_dir)
+        assert resolve is not None, "scoring on data needs a model resolver"
+        versions = [champion.version, candidate.version]
+        theirs, ours = scores_on_data(name, versions, data_dir, resolve)
     else:
         with mlflow_errors(f"reading the evaluations of {name}"):
             theirs = version_scores(client, name, champion)

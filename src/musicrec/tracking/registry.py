@@ -201,7 +201,9 @@ def promote(
 
             assert champion is not None
             config = gate_config or _superiority(margin)
-            evidence = paired_gate(client, name, candidate, champion, config, data_dir)
+            evidence = paired_gate(
+                client, name, candidate, champion, config, data_dir, resolve_model
+            )
             ok, reason = evidence.passed, evidence.reason
         if not ok and force and not (champion and champion.version == candidate.version):
             ok, reason = True, f"forced past the gate: {reason}"
