@@ -18,7 +18,7 @@ Guardrails block a candidate whatever the mode when
 
 The defaults are measured (``benchmarks/gate_calibration.py --measure``; the reasoning is in
 docs/evaluation.md). Between two trainings that differ only in their seed, the lower bound of
-the NDCG@10 interval falls between -0.0096 and +0.0026 in 98 % of pairs on HetRec-2K, so
+the NDCG@10 interval falls between -0.0096 and +0.0027 in 98 % of pairs on HetRec-2K, so
 ``delta`` = 0.01 lets such a twin pass non-inferiority and ``margin`` = 0.003 keeps it from
 passing superiority. The twins' coverage@10 and novelty@10 lower bounds drop at most 4.2 % and
 0.7 % (1st percentiles); the guardrails allow 10 % and 5 %.
