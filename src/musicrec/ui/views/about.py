@@ -59,6 +59,8 @@ def metrics_section(card: ModelCard) -> None:
             hide_index=True,
             column_config={
                 "model": st.column_config.NumberColumn(format="%.4f"),
+                "low": st.column_config.NumberColumn("95 % low", format="%.4f"),
+                "high": st.column_config.NumberColumn("95 % high", format="%.4f"),
                 "popularity": st.column_config.NumberColumn(format="%.4f"),
                 "lift": st.column_config.NumberColumn(format="%.1f×"),
             },
