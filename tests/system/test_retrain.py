@@ -141,12 +141,14 @@ def test_gate_compares_on_pairs_the_champion_never_trained_on(
     from types import SimpleNamespace
 
     from musicrec.data.dataset import Dataset
-    from musicrec.tracking.retrain import compare_on_unseen, unseen_test
+    from musicrec.tracking.retrain import gate_on_unseen, unseen_test
 
     dataset = Dataset.load(synth_dataset)
     champion = ModelArtifact.load(synth_model)
     assert unseen_test(dataset, champion).nnz == dataset.test.nnz  # trained on train only
     peeked = SimpleNamespace(users=champion.users, items=champion.items, train_matrix=dataset.test)
     assert unseen_test(dataset, peeked).nnz == 0  # a model that saw the test set gets no say
-    ours, theirs, pairs = compare_on_unseen(synth_model, synth_model, synth_dataset, (10,))
-    assert pairs == dataset.test.nnz and 0 < theirs <= 1 and 0 < ours <= 1
+    result, pairs = gate_on_unseen(synth_model, synth_model, synth_dataset, LENIENT)
+    assert pairs == dataset.test.nnz and result is not None
+    ndcg = result.comparison.metrics["ndcg@10"]
+    assert 0 < ndcg.a <= 1 and ndcg.difference == 0.0  # the same model on the same pairs

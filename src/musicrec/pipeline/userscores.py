@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -217,15 +216,3 @@ def _batch_values(
         if items is not None:
             for name, values in per_user(items, top, train[batch], k).items():
                 yield f"{name}@{k}", values
-
-
-def read_scores(path: str | Path) -> UserScores:
-    """:meth:`UserScores.load` with a one-line error for a missing file."""
-    if not Path(path).is_file():
-        raise ArtifactError(f"{path}: no per-user evaluation (run `musicrec evaluate`)")
-    return UserScores.load(path)
-
-
-def describe(scores: UserScores) -> dict[str, Any]:
-    """Sizes for logs: users, metrics, cut-offs."""
-    return {"users": len(scores.users), "metrics": len(scores.values), "ks": list(scores.ks)}

@@ -202,29 +202,6 @@ def folded_in_factors(artifact: Any, dataset: Dataset) -> tuple[np.ndarray, np.n
     return np.asarray(users, dtype=np.float32), factors
 
 
-def compare_on_unseen(
-    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, ks: tuple[int, ...]
-) -> tuple[float, float, int]:
-    """NDCG@10 of candidate and (folded-in) champion on test pairs neither was trained on."""
-    from musicrec.models.artifact import ModelArtifact
-    from musicrec.pipeline.evaluate import evaluate_ranker
-    from musicrec.ranking import FactorRanker
-
-    dataset = Dataset.load(data_dir)
-    champion = ModelArtifact.load(champion_dir)
-    candidate = ModelArtifact.load(candidate_dir)
-    test = unseen_test(dataset, champion)
-    if test.nnz == 0:
-        return float("nan"), float("nan"), 0
-    train = dataset.train
-    ranker = FactorRanker(candidate.user_factors, candidate.item_factors)
-    ours, _ = evaluate_ranker(ranker, train, test, ks)
-    theirs, _ = evaluate_ranker(
-        FactorRanker(*folded_in_factors(champion, dataset)), train, test, ks
-    )
-    return ours["ndcg@10"], theirs["ndcg@10"], int(test.nnz)
-
-
 def gate_on_unseen(
     candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, config: GateConfig
 ) -> tuple[GateResult | None, int]:
