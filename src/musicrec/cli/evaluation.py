@@ -59,7 +59,7 @@ def metrics_table(report: dict[str, Any], ks: list[int]) -> Table:
             key = f"{metric}@{k}"
             if key not in report:
                 continue
-            row = [key, f"{report[key]:.4f}", _interval(intervals, key)]
+            row = [key, _value(report[key]), _interval(intervals, key)]
             row += [_value(report[name].get(key)) for name in baselines]
             table.add_row(*row)
     return table
