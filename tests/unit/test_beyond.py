@@ -78,8 +78,14 @@ def test_gini_and_coverage_of_exposure() -> None:
         x = np.sort(column)
         n = len(x)
         sorted_formula.append(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
-    np.testing.assert_allclose(gini(reference), sorted_formula)
+    np.testing.assert_allclose(gini(reference), sorted_formula)  # values above n: sorted
     assert gini(reference)[1] == pytest.approx(0.0)
+    many = np.random.default_rng(0).poisson(2.0, (300, 4)).astype(np.float32)  # histogram path
+    expected = []
+    for column in many.T:
+        x = np.sort(column)
+        expected.append(((2 * np.arange(1, 301) - 301) * x).sum() / (300 * x.sum()))
+    np.testing.assert_allclose(gini(many), expected)
     top = np.array([[0, 1], [0, 2], [0, -1]])
     shown = exposure_matrix(top, 2, 5).T @ np.ones((3, 1), dtype=np.float32)
     coverage, concentration = exposure_metrics([shown])[0]

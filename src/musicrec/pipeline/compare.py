@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from musicrec import stats
 from musicrec.data.dataset import Dataset
@@ -180,6 +181,18 @@ def compare_scores(
     seed: int = 0,
 ) -> Comparison:
     """Model ``b`` against model ``a`` on the same users (see the module docstring)."""
+    with threadpool_limits(limits=1, user_api="blas"):  # many short products (see summary)
+        return _compare(a, b, metrics, n_resamples, n_permutations, seed)
+
+
+def _compare(
+    a: UserScores,
+    b: UserScores,
+    metrics: list[str] | None,
+    n_resamples: int,
+    n_permutations: int,
+    seed: int,
+) -> Comparison:
     check_pair(a, b)
     names = select(a, metrics)
     per_user = [n for n in names if n.split("@")[0] not in AGGREGATE_METRICS]

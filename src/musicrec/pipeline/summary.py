@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from musicrec import stats
 from musicrec.pipeline.beyond import aggregates, exposure_matrix
@@ -83,9 +84,12 @@ def summarize(
     nan = np.full(len(point), np.nan)
     low, high, agg_low, agg_high = nan, nan, agg_point * np.nan, agg_point * np.nan
     if n_resamples > 0 and len(scores.users):
-        means, aggs = stats.bootstrap_distribution(
-            [stats.weighted_means(matrix), agg_statistic], len(scores.users), n_resamples, seed
-        )
+        # One BLAS thread: many short products, where threads mostly wait for each other
+        # (several times faster on a loaded 2-core machine, measured in bench_evaluate.py).
+        with threadpool_limits(limits=1, user_api="blas"):
+            means, aggs = stats.bootstrap_distribution(
+                [stats.weighted_means(matrix), agg_statistic], len(scores.users), n_resamples, seed
+            )
         low, high = stats.percentile_interval(means, confidence)
         agg_low, agg_high = stats.centred_interval(agg_point, aggs, confidence)
     groups: dict[str, dict[str, Any]] = {}
