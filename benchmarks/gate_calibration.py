@@ -140,6 +140,11 @@ def main() -> None:
     )
     failed = [c for t in twins for c in t["ni_failed"]]
     print(f"checks that stopped a twin under non-inferiority: {sorted(set(failed)) or 'none'}")
+    print(f"worse model NDCG@10 difference:    {describe([w['diff'] for w in worse])}")
+    stopped = [set(w["ni_failed"]) for w in worse]
+    print(
+        f"checks that stopped the worse model in every seed: {sorted(set.intersection(*stopped))}"
+    )
 
 
 if __name__ == "__main__":
