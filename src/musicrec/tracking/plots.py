@@ -38,7 +38,13 @@ def intervals_plot(report: Mapping[str, Any], path: Path, k: int = 10) -> Path:
     errors = _error_bars([_bounds(intervals, n, v) for n, v in zip(names, values, strict=True)])
     overall.barh(names, values, xerr=errors, color="C0", alpha=0.8, capsize=3)
     for position, value in enumerate(values):
-        overall.annotate(f"{value:.3f}", (value, position), fontsize=7)
+        overall.annotate(
+            f"{value:.3f}",
+            (value, position),
+            textcoords="offset points",
+            xytext=(10, -3),
+            fontsize=7,
+        )
     overall.invert_yaxis()
     overall.set(title=f"metrics @{k} (95 % interval over users)", xlim=(0, 1.05))
     overall.grid(axis="x", alpha=0.3)
