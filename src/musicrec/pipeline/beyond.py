@@ -22,6 +22,7 @@ Over the catalogue (aggregates of the exposure counts: in how many top-K lists e
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -196,13 +197,18 @@ def gini(exposure: np.ndarray) -> np.ndarray:
 
 
 def aggregates(exposures: list[sp.csr_matrix]) -> Callable[[np.ndarray], np.ndarray]:
-    """A bootstrap statistic: coverage and Gini at each K (one exposure matrix per K) from a
-    block of user counts ``(b, users)``; columns ``coverage@k1, gini@k1, coverage@k2, ...``."""
-    by_artist = [sp.csr_matrix(exposure.T) for exposure in exposures]
+    """A bootstrap statistic: coverage and Gini at each K (one exposure matrix per K, K
+    ascending) from a block of user counts ``(b, users)``; columns ``coverage@k1, gini@k1, ...``."""
+    # Lists at a larger K extend those at a smaller one: multiply only the added ranks.
+    added = [exposures[0], *(b - a for a, b in itertools.pairwise(exposures))]
+    by_artist = [sp.csr_matrix(part.T) for part in added]
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         weights = np.ascontiguousarray(counts.T)
-        return exposure_metrics([exposure @ weights for exposure in by_artist])
+        shown = [by_artist[0] @ weights]
+        for part in by_artist[1:]:
+            shown.append(shown[-1] + part @ weights)
+        return exposure_metrics(shown)
 
     return statistic
 
