@@ -86,6 +86,11 @@ def test_gini_and_coverage_of_exposure() -> None:
         x = np.sort(column)
         expected.append(((2 * np.arange(1, 301) - 301) * x).sum() / (300 * x.sum()))
     np.testing.assert_allclose(gini(many), expected)
+    padded = np.vstack([many, np.zeros((100, 4), dtype=np.float32)])  # artists never shown
+    np.testing.assert_allclose(gini(many, n_items=400), gini(padded))
+    np.testing.assert_allclose(
+        gini(reference, n_items=9), gini(np.vstack([reference] + [0 * reference[:1]] * 5))
+    )
     top = np.array([[0, 1], [0, 2], [0, -1]])
     shown = exposure_matrix(top, 2, 5).T @ np.ones((3, 1), dtype=np.float32)
     coverage, concentration = exposure_metrics([shown])[0]

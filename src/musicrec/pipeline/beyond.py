@@ -163,19 +163,22 @@ def exposure_matrix(top: np.ndarray, k: int, n_items: int) -> sp.csr_matrix:
     return list_matrix(top[:, :k], n_items, np.float32)
 
 
-def gini(exposure: np.ndarray) -> np.ndarray:
+def gini(exposure: np.ndarray, n_items: int | None = None) -> np.ndarray:
     """Gini coefficient of each column of integer ``exposure`` (artists x resamples).
 
+    ``n_items`` counts artists left out of ``exposure`` because they are never shown (zeros).
     sum_i (2i - n - 1) x_(i) / (n sum x) over the values sorted ascending: from a histogram of
     the values per column when the largest value is below the number of artists (exposure counts
     are small integers), else from a sort.
     """
     counts = np.asarray(exposure)
-    n, b = counts.shape
+    rows, b = counts.shape
+    n = rows if n_items is None else n_items
+    zeros = n - rows
     width = int(counts.max(initial=0)) + 1
-    if width > n:  # a few artists shown very often: sorting is cheaper than the histogram
+    if width > rows:  # a few artists shown very often: sorting is cheaper than the histogram
         ordered = np.sort(np.ascontiguousarray(counts.T), axis=1)
-        ranks = (2 * np.arange(1, n + 1) - n - 1).astype(np.float64)
+        ranks = (2 * (np.arange(1, rows + 1) + zeros) - n - 1).astype(np.float64)
         total_sorted = ordered.sum(axis=1, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = np.einsum("bi,i->b", ordered, ranks)
@@ -187,6 +190,7 @@ def gini(exposure: np.ndarray) -> np.ndarray:
     else:
         codes = (counts + offsets).astype(np.int64).ravel()
     hist = np.bincount(codes, minlength=b * width).reshape(b, width)
+    hist[:, 0] += zeros
     below = np.cumsum(hist, axis=1) - hist  # artists with fewer exposures than v
     value = np.arange(width, dtype=np.float64)
     rank_sum = hist * (below + 1) + hist * (hist - 1) / 2  # sum of 1-based ranks holding v
@@ -198,25 +202,32 @@ def gini(exposure: np.ndarray) -> np.ndarray:
 
 def aggregates(exposures: list[sp.csr_matrix]) -> Callable[[np.ndarray], np.ndarray]:
     """A bootstrap statistic: coverage and Gini at each K (one exposure matrix per K, K
-    ascending) from a block of user counts ``(b, users)``; columns ``coverage@k1, gini@k1, ...``."""
+    ascending) from a block of user counts ``(b, users)``; columns ``coverage@k1, gini@k1, ...``.
+
+    Only artists in someone's list are counted explicitly (no resample shows the others).
+    """
+    n_items = exposures[-1].shape[1]
+    shown_ever = np.flatnonzero(np.diff(sp.csc_matrix(exposures[-1]).indptr) > 0)
     # Lists at a larger K extend those at a smaller one: multiply only the added ranks.
     added = [exposures[0], *(b - a for a, b in itertools.pairwise(exposures))]
-    by_artist = [sp.csr_matrix(part.T) for part in added]
+    by_artist = [sp.csr_matrix(part.T)[shown_ever] for part in added]
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         weights = np.ascontiguousarray(counts.T)
         shown = [by_artist[0] @ weights]
         for part in by_artist[1:]:
             shown.append(shown[-1] + part @ weights)
-        return exposure_metrics(shown)
+        return exposure_metrics(shown, n_items)
 
     return statistic
 
 
-def exposure_metrics(shown: list[np.ndarray]) -> np.ndarray:
+def exposure_metrics(shown: list[np.ndarray], n_items: int | None = None) -> np.ndarray:
     """Coverage and Gini per column of each ``(artists, b)`` exposure-count matrix (one per K):
-    ``(b, 2 * len(shown))``, columns ``coverage@k1, gini@k1, ...``."""
+    ``(b, 2 * len(shown))``, columns ``coverage@k1, gini@k1, ...``. ``n_items``: the catalogue,
+    when the matrices leave out artists never shown."""
     out = []
     for counts in shown:
-        out += [(counts > 0).mean(axis=0), gini(counts)]
+        n = len(counts) if n_items is None else n_items
+        out += [(counts > 0).sum(axis=0) / n, gini(counts, n)]
     return np.stack(out, axis=1)
