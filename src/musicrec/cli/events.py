@@ -156,7 +156,15 @@ def retrain(
     min_item_users: Annotated[int, typer.Option(help="k-core: listeners per artist.")] = 3,
     test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
-    margin: Annotated[float, typer.Option(help="NDCG@10 the candidate must gain.")] = 0.0,
+    gate: Annotated[
+        str, typer.Option(help="non-inferiority (lower bound > -delta) | superiority (> margin).")
+    ] = "non-inferiority",
+    delta: Annotated[
+        float | None, typer.Option(help="Non-inferiority: NDCG@10 loss the lower bound may reach.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Superiority: NDCG@10 gain the lower bound must exceed.")
+    ] = None,
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     force: Annotated[bool, typer.Option(help="Run even if this cycle already ran.")] = False,
@@ -168,11 +176,15 @@ def retrain(
 ) -> None:
     """Base data + stored events -> prepare -> train -> evaluate -> gate -> promote.
 
+    The gate scores candidate and champion on test pairs neither trained on and decides on
+    the interval of the NDCG@10 difference (non-inferiority by default), with guardrails.
+
     Idempotent: a cycle whose inputs, events and parameters already ran returns its result.
     Exit code 0 when the cycle completed (promoted, kept by the gate, or up to date).
     """
     from musicrec.config import TrainConfig
     from musicrec.data.prepare import PrepareConfig
+    from musicrec.pipeline.gate import gate_config
     from musicrec.tracking.retrain import RetrainConfig
     from musicrec.tracking.retrain import retrain as run_retrain
 
@@ -185,7 +197,7 @@ def retrain(
         train=TrainConfig.from_yaml(config) if config else TrainConfig(),
         model_name=model_name,
         experiment=experiment,
-        margin=margin,
+        gate=gate_config(gate, delta=delta, margin=margin),
     )
     with console.status("retraining"):
         result = run_retrain(cfg, force=force, publish_to=publish)
