@@ -37,7 +37,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ApiMetrics = app.state.metrics
     if settings.events_url:
         try:
-            app.state.event_store = EventStore(settings.events_url, group_commit=True)
+            app.state.event_store = EventStore(
+                settings.events_url, group_commit=True, writer=settings.events_writer
+            )
         except (MusicrecError, ImportError) as exc:  # e.g. a server database without its driver
             log.error("event store unavailable (%s); serving without events", exc)
     watcher = app.state.watcher = ModelWatcher(app, settings.watch_interval_s)

@@ -12,7 +12,7 @@ from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.settings import Settings
 from musicrec.errors import StoreError
 from musicrec.events.store import EventStore
-from musicrec.serving.profile import build_profile
+from musicrec.serving.profile import build_profile, watermark
 from musicrec.serving.recommender import Rec, Recommender
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,10 @@ def user_recommendations(
     settings: Settings = request.app.state.settings
     live: LiveMetrics = request.app.state.live_metrics
     started = time.perf_counter()
-    try:
-        events = store.user_events(user_id, limit=settings.events_per_user)
+    try:  # their events compacted per artist: the read does not grow with their events
+        events = store.compacted_events(
+            user_id, watermark(recommender), limit=settings.artists_per_user
+        )
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         log.warning("event store unreadable, serving the model alone: %s", exc)
         live.rejected.labels(reason="store_unreadable").inc()

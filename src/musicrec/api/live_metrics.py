@@ -41,6 +41,10 @@ class LiveMetrics:
             "events_ingested_total", "Events stored (acknowledged), by kind.", ["kind"],
             registry=reg,
         )  # fmt: skip
+        self.duplicates = Counter(
+            "events_duplicate_total", "Events not stored again: their event_id was known.",
+            registry=reg,
+        )  # fmt: skip
         self.rejected = Counter(
             "events_rejected_total", "Event batches refused, by reason.", ["reason"],
             registry=reg,

@@ -44,6 +44,7 @@ def _store(request: Request) -> EventStore:
     status_code=201,
     response_model=EventsAccepted,
     responses={
+        200: {"model": EventsAccepted, "description": "Every event was stored already."},
         404: {"model": ErrorResponse},
         422: {"model": EventRejection},
         503: {"model": ErrorResponse},
@@ -54,7 +55,9 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
 
     A batch is all-or-nothing: the first invalid event is named by ``index`` with its
     ``field`` and ``reason`` (422) and nothing is stored. The listener's next
-    recommendations fold the new events in.
+    recommendations fold the new events in. An event whose ``event_id`` the listener already
+    has is acknowledged but not stored again (``duplicates``), so a batch may be retried
+    safely; when nothing in it was new the answer is 200 instead of 201.
     """
     started = time.perf_counter()
     store = _store(request)
@@ -68,18 +71,28 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
         )
         return Response(rejection.model_dump_json(), 422, media_type="application/json")
     try:
-        ids = store.append(events)
+        appended = store.append(events)
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         live.rejected.labels(reason="store_unavailable").inc()
         return error_response(503, f"events not stored: {exc}", headers={"Retry-After": "1"})
-    for kind, count in Counter(e.kind for e in events).items():
+    ids = appended.ids
+    skipped = set(appended.skipped)
+    kinds = Counter(e.kind for i, e in enumerate(events) if i not in skipped)
+    for kind, count in kinds.items():
         live.ingested.labels(kind=kind).inc(count)
-    return EventsAccepted(
-        accepted=len(ids),
-        first_id=ids[0],
-        last_id=ids[-1],
+    if appended.duplicates:
+        live.duplicates.inc(appended.duplicates)
+    accepted = EventsAccepted(
+        accepted=len(events),
+        stored=len(ids),
+        duplicates=appended.duplicates,
+        first_id=ids[0] if ids else None,
+        last_id=ids[-1] if ids else None,
         took_ms=elapsed_ms(started, time.perf_counter()),
     )
+    if not ids:
+        return Response(accepted.model_dump_json(), 200, media_type="application/json")
+    return accepted
 
 
 @router.get(

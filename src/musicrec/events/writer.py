@@ -1,0 +1,249 @@
+"""Group commit: concurrent appends share a transaction and its sync, across a host's workers.
+
+Every acknowledged event must be durable, so each answer waits for a commit that synced the
+database's log (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``). A sync costs
+milliseconds, so one commit per request caps ingestion at a few hundred requests per second.
+:class:`GroupCommit` is one writer thread: batches that arrive while it commits go together
+into the next transaction, and every caller gets its answer when the commit holding its batch
+is durable (a failed transaction fails every batch in it; none of them is stored).
+
+Within one process that is enough. With several worker processes (``musicrec serve --workers
+N``) their writers would take turns on the database's write lock, and SQLite's busy handler
+waits by sleeping, up to 100 ms at a time, so latency grew with load. So the serving process
+that supervises the workers runs a :class:`WriterService`: one :class:`GroupCommit` for the
+whole host, reached by every worker through a :class:`RemoteWriter` over a Unix socket
+(``multiprocessing.connection``, authenticated with a key in a file only this user can read).
+A batch that reaches it while a commit is under way joins the next one, whichever worker sent
+it. Server databases serve several hosts, each with its own writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Protocol
+
+from musicrec.errors import StoreError
+from musicrec.events.schema import Event
+
+log = logging.getLogger(__name__)
+
+Batches = Sequence[Sequence[Event]]
+SOCKET_NAME = "writer.sock"
+KEY_NAME = "writer.key"
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What one batch added: the ids of its new events, and where its duplicates were."""
+
+    ids: list[int]
+    skipped: tuple[int, ...] = ()  # positions in the batch of events stored already
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.skipped)
+
+
+class GroupCommit:
+    """One writer thread; ``sink`` stores a list of batches in one transaction."""
+
+    def __init__(
+        self,
+        sink: Callable[[Batches], list[Appended]],
+        name: str,
+        max_events: int = 5000,
+        timeout_s: float = 60.0,
+    ):
+        self.sink = sink
+        self.name = name
+        self.max_events = max_events
+        self.timeout_s = timeout_s
+        self.commits = 0  # transactions, and the batches they held (for tests and metrics)
+        self.batches = 0
+        self._queue: queue.Queue[tuple[Batches, Future[list[Appended]]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, batches: Batches) -> list[Appended]:
+        with self._lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
+        done: Future[list[Appended]] = Future()
+        self._queue.put((batches, done))
+        try:
+            return done.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise StoreError(f"no commit within {self.timeout_s:g}s in {self.name}") from None
+
+    def stop(self) -> None:
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            pending = [item]
+            size = sum(len(batch) for batch in item[0])
+            while size < self.max_events:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this commit
+                    break
+                pending.append(more)
+                size += sum(len(batch) for batch in more[0])
+            try:
+                results = self.sink([batch for batches, _ in pending for batch in batches])
+            except Exception as exc:  # every waiter gets the failure; the writer carries on
+                for _, done in pending:
+                    done.set_exception(exc)
+                continue
+            self.commits += 1
+            start = 0
+            for batches, done in pending:
+                done.set_result(results[start : start + len(batches)])
+                start += len(batches)
+            self.batches += start
+
+
+class _Appender(Protocol):
+    def append_batches(self, batches: Batches) -> list[Appended]: ...
+
+    def close(self) -> None: ...
+
+
+class WriterService:
+    """The host's writer: stores the batches its workers send, with one group commit.
+
+    ``store`` is an :class:`~musicrec.events.store.EventStore` with ``group_commit=True``;
+    :attr:`address` is the socket the workers pass to theirs (``writer=``).
+    """
+
+    def __init__(self, store: _Appender):
+        self.store = store
+        self.directory = Path(tempfile.mkdtemp(prefix="musicrec-writer-"))  # mode 0700
+        self.address = str(self.directory / SOCKET_NAME)
+        key = os.urandom(32)
+        key_path = self.directory / KEY_NAME
+        key_path.write_bytes(key)
+        key_path.chmod(stat.S_IRUSR)
+        self._listener = Listener(self.address, family="AF_UNIX", authkey=key)
+        self._closed = threading.Event()
+        self._connections: list[Connection] = []
+        self._thread = threading.Thread(target=self._accept, name="writer-accept", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn = self._listener.accept()
+            except Exception as exc:  # a client that failed the handshake, or closing
+                if not self._closed.is_set():
+                    log.warning("event writer refused a connection: %s", exc)
+                continue
+            self._connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Connection) -> None:
+        with contextlib.closing(conn):
+            while True:
+                try:
+                    batches = conn.recv()
+                except (EOFError, OSError):
+                    return  # the worker went away
+                try:
+                    reply: tuple[str, object] = ("ok", self.store.append_batches(batches))
+                except StoreError as exc:
+                    reply = ("error", str(exc))
+                except Exception as exc:  # never leave a worker waiting for nothing
+                    log.exception("event writer failed")
+                    reply = ("error", f"event writer failed: {exc}")
+                try:
+                    conn.send(reply)
+                except OSError:
+                    return
+
+    def stop(self) -> None:
+        """Stop accepting, close the store (after the commit under way) and remove the socket."""
+        self._closed.set()
+        with (  # wake accept(): a client without the key
+            contextlib.suppress(OSError),
+            contextlib.closing(Client(self.address, family="AF_UNIX")),
+        ):
+            pass
+        self._thread.join(timeout=5)
+        self._listener.close()
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self.store.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RemoteWriter:
+    """A worker's side of the host writer: one connection per concurrent append, reused."""
+
+    def __init__(self, address: str, timeout_s: float = 60.0):
+        self.address = address
+        self.timeout_s = timeout_s
+        try:
+            self._key = (Path(address).parent / KEY_NAME).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"no event writer at {address}: {exc}") from exc
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Client(self.address, family="AF_UNIX", authkey=self._key)
+
+    def append_batches(self, batches: Batches) -> list[Appended]:
+        """Store ``batches`` through the host writer; their results once durable."""
+        try:
+            conn = self._connection()
+        except (OSError, EOFError) as exc:
+            raise StoreError(f"event writer at {self.address} unreachable: {exc}") from exc
+        try:
+            conn.send(list(batches))
+            if not conn.poll(self.timeout_s):
+                raise StoreError(f"no commit within {self.timeout_s:g}s from the event writer")
+            status, payload = conn.recv()
+        except (OSError, EOFError) as exc:
+            conn.close()
+            raise StoreError(f"event writer at {self.address} failed: {exc}") from exc
+        except StoreError:
+            conn.close()  # its answer may still come: never reuse it
+            raise
+        with self._lock:
+            self._idle.append(conn)
+        if status != "ok":
+            raise StoreError(str(payload))
+        return payload  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
