@@ -85,7 +85,17 @@ class LocalPostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Another empty database on this server; its URL."""
+        self._run(
+            self.bin / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name
+        )  # fmt: skip
+        return self.url_of(name)
 
     def _command(self, *args: str | Path) -> list[str]:
         command = [str(arg) for arg in args]
@@ -132,11 +142,7 @@ class LocalPostgres:
                 self.stop()
                 raise PostgresError(f"postgres not ready in {timeout_s:g}s")
             time.sleep(0.2)
-        self._run(
-            self.bin / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-            self.database,
-        )  # fmt: skip
-        return self.url
+        return self.create_database(self.database)
 
     def processes(self) -> list[int]:
         """Pids of the server's processes still running (empty once stopped).
