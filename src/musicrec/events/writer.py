@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 Batches = Sequence[Sequence[Event]]
 SOCKET_NAME = "writer.sock"
 KEY_NAME = "writer.key"
+PID_NAME = "writer.pid"
+DIR_PREFIX = "musicrec-writer-"
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,9 @@ class WriterService:
 
     def __init__(self, store: _Appender):
         self.store = store
-        self.directory = Path(tempfile.mkdtemp(prefix="musicrec-writer-"))  # mode 0700
+        remove_stale_directories()
+        self.directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))  # mode 0700
+        (self.directory / PID_NAME).write_text(str(os.getpid()))
         self.address = str(self.directory / SOCKET_NAME)
         key = os.urandom(32)
         key_path = self.directory / KEY_NAME
@@ -198,6 +202,23 @@ class WriterService:
                 conn.close()
         self.store.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_stale_directories() -> None:
+    """Socket directories of writers whose process is gone (killed before it could clean up)."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            pid = int((directory / PID_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 class RemoteWriter:
