@@ -339,3 +339,68 @@ def test_the_host_writer_shares_commits_across_workers(tmp_path: Path) -> None:
     stored = EventStore(url).read()
     assert sorted(stored["id"]) == sorted(i for ids in acked for i in ids)
     assert batches == 120 and commits < batches, (commits, batches)
+
+
+# ----------------------------------------------------------------------------- kept answers
+
+
+def test_answers_are_kept_until_the_listener_has_new_events(
+    model_dir: Path, tmp_path: Path, rec: Recommender
+) -> None:
+    """Two workers (apps) on one store: an event posted to either changes the next answer of
+    both; between events, answers come from the cache."""
+
+    def app() -> TestClient:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            model=str(model_dir),
+            events_url=f"sqlite:///{tmp_path / 'events.db'}",
+            watch_interval_s=0,
+        )
+        return TestClient(create_app(settings))
+
+    user = rec.sample_users(4)[3]
+    url = f"/users/{user}/recommendations"
+    with app() as one, app() as two:
+        plain = one.get(url).json()["recommendations"]
+        assert "fold_in_cache_total{" not in one.get("/metrics").text  # no events: no cache
+        top = [r["artist"] for r in plain[:2]]
+        play = {"user_id": user, "artist": str(rec.catalogue.names[0]), "plays": 5}
+        assert two.post("/events", json={"events": [play]}).status_code == 201
+        first = one.get(url).json()["recommendations"]
+        assert one.get(url).json()["recommendations"] == first
+        metrics = one.get("/metrics").text
+        assert 'fold_in_cache_total{result="miss"} 1.0' in metrics
+        assert 'fold_in_cache_total{result="hit"} 1.0' in metrics
+        ban = {"user_id": user, "artist": top[0], "kind": "ban"}
+        assert two.post("/events", json={"events": [ban]}).status_code == 201
+        after = [r["artist"] for r in one.get(url).json()["recommendations"]]
+        assert top[0] not in after  # the other worker's event reached this worker's answer
+        assert 'fold_in_cache_total{result="miss"} 2.0' in one.get("/metrics").text
+        recent = one.get(url, params={"exclude_recent_days": 1}).json()["recommendations"]
+        assert recent != first
+
+
+def test_listener_cache_expires_evicts_and_follows_the_model() -> None:
+    from musicrec.events.cache import ListenerCache, cache_for, recency_expiry
+
+    cache = ListenerCache(size=2)
+    cache.put("a", 1, expires=100.0)
+    cache.put("b", 2)
+    assert cache.get("a", now=99.0) == 1 and cache.get("a", now=100.0) is None  # expired
+    cache.put("c", 3)
+    cache.put("d", 4)  # "b" was least recently used
+    assert cache.get("b", now=0.0) is None and len(cache) == 2
+    stamps = np.array([10.0, 50.0, 90.0])
+    assert recency_expiry(stamps, 60.0, now=100.0) == 110.0  # 50 leaves the window at 110
+    assert recency_expiry(stamps, None, now=100.0) == float("inf")
+
+    class Model:  # a served model: its cache goes with it
+        pass
+
+    first, second = Model(), Model()
+    assert cache_for(first) is cache_for(first) and cache_for(first) is not cache_for(second)
+    kept = cache_for(first)
+    kept.put("x", 1)
+    del first
+    assert "x" not in cache_for(Model())._entries

@@ -55,6 +55,12 @@ class LiveMetrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.fold_in_cache = Counter(
+            "fold_in_cache_total",
+            "Recommendations of listeners with events: kept answer (hit) or folded in (miss).",
+            ["result"],
+            registry=reg,
+        )
         self.swaps = Counter(
             "model_swaps_total", "Models swapped in by this worker, by trigger.", ["trigger"],
             registry=reg,

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most recently active artists of a listener whose events a request folds in.",
     )
+    fold_in_cache: int = Field(
+        default=10_000,
+        ge=0,
+        description="Answers for listeners with events kept per worker until their events "
+        "change (0: none).",
+    )
     events_writer: str | None = Field(
         default=None,
         description="Socket of this host's event writer; `musicrec serve --workers N` sets it.",

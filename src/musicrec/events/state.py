@@ -62,6 +62,14 @@ _AFTER = sa.select(events_table.c.kind, events_table.c.plays).where(
 )
 
 
+_VERSION = sa.select(sa.func.max(_c.last_id)).where(_c.user_id == sa.bindparam("user_id"))
+
+
+def listener_version(conn: sa.Connection, user_id: str) -> int:
+    """The id of the listener's newest event (0 without any): changes with every new event."""
+    return int(conn.execute(_VERSION, {"user_id": user_id}).scalar() or 0)
+
+
 def current_epoch(conn: sa.Connection) -> int:
     return meta_value(conn, EPOCH_KEY) or 0
 

@@ -261,6 +261,13 @@ class EventStore:
             )
         return frame if len(frame) else _NO_EVENTS
 
+    def listener_version(self, user_id: str) -> int:
+        """Id of the user's newest event (0 without events): a key for answers built on them."""
+        if not self._readable():
+            return 0
+        with self.engine.connect() as conn:
+            return state.listener_version(conn, user_id)
+
     def read(self, after: int = 0, upto: int | None = None) -> pd.DataFrame:
         """Events with ``after < id <= upto``, in id order."""
         if not self._readable():

@@ -59,6 +59,8 @@ listener_artists = sa.Table(
     sa.Column("last_id", sa.BigInteger, nullable=False),
     sa.Column("play_min_id", sa.BigInteger, nullable=True),  # ids of the events with plays
     sa.Column("play_max_id", sa.BigInteger, nullable=True),
+    # A listener's newest rows first, and their state version (max last_id), from the index.
+    sa.Index("listener_artists_recent", "user_id", "last_id"),
 )
 store_meta = sa.Table(
     "store_meta",
