@@ -400,68 +400,93 @@ def ratio_interval(with_rps: list[float], without_rps: list[float]) -> tuple[flo
     return ratio, float(np.exp(low)), float(np.exp(high))
 
 
+def write_cells(server: Any, kind: str, pool: list[str], args: argparse.Namespace, work: Path):
+    """One measured wrk cell per event-id mode (after a warm-up); checks what was stored."""
+    rows = []
+    writers = [f"bench-writer-{i}" for i in range(10_000)]
+    for mode in args.id_modes:
+        script = work / f"write-{kind}-{mode}.lua"
+        for phase, seconds in (("warm-up", args.warmup), ("measured", args.duration)):
+            nonce = f"{kind}-{mode}-{phase}-{time.time_ns()}"
+            script.write_text(write_script(writers, pool[:2000], mode == "on", nonce))
+            before = httpx.get(f"{server.url}/events/stats", timeout=60).json()["events"]
+            row = wrk_cell(server, script, args.connections, seconds, args.threads)
+            stored = httpx.get(f"{server.url}/events/stats", timeout=60).json()["events"]
+        acked = row["requests"] - row["non_2xx"]
+        row.update(event_ids=mode, acked=acked, stored=stored - before)
+        if row["stored"] < acked:
+            raise RuntimeError(f"{acked} events acknowledged but {row['stored']} stored")
+        rows.append(row)
+        log(f"{kind} writes ids={mode}: {row['rps']:.0f} req/s p99 {row['p99_ms']:.1f} ms")
+    return rows
+
+
+def read_cells(
+    server: Any, kind: str, groups: dict[str, list[str]], cache: str, args: argparse.Namespace,
+    work: Path,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Alternating wrk cells over the listeners of each group (after one warm-up each)."""
+    from bench_wrk import lua_script
+
+    scripts = {}
+    for name, group in groups.items():
+        paths = [("GET", f"/users/{quote(u, safe='')}/recommendations?k=10", None) for u in group]
+        scripts[name] = work / f"read-{kind}-{name}.lua"
+        scripts[name].write_text(lua_script(paths))
+        wrk_cell(server, scripts[name], args.connections, args.warmup, args.threads)
+    rows = []
+    for rep in range(args.reps):
+        for name in groups:
+            row = wrk_cell(
+                server, scripts[name], args.connections, args.read_duration, args.threads
+            )
+            row.update(listeners=name, rep=rep, cache=cache)
+            rows.append(row)
+            log(f"{kind} reads {name} ({cache}): {row['rps']:.0f} req/s p99 {row['p99_ms']:.1f} ms")
+    return rows
+
+
 def bench_store(kind: str, n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from bench_wrk import Server, lua_script
+    from bench_wrk import Server
 
     url, stop_store = start_store(kind, work, n)
     env = {"MUSICREC_EVENTS_URL": url, "MUSICREC_WATCH_INTERVAL_S": "0"}
     if args.server_src:
         env["PYTHONPATH"] = str(args.server_src)
     out: dict[str, Any] = {"store": kind, "writes": [], "reads": []}
+    server = None
     try:
         server = Server(
             args.model, args.workers, work / f"serve-{kind}.log", ["--log-level", "warning"], env
         )
-    except BaseException:
-        stop_store()
-        raise
-    try:
         out["ready_s"] = server.ready_s
         with httpx.Client(base_url=server.url, timeout=60) as http:
             known = http.get("/users", params={"limit": 1000}).json()["users"]
-            points = http.get("/artists/map", params={"limit": 5000}).json()["points"]
+            points = http.get("/artists/map", params={"limit": 2000}).json()["points"]
         pool = [p["artist"] for p in points]
-        writers = [f"bench-writer-{i}" for i in range(10_000)]
-        for mode in args.id_modes:
-            script = work / f"write-{kind}-{mode}.lua"
-            for phase, seconds in (("warm-up", args.warmup), ("measured", args.duration)):
-                nonce = f"{kind}-{mode}-{phase}-{time.time_ns()}"
-                script.write_text(write_script(writers, pool[:2000], mode == "on", nonce))
-                before = httpx.get(f"{server.url}/events/stats", timeout=60).json()["events"]
-                row = wrk_cell(server, script, args.connections, seconds, args.threads)
-                stored = httpx.get(f"{server.url}/events/stats", timeout=60).json()["events"]
-            acked = row["requests"] - row["non_2xx"]
-            row.update(event_ids=mode, acked=acked, stored=stored - before)
-            if row["stored"] < acked:
-                raise RuntimeError(f"{acked} events acknowledged but {row['stored']} stored")
-            out["writes"].append(row)
-            log(f"{kind} writes ids={mode}: {row['rps']:.0f} req/s p99 {row['p99_ms']:.1f} ms")
-
+        out["writes"] = write_cells(server, kind, pool, args, work)
         rng = np.random.default_rng(args.seed)
         chosen = rng.choice(known, size=2 * args.listeners, replace=False).tolist()
-        with_events, without = chosen[: args.listeners], chosen[args.listeners :]
+        groups = {"without": chosen[args.listeners :], "with": chosen[: args.listeners]}
         log(f"posting {args.events_per_listener} events for each of {args.listeners} listeners")
-        distinct = post_listener_events(
-            server.url, with_events, args.events_per_listener, pool, args.listener_artists, 1
+        out["distinct_artists"] = post_listener_events(
+            server.url, groups["with"], args.events_per_listener, pool, args.listener_artists, 1
         )
-        scripts = {}
-        for name, group in (("without", without), ("with", with_events)):
-            paths = [
-                ("GET", f"/users/{quote(u, safe='')}/recommendations?k=10", None) for u in group
-            ]
-            scripts[name] = work / f"read-{kind}-{name}.lua"
-            scripts[name].write_text(lua_script(paths))
-            wrk_cell(server, scripts[name], args.connections, args.warmup, args.threads)
-        for rep in range(args.reps):
-            for name in ("without", "with"):
-                row = wrk_cell(
-                    server, scripts[name], args.connections, args.read_duration, args.threads
-                )
-                row.update(listeners=name, rep=rep, distinct_artists=distinct)
-                out["reads"].append(row)
-                log(f"{kind} reads {name}: {row['rps']:.0f} req/s p99 {row['p99_ms']:.1f} ms")
+        out["reads"] = read_cells(server, kind, groups, "kept answers", args, work)
+        if args.uncached:  # the same listeners with every answer folded in afresh
+            server.stop()
+            env["MUSICREC_FOLD_IN_CACHE"] = "0"
+            server = Server(
+                args.model,
+                args.workers,
+                work / f"serve-{kind}-0.log",
+                ["--log-level", "warning"],
+                env,
+            )
+            out["reads"] += read_cells(server, kind, groups, "no kept answers", args, work)
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         stop_store()
     return out
 
@@ -483,7 +508,7 @@ def print_wrk_tables(results: list[dict[str, Any]], args: argparse.Namespace) ->
             print(
                 f"| {result['store']} | {r['event_ids']} | {r['rps']:,.0f} | {r['p50_ms']:.1f} "
                 f"| {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['errors']} "
-                f"| {r['timeout']} | {r['acked']:,} | {r['stored']:,} "
+                f"| {r['timeouts']} | {r['acked']:,} | {r['stored']:,} "
                 f"| {r['server_cpu_ms']:.2f} | {r['load']:.1f} |"
             )
     print(
@@ -491,29 +516,32 @@ def print_wrk_tables(results: list[dict[str, Any]], args: argparse.Namespace) ->
         f"{args.events_per_listener:,} events each (over up to {args.listener_artists} artists) "
         f"vs {args.listeners} without, {args.reps} alternating cells each.\n"
     )
-    print("| store | listeners | req/s (cells) | p50 ms | p99 ms | errors | load | "
-          "with / without [95% CI] |")  # fmt: skip
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    print("| store | server | listeners | req/s (cells) | p50 ms | p99 ms | errors | "
+          "server CPU ms/req | load | with / without [95% CI] |")  # fmt: skip
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---|")
     for result in results:
-        rows = {name: [r for r in result["reads"] if r["listeners"] == name]
-                for name in ("without", "with")}  # fmt: skip
-        ratio, low, high = ratio_interval(
-            [r["rps"] for r in rows["with"]], [r["rps"] for r in rows["without"]]
-        )
-        for name, cells in rows.items():
-            label = (
-                name
-                if name == "without"
-                else f"with events ({cells[0]['distinct_artists']} artists)"
+        for cache in dict.fromkeys(r["cache"] for r in result["reads"]):
+            rows = {
+                name: [r for r in result["reads"] if r["listeners"] == name and r["cache"] == cache]
+                for name in ("without", "with")
+            }
+            ratio, low, high = ratio_interval(
+                [r["rps"] for r in rows["with"]], [r["rps"] for r in rows["without"]]
             )
-            rps = " / ".join(f"{r['rps']:,.0f}" for r in cells)
-            summary = f"{ratio:.2f} [{low:.2f}, {high:.2f}]" if name == "with" else ""
-            print(
-                f"| {result['store']} | {label} | {rps} "
-                f"| {np.median([r['p50_ms'] for r in cells]):.1f} "
-                f"| {np.median([r['p99_ms'] for r in cells]):.1f} "
-                f"| {sum(r['errors'] for r in cells)} | {cells[0]['load']:.1f} | {summary} |"
-            )
+            for name, cells in rows.items():
+                label = "without events"
+                if name == "with":
+                    label = f"with events ({result['distinct_artists']} artists)"
+                rps = " / ".join(f"{r['rps']:,.0f}" for r in cells)
+                summary = f"{ratio:.2f} [{low:.2f}, {high:.2f}]" if name == "with" else ""
+                print(
+                    f"| {result['store']} | {cache} | {label} | {rps} "
+                    f"| {np.median([r['p50_ms'] for r in cells]):.1f} "
+                    f"| {np.median([r['p99_ms'] for r in cells]):.1f} "
+                    f"| {sum(r['errors'] for r in cells)} "
+                    f"| {np.median([r['server_cpu_ms'] for r in cells]):.2f} "
+                    f"| {max(r['load'] for r in cells):.1f} | {summary} |"
+                )
 
 
 def wrk_main(argv: list[str]) -> None:
@@ -535,6 +563,9 @@ def wrk_main(argv: list[str]) -> None:
     parser.add_argument("--events-per-listener", type=int, default=10_000)
     parser.add_argument("--listener-artists", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--uncached", action="store_true", help="Also read with MUSICREC_FOLD_IN_CACHE=0."
+    )
     parser.add_argument("--server-src", type=Path, help="Run the server from this src/ dir.")
     parser.add_argument("--label", default="this version")
     parser.add_argument("--json", type=Path, help="Also write the results here.")

@@ -253,6 +253,7 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
         "mean_ms": raw["mean_us"] / 1000,
         "errors": errors,
         "non_2xx": raw["status"],
+        "timeouts": raw["timeout"],
     }
 
 

@@ -309,7 +309,7 @@ def test_the_host_writer_shares_commits_across_workers(tmp_path: Path) -> None:
     """Two worker stores append through one writer: every batch is stored whole, and batches
     of both workers share transactions (fewer commits than batches)."""
     url = f"sqlite:///{tmp_path / 'ev.db'}"
-    service = WriterService(EventStore(url, group_commit=True))
+    service = WriterService(EventStore(url))
     workers = [EventStore(url, writer=service.address) for _ in range(2)]
     acked: list[list[int]] = []
     lock = threading.Lock()
@@ -329,8 +329,7 @@ def test_the_host_writer_shares_commits_across_workers(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    committer = service.store._committer  # type: ignore[attr-defined]
-    commits, batches = committer.commits, committer.batches
+    commits, batches = service.commits, service.batches
     for worker in workers:
         worker.close()
     service.stop()

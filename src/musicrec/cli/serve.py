@@ -70,7 +70,7 @@ def host_event_writer(workers: int) -> Iterator[str | None]:
         yield None
         return
     try:
-        service = WriterService(EventStore(url, group_commit=True))
+        service = WriterService(EventStore(url))
     except (MusicrecError, ImportError) as exc:  # the workers report it and serve without
         console.print(f"[yellow]warning:[/yellow] no event writer: {exc}", soft_wrap=True)
         yield None

@@ -13,8 +13,9 @@ waits by sleeping, up to 100 ms at a time, so latency grew with load. So the ser
 that supervises the workers runs a :class:`WriterService`: one :class:`GroupCommit` for the
 whole host, reached by every worker through a :class:`RemoteWriter` over a Unix socket
 (``multiprocessing.connection``, authenticated with a key in a file only this user can read).
-A batch that reaches it while a commit is under way joins the next one, whichever worker sent
-it. Server databases serve several hosts, each with its own writer.
+One thread waits on all the workers' connections: the batches that reach it while a commit is
+under way go together into the next one, whichever worker sent them. Server databases serve
+several hosts, each with its own writer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import queue
 import shutil
+import socket
 import stat
 import tempfile
 import threading
@@ -31,9 +33,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from musicrec.errors import StoreError
 from musicrec.events.schema import Event
@@ -135,14 +137,19 @@ class _Appender(Protocol):
 
 
 class WriterService:
-    """The host's writer: stores the batches its workers send, with one group commit.
+    """The host's writer: stores the batches its workers send, sharing commits among them.
 
-    ``store`` is an :class:`~musicrec.events.store.EventStore` with ``group_commit=True``;
+    One thread waits on every worker connection at once; all the batches that arrived while a
+    commit was under way go into the next transaction, whichever worker sent them, and every
+    sender gets its answer once that transaction is durable. ``store`` is an
+    :class:`~musicrec.events.store.EventStore` (without ``group_commit``: this is the grouping);
     :attr:`address` is the socket the workers pass to theirs (``writer=``).
     """
 
     def __init__(self, store: _Appender):
         self.store = store
+        self.commits = 0  # transactions, and the batches they held (for tests and metrics)
+        self.batches = 0
         remove_stale_directories()
         self.directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))  # mode 0700
         (self.directory / PID_NAME).write_text(str(os.getpid()))
@@ -153,9 +160,13 @@ class WriterService:
         key_path.chmod(stat.S_IRUSR)
         self._listener = Listener(self.address, family="AF_UNIX", authkey=key)
         self._closed = threading.Event()
+        self._new: queue.Queue[Connection] = queue.Queue()
+        self._wake_read, self._wake_write = socket.socketpair()
         self._connections: list[Connection] = []
-        self._thread = threading.Thread(target=self._accept, name="writer-accept", daemon=True)
-        self._thread.start()
+        self._acceptor = threading.Thread(target=self._accept, name="writer-accept", daemon=True)
+        self._writer = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._acceptor.start()
+        self._writer.start()
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -165,41 +176,71 @@ class WriterService:
                 if not self._closed.is_set():
                     log.warning("event writer refused a connection: %s", exc)
                 continue
-            self._connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._new.put(conn)
+            with contextlib.suppress(OSError):
+                self._wake_write.send(b"+")
 
-    def _serve(self, conn: Connection) -> None:
-        with contextlib.closing(conn):
-            while True:
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            ready = wait([self._wake_read, *self._connections], timeout=1.0)
+            requests: list[tuple[Connection, Batches]] = []
+            for source in ready:
+                if source is self._wake_read:
+                    self._wake_read.recv(4096)
+                    while not self._new.empty():
+                        self._connections.append(self._new.get())
+                    continue
+                conn = cast(Connection, source)
                 try:
-                    batches = conn.recv()
-                except (EOFError, OSError):
-                    return  # the worker went away
-                try:
-                    reply: tuple[str, object] = ("ok", self.store.append_batches(batches))
-                except StoreError as exc:
-                    reply = ("error", str(exc))
-                except Exception as exc:  # never leave a worker waiting for nothing
-                    log.exception("event writer failed")
-                    reply = ("error", f"event writer failed: {exc}")
-                try:
-                    conn.send(reply)
-                except OSError:
-                    return
+                    requests.append((conn, conn.recv()))
+                except (EOFError, OSError):  # the worker went away
+                    self._connections.remove(conn)
+                    conn.close()
+            if requests:
+                self._commit(requests)
+
+    def _commit(self, requests: list[tuple[Connection, Batches]]) -> None:
+        """One transaction for every batch of ``requests``; then each sender's answer."""
+        batches = [batch for _, sent in requests for batch in sent]
+        replies: list[tuple[str, object]]
+        try:
+            results = self.store.append_batches(batches)
+        except Exception as exc:  # never leave a worker waiting for nothing
+            if not isinstance(exc, StoreError):
+                log.exception("event writer failed")
+            replies = [("error", str(exc))] * len(requests)
+        else:
+            self.commits += 1
+            self.batches += len(batches)
+            replies, start = [], 0
+            for _, sent in requests:
+                replies.append(("ok", results[start : start + len(sent)]))
+                start += len(sent)
+        for (conn, _), reply in zip(requests, replies, strict=True):
+            try:
+                conn.send(reply)
+            except OSError:
+                self._connections.remove(conn)
+                conn.close()
 
     def stop(self) -> None:
-        """Stop accepting, close the store (after the commit under way) and remove the socket."""
+        """Stop accepting and writing, close the store and remove the socket."""
         self._closed.set()
         with (  # wake accept(): a client without the key
             contextlib.suppress(OSError),
             contextlib.closing(Client(self.address, family="AF_UNIX")),
         ):
             pass
-        self._thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"+")
+        self._acceptor.join(timeout=5)
+        self._writer.join(timeout=30)  # after the commit under way
         self._listener.close()
-        for conn in self._connections:
+        for conn in [*self._connections, *list(self._new.queue)]:
             with contextlib.suppress(OSError):
                 conn.close()
+        self._wake_read.close()
+        self._wake_write.close()
         self.store.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
