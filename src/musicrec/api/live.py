@@ -44,7 +44,9 @@ def user_recommendations(
     try:
         version = store.listener_version(user_id)
         key = (store.url, user_id, version, k, mood, exclude_recent_days, settings.fresh_weight)
-        cached = cache.get(key, now) if version else None
+        if not version:  # no events: the model's answer
+            return recommender.recommend_user(user_id, k, mood=mood)
+        cached = cache.get(key, now)
         if cached is not None:
             live.fold_in_cache.labels(result="hit").inc()
             return cast(list[Rec], cached)

@@ -38,7 +38,6 @@ from musicrec.events.schema import Event, play_weights
 from musicrec.events.tables import events_table, listener_artists, meta_value, set_meta
 
 EPOCH_KEY = "epoch"
-FRAME_COLUMNS = ["id", "user_id", "artist", "kind", "plays", "timestamp"]
 
 _c = listener_artists.c
 _ROWS = (  # built once: this query runs on every recommendation request of a listener
@@ -164,10 +163,13 @@ def _plays_after(conn: sa.Connection, user_id: str, artist: str, after: int, upt
     return float(play_weights(np.array(kinds, dtype=object), np.array(plays)).sum())
 
 
-def compacted_events(conn: sa.Connection, user_id: str, watermark: int, limit: int) -> pd.DataFrame:
+def compacted_events(
+    conn: sa.Connection, user_id: str, watermark: int, limit: int
+) -> pd.DataFrame | None:
     """The listener's events for a model with ``watermark``, compacted per artist (see above).
 
-    ``limit`` bounds the rows read (the most recently active artists first).
+    ``limit`` bounds the rows read (the most recently active artists first). None without
+    any events.
     """
     found = conn.execute(_ROWS, {"user_id": user_id, "limit": limit}).all()
     artists: dict[str, list[Any]] = {}  # artist -> [before, before id, after, after id, bans, ts]
@@ -201,7 +203,7 @@ def compacted_events(conn: sa.Connection, user_id: str, watermark: int, limit: i
         if not (before > 0 or after > 0 or bans):
             rows.append((0, artist, "skip", 1.0, stamp))
     if not rows:
-        return pd.DataFrame({name: [] for name in FRAME_COLUMNS})
+        return None
     ids, names, kinds, plays, stamps = zip(*rows, strict=True)
     return pd.DataFrame(
         {

@@ -90,7 +90,11 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: sa.Connection) -> None:
     # A write transaction takes the write lock first (BEGIN IMMEDIATE): one that read first
     # and then wrote would fail at once, without waiting, when another process wrote between.
-    conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', '')}")
+    # Reads run without an explicit transaction (each statement sees a committed state; the
+    # few multi-statement reads bound later statements by ids the first one returned).
+    mode = conn.get_execution_options().get("sqlite_begin")
+    if mode:
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class EventStore:
@@ -259,7 +263,7 @@ class EventStore:
             frame = state.compacted_events(
                 conn, user_id, watermark, limit if limit is not None else ALL_ROWS
             )
-        return frame if len(frame) else _NO_EVENTS
+        return _NO_EVENTS if frame is None else frame
 
     def listener_version(self, user_id: str) -> int:
         """Id of the user's newest event (0 without events): a key for answers built on them."""
