@@ -403,3 +403,35 @@ def test_listener_cache_expires_evicts_and_follows_the_model() -> None:
     kept.put("x", 1)
     del first
     assert "x" not in cache_for(Model())._entries
+
+
+def test_async_workers_share_the_host_writer(tmp_path: Path) -> None:
+    """The request handlers' path: many awaits at once, answered by shared commits."""
+    import asyncio
+
+    from musicrec.errors import StoreError
+    from musicrec.events.writer import AsyncRemoteWriter
+
+    url = f"sqlite:///{tmp_path / 'ev.db'}"
+    service = WriterService(EventStore(url))
+    client = AsyncRemoteWriter(service.address)
+
+    async def post_all() -> list[list[int]]:
+        async def one(n: int) -> list[int]:
+            raw = [{"user_id": f"a{n % 4}", "artist": f"x{n}", "event_id": f"id-{n}"}]
+            (appended,) = await client.append_batches([validate_batch(raw, now=NOW)])
+            return appended.ids
+
+        first = await asyncio.gather(*(one(n) for n in range(60)))
+        again = await asyncio.gather(*(one(n) for n in range(10)))  # retried: duplicates
+        assert all(ids == [] for ids in again)
+        client.close()
+        return list(first)
+
+    acked = asyncio.run(post_all())
+    commits = service.commits
+    service.stop()
+    assert sorted(i for ids in acked for i in ids) == list(range(1, 61))
+    assert commits < 70  # 70 batches, fewer transactions
+    with pytest.raises(StoreError, match="no event writer"):  # gone: a clear error
+        AsyncRemoteWriter(service.address)

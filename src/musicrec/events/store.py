@@ -48,7 +48,13 @@ from musicrec.events.tables import (
     pointer_table,
     workers_table,
 )
-from musicrec.events.writer import Appended, Batches, GroupCommit, RemoteWriter
+from musicrec.events.writer import (
+    Appended,
+    AsyncRemoteWriter,
+    Batches,
+    GroupCommit,
+    RemoteWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +134,7 @@ class EventStore:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._remote = RemoteWriter(writer) if writer else None
+        self.async_writer = AsyncRemoteWriter(writer) if writer else None
         self._committer = (
             GroupCommit(self._write_batches, repr(self)) if group_commit and not writer else None
         )
@@ -389,6 +396,8 @@ class EventStore:
             self._committer.stop()
         if self._remote is not None:
             self._remote.close()
+        if self.async_writer is not None:
+            self.async_writer.close()
         self.engine.dispose()
 
 

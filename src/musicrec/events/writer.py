@@ -20,13 +20,16 @@ several hosts, each with its own writer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import queue
 import shutil
 import socket
 import stat
+import struct
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -309,3 +312,69 @@ class RemoteWriter:
             for conn in self._idle:
                 conn.close()
             self._idle.clear()
+
+
+class AsyncRemoteWriter:
+    """:class:`RemoteWriter` for ``async`` callers: the same messages on asyncio streams.
+
+    A request handler awaits its commit without holding a thread. The handshake (which
+    authenticates with the key) runs in a thread once per connection; then the socket
+    speaks :mod:`multiprocessing.connection`'s framing: a 4-byte big-endian length (-1 and
+    an 8-byte length for larger messages) and a pickle.
+    """
+
+    def __init__(self, address: str, timeout_s: float = 60.0):
+        self.address = address
+        self.timeout_s = timeout_s
+        try:
+            self._key = (Path(address).parent / KEY_NAME).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"no event writer at {address}: {exc}") from exc
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        conn = await asyncio.to_thread(Client, self.address, family="AF_UNIX", authkey=self._key)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno()))
+        finally:
+            conn.close()
+        return await asyncio.open_unix_connection(sock=sock)
+
+    @staticmethod
+    async def _exchange(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, message: bytes
+    ) -> object:
+        writer.write(struct.pack("!i", len(message)) + message)
+        await writer.drain()
+        (size,) = struct.unpack("!i", await reader.readexactly(4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", await reader.readexactly(8))
+        return pickle.loads(await reader.readexactly(size))
+
+    async def append_batches(self, batches: Batches) -> list[Appended]:
+        """Store ``batches`` through the host writer; their results once durable."""
+        message = pickle.dumps(list(batches), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            reader, writer = self._idle.pop() if self._idle else await self._open()
+        except (OSError, EOFError) as exc:
+            raise StoreError(f"event writer at {self.address} unreachable: {exc}") from exc
+        try:
+            reply = await asyncio.wait_for(
+                self._exchange(reader, writer, message), timeout=self.timeout_s
+            )
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            writer.close()  # a late answer must never reach the next request
+            raise StoreError(f"event writer at {self.address} failed: {exc!r}") from exc
+        except asyncio.CancelledError:  # the client went away: same reason
+            writer.close()
+            raise
+        self._idle.append((reader, writer))
+        status, payload = cast(tuple[str, object], reply)
+        if status != "ok":
+            raise StoreError(str(payload))
+        return cast(list[Appended], payload)
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from musicrec.api.convert import elapsed_ms
@@ -50,7 +51,7 @@ def _store(request: Request) -> EventStore:
         503: {"model": ErrorResponse},
     },
 )
-def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
+async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
     """Store a batch of listening events; answered only once the batch is durable.
 
     A batch is all-or-nothing: the first invalid event is named by ``index`` with its
@@ -70,8 +71,11 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
             detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason
         )
         return Response(rejection.model_dump_json(), 422, media_type="application/json")
-    try:
-        appended = store.append(events)
+    try:  # through the host's writer without a thread when there is one (--workers N)
+        if store.async_writer is not None:
+            appended = (await store.async_writer.append_batches([events]))[0]
+        else:
+            appended = await run_in_threadpool(store.append, events)
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         live.rejected.labels(reason="store_unavailable").inc()
         return error_response(503, f"events not stored: {exc}", headers={"Retry-After": "1"})
