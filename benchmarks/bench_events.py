@@ -8,7 +8,8 @@ then prints a Markdown table of:
   per transaction and batches of ``--batch`` events;
 - the same through the HTTP API (``POST /events`` to ``musicrec serve`` on loopback),
   sequential and with concurrent clients (whose batches the API commits together);
-- fold-in latency in process (read the listener's events, re-solve the vector, search),
+- fold-in latency in process (read the listener's events compacted per artist, as serving
+  does, re-solve the vector, search; answers kept between requests are not used here),
   p50/p99 over ``--users`` listeners with ``--events-per-user`` new plays each;
 - event to changed recommendation over HTTP: ``POST /events`` sent until the following
   ``GET /users/{id}/recommendations`` returns a list that reflects it.
@@ -145,7 +146,7 @@ def fold_in_latency(
     """Store read + profile + fold-in + search, in process, for listeners with new plays."""
     from musicrec.events.schema import validate_batch
     from musicrec.events.store import EventStore
-    from musicrec.serving.profile import build_profile
+    from musicrec.serving.profile import build_profile, watermark
     from musicrec.serving.recommender import Recommender
 
     rec = Recommender.load(model)
@@ -164,7 +165,7 @@ def fold_in_latency(
     plain: list[float] = []
     for user in users:
         started = time.perf_counter()
-        events = store.user_events(user, limit=10_000)
+        events = store.compacted_events(user, watermark(rec), limit=10_000)  # as served
         profile = build_profile(rec, events, user)
         rec.recommend_user_live(
             user, 10, extra_items=profile.items, extra_plays=profile.plays, fresh_weight=0.5
@@ -472,7 +473,7 @@ def bench_store(kind: str, n: int, args: argparse.Namespace, work: Path) -> dict
         out["distinct_artists"] = post_listener_events(
             server.url, groups["with"], args.events_per_listener, pool, args.listener_artists, 1
         )
-        out["reads"] = read_cells(server, kind, groups, "kept answers", args, work)
+        out["reads"] = read_cells(server, kind, groups, "defaults", args, work)
         if args.uncached:  # the same listeners with every answer folded in afresh
             server.stop()
             env["MUSICREC_FOLD_IN_CACHE"] = "0"
@@ -483,7 +484,7 @@ def bench_store(kind: str, n: int, args: argparse.Namespace, work: Path) -> dict
                 ["--log-level", "warning"],
                 env,
             )
-            out["reads"] += read_cells(server, kind, groups, "no kept answers", args, work)
+            out["reads"] += read_cells(server, kind, groups, "MUSICREC_FOLD_IN_CACHE=0", args, work)
     finally:
         if server is not None:
             server.stop()
