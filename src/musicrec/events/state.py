@@ -26,6 +26,7 @@ events is recent.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +82,7 @@ def advance_epoch(conn: sa.Connection) -> int:
     return watermark
 
 
+@functools.cache
 def _upsert(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO UPDATE adding a group's aggregates to the stored ones."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -107,9 +109,6 @@ def _upsert(dialect: str) -> Any:
             ),
         },
     )
-
-
-_UPSERTS: dict[str, Any] = {}
 
 
 def accumulate(
@@ -146,11 +145,8 @@ def accumulate(
             low, high = row["play_min_id"], row["play_max_id"]
             row["play_min_id"] = event_id if low is None else min(low, event_id)
             row["play_max_id"] = event_id if high is None else max(high, event_id)
-    dialect = conn.dialect.name
-    if dialect not in _UPSERTS:
-        _UPSERTS[dialect] = _upsert(dialect)
     # Rows in key order: concurrent writers (PostgreSQL) then lock them in the same order.
-    conn.execute(_UPSERTS[dialect], [rows[key] for key in sorted(rows)])
+    conn.execute(_upsert(conn.dialect.name), [rows[key] for key in sorted(rows)])
 
 
 def _plays_after(conn: sa.Connection, user_id: str, artist: str, after: int, upto: int) -> float:
