@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -178,3 +179,56 @@ def test_sigkill_of_a_two_worker_host_loses_no_acknowledged_event(
     assert stats["events"] == 5 * poster.attempts  # each event id exactly once
     assert stats["max_id"] >= max(poster.acked)
     store.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE events (
+    id SERIAL PRIMARY KEY, user_id VARCHAR(200) NOT NULL, artist VARCHAR(200) NOT NULL,
+    kind VARCHAR(8) NOT NULL, plays INTEGER NOT NULL, timestamp BIGINT NOT NULL,
+    received_at FLOAT NOT NULL);
+CREATE INDEX events_user_id ON events (user_id, id);
+CREATE TABLE model_pointer (name VARCHAR(64) PRIMARY KEY, target VARCHAR(1000) NOT NULL,
+    generation INTEGER NOT NULL, updated_at FLOAT NOT NULL);
+CREATE TABLE serving_workers (worker VARCHAR(200) PRIMARY KEY, version VARCHAR(200),
+    path VARCHAR(1000), seen_at FLOAT NOT NULL);
+"""
+
+
+@pytest.mark.slow
+def test_a_first_version_store_on_postgres_is_upgraded_in_place(postgres: LocalPostgres) -> None:
+    """The DDL above is what the first release created on PostgreSQL."""
+    import sqlalchemy as sa
+
+    from musicrec.events.schema import validate_batch
+
+    url = postgres.create_database("upgrade")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in OLD_SCHEMA.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(
+            "INSERT INTO events (user_id, artist, kind, plays, timestamp, received_at) VALUES "
+            "('u', 'A', 'play', 3, 1700000000, 0), ('u', 'A', 'love', 1, 1700000001, 0), "
+            "('u', 'B', 'ban', 1, 1700000002, 0), ('v', 'A', 'play', 2, 1700000003, 0)"
+        )
+    engine.dispose()
+    stores = [EventStore(url) for _ in range(3)]  # opened at once: upgraded once
+    with ThreadPoolExecutor(3) as pool:
+        counts = list(pool.map(lambda opened: opened.count(), stores))
+    assert counts == [4, 4, 4]
+    store = stores[0]
+    frame = store.compacted_events("u", 0)
+    assert sorted(zip(frame["artist"], frame["kind"], frame["plays"], strict=True)) == [
+        ("A", "play", 8.0),
+        ("B", "ban", 1.0),
+    ]
+    batch = validate_batch([{"user_id": "u", "artist": "C", "event_id": "e1"}])
+    assert store.append(batch).ids == [5] and store.append(batch).duplicates == 1
+    with store.engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.exec_driver_sql(
+            "INSERT INTO events (user_id, artist, kind, plays, timestamp, received_at, event_id)"
+            " VALUES ('u', 'C', 'play', 1, 1700000000, 0, 'e1')"
+        )
+    for opened in stores:
+        opened.close()
