@@ -34,9 +34,11 @@ def events_import(
     from musicrec.events.store import EventStore
 
     summary = import_events(EventStore(_events_url(events_url)), file)
+    ids = f"ids {summary.first_id}..{summary.last_id}" if summary.rows else "no new ids"
+    skipped = f", {summary.duplicates:,} already stored" if summary.duplicates else ""
     Console().print(
-        f"imported {summary.rows:,} events from {summary.path} (ids {summary.first_id}.."
-        f"{summary.last_id}) in {summary.seconds:.2f}s",
+        f"imported {summary.rows:,} events from {summary.path} ({ids}{skipped}) "
+        f"in {summary.seconds:.2f}s",
         highlight=False,
     )
 

@@ -315,7 +315,7 @@ def retrain(
         raise RetrainError(f"{config.input}: no such file or directory")
     with exclusive(config.workdir):
         store = EventStore(config.events_url)
-        watermark = store.max_id()
+        watermark = store.training_watermark()
         key = cycle_key(config, watermark)
         state_path = config.workdir / STATE_FILE
         state = read_json(state_path) if state_path.exists() else {}
