@@ -181,7 +181,7 @@ def test_experiment_outcomes_from_the_store(store: EventStore) -> None:
                 {"user_id": "other", "artist": "A", "timestamp": NOW + 8},
             ]
         )
-    )
+    ).ids
     assert record_requests(store, ids, ["r1", None, None, None], [0, None, None, None]) == 1
     out = experiment_outcomes(store, "exp")
     assert out[["listener", "artist", "kind", "attributed_by"]].values.tolist() == [
