@@ -152,7 +152,7 @@ def write_impressions(store: EventStore, rows: Sequence[Impression]) -> int:
         return 0
     ensure_tables(store)
     try:
-        with store.engine.begin() as conn:
+        with store.writes.begin() as conn:
             conn.execute(
                 sa.insert(impressions_table),
                 [{name: getattr(row, name) for name in FIELDS} for row in rows],

@@ -63,7 +63,7 @@ def record_requests(
     if rows:
         ensure_tables(store, metadata)
         try:
-            with store.engine.begin() as conn:
+            with store.writes.begin() as conn:
                 conn.execute(sa.insert(links_table), rows)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot link events to requests in {store}: {exc}") from exc

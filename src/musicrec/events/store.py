@@ -130,7 +130,10 @@ class EventStore:
         if self.sqlite_path is not None:
             sa.event.listen(self.engine, "connect", _sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
-        self._writes = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        # Every write transaction, here and in the modules that keep tables in this store
+        # (impressions, experiments, deletions), goes through this engine: on SQLite a plain
+        # ``engine.begin()`` starts no transaction at all (see _sqlite_begin).
+        self.writes = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._remote = RemoteWriter(writer) if writer else None
@@ -159,7 +162,7 @@ class EventStore:
             if self.sqlite_path is not None:
                 self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with self._writes.begin() as conn:
+                with self.writes.begin() as conn:
                     version = migrate(conn)
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(f"cannot open the event store at {self}: {exc}") from exc
@@ -180,7 +183,7 @@ class EventStore:
     @contextlib.contextmanager
     def _write_transaction(self, exclusive: bool = False) -> Iterator[sa.Connection]:
         """A transaction holding the write lock (SQLite) or the writers' advisory lock."""
-        with self._writes.begin() as conn:
+        with self.writes.begin() as conn:
             if conn.dialect.name == "postgresql":
                 function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
                 conn.execute(sa.text(f"SELECT {function}(:key)"), {"key": WRITE_LOCK})
@@ -331,7 +334,7 @@ class EventStore:
         """Point every replica at ``target`` (a new generation, even for the same target)."""
         self.ensure_schema()
         now = time.time()
-        with self._writes.begin() as conn:
+        with self.writes.begin() as conn:
             current = conn.execute(
                 sa.select(pointer_table.c.generation).where(pointer_table.c.name == name)
             ).scalar()
@@ -367,7 +370,7 @@ class EventStore:
             return
         now = time.time()
         values = {"version": version, "path": path, "seen_at": now}
-        with self._writes.begin() as conn:
+        with self.writes.begin() as conn:
             updated = conn.execute(
                 sa.update(workers_table).where(workers_table.c.worker == worker).values(**values)
             ).rowcount
@@ -388,7 +391,7 @@ class EventStore:
     def forget_worker(self, worker: str) -> None:
         if not self._readable():
             return
-        with self._writes.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(sa.delete(workers_table).where(workers_table.c.worker == worker))
 
     def close(self) -> None:

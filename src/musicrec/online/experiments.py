@@ -198,7 +198,7 @@ class ExperimentStore:
     def _ready(self) -> None:
         ensure_tables(self.store, metadata)
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.writes.begin() as conn:
                 if conn.execute(sa.select(lock_table.c.id)).first() is None:
                     conn.execute(sa.insert(lock_table).values(id=1, generation=0))
         except sa.exc.IntegrityError:
@@ -210,7 +210,7 @@ class ExperimentStore:
         self._ready()
         now = time.time() if now is None else now
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.writes.begin() as conn:
                 conn.execute(sa.update(lock_table).values(generation=lock_table.c.generation + 1))
                 self._check_free(conn, spec)
                 conn.execute(
@@ -338,7 +338,7 @@ class ExperimentStore:
                 f"experiment {name!r} already stopped: {experiment.stop_reason or 'no reason'}"
             )
         e = experiments_table
-        with self.store.engine.begin() as conn:
+        with self.store.writes.begin() as conn:
             conn.execute(
                 sa.update(e)
                 .where(e.c.name == name, e.c.status == "running")
@@ -356,7 +356,7 @@ class ExperimentStore:
         if arm not in {a.name for a in experiment.arms}:
             raise ExperimentError(f"experiment {name!r} has no arm {arm!r}")
         a = arms_table
-        with self.store.engine.begin() as conn:
+        with self.store.writes.begin() as conn:
             conn.execute(
                 sa.update(a)
                 .where(a.c.experiment == name, a.c.name == arm, a.c.stopped_at.is_(None))
