@@ -2,19 +2,22 @@
 # Install the operating-system tools the test suite and local monitoring need (Debian/Ubuntu):
 #   - prometheus + promtool  (config validation, local metrics scraping)
 #   - chromium + chromedriver (browser tests of the Streamlit UI)
-#   - a Java runtime          (PySpark), only when `java` is not already on PATH
-#   - a native BLAS/LAPACK    (libopenblas0: libblas.so.3 and liblapack.so.3, which Spark MLlib's
-#                              netlib loads; without them Spark warns and uses its Java fallback)
+#   - Spark helpers: a Java runtime (PySpark), only when `java` is not already on PATH, and a
+#     native BLAS/LAPACK (libopenblas0: libblas.so.3 and liblapack.so.3, which Spark MLlib's
+#     netlib loads; without them Spark warns and falls back to Java code)
 #   - a colour emoji font     (mood cards in UI screenshots)
 #   - the container stack test (tests/system/test_stack.py, `make images`): podman with runc,
 #     conmon, netavark, aardvark-dns (compose networks with service-name DNS) and iptables (which
 #     netavark calls to set a network up), mmdebstrap (a local Debian base image, no registry
 #     needed), and prometheus-alertmanager (amtool checks the config)
 #   - wrk                     (HTTP load generator of benchmarks/bench_wrk.py)
+#   - postgresql              (the shared event store: tests/system/test_postgres.py and
+#                              benchmarks/bench_events.py start a throwaway server on loopback)
 #
 # Idempotent: packages whose command is already available are skipped.
-# `install-os-deps.sh --check` installs nothing: it names each missing helper of the container
-# stack on a line of its own and exits 1 if there is one (the stack test's preflight uses it).
+# `install-os-deps.sh --check` installs nothing: it names each missing helper (of the container
+# stack and of Spark) on a line of its own and exits 1 if there is one (the stack test's preflight
+# uses it).
 # Safe in containers without systemd: service start-up during package installation is
 # blocked with a temporary policy-rc.d, so no Prometheus daemon is left running.
 set -euo pipefail
@@ -31,6 +34,15 @@ have_any() {
     for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 && return 0; done
     return 1
 }
+# postgres_bin: the directory of PostgreSQL's initdb (Debian keeps it off PATH), or nothing.
+postgres_bin() {
+    local found
+    if found=$(command -v initdb 2>/dev/null); then
+        dirname "$found"
+        return
+    fi
+    find /usr/lib/postgresql -path '*/bin/initdb' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1
+}
 
 # Container helpers, as "package:test" entries. podman runs with runc (deploy/podman/containers.conf)
 # and forks conmon to watch each container; netavark sets a compose network up by calling iptables,
@@ -45,7 +57,13 @@ CONTAINER_HELPERS=(
     "iptables:file /usr/sbin/iptables /sbin/iptables"
     "mmdebstrap:cmd mmdebstrap"
 )
-# helper_present "cmd NAME" | "file PATH...": the command is on PATH, or one of the files is there.
+# Spark helpers, the same way: a JVM, and the shared libraries netlib loads (found by ldconfig).
+SPARK_HELPERS=(
+    "default-jre-headless:cmd java"
+    "libopenblas0:lib libblas.so.3 liblapack.so.3"
+)
+# helper_present "cmd NAME" | "file PATH..." | "lib SONAME...": the command is on PATH, one of
+# the files is there, or the dynamic linker knows every library.
 helper_present() {
     local kind=$1 path
     shift
@@ -53,20 +71,25 @@ helper_present() {
         have_all "$@"
         return
     fi
+    if [ "$kind" = lib ]; then
+        have_libs "$@"
+        return
+    fi
     for path in "$@"; do [ -x "$path" ] && return 0; done
     return 1
 }
-# have_native_blas: the dynamic linker finds libblas.so.3 and liblapack.so.3 (Spark's netlib).
-have_native_blas() {
-    local ldconfig libs
-    ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
-    libs=$("$ldconfig" -p 2>/dev/null) || return 1
-    grep -q 'libblas\.so\.3 ' <<<"$libs" && grep -q 'liblapack\.so\.3 ' <<<"$libs"
+# have_libs SONAME...: the dynamic linker's cache lists every library.
+have_libs() {
+    local cache soname
+    cache=$(ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) || return 1
+    for soname in "$@"; do
+        [[ $cache == *[[:space:]]"$soname "* ]] || return 1
+    done
 }
-# missing_helpers: the package of each absent container helper, one per line.
+# missing_helpers: the package of each absent helper (container stack, Spark), one per line.
 missing_helpers() {
     local entry
-    for entry in "${CONTAINER_HELPERS[@]}"; do
+    for entry in "${CONTAINER_HELPERS[@]}" "${SPARK_HELPERS[@]}"; do
         # shellcheck disable=SC2086  # the test's words are meant to split
         helper_present ${entry#*:} || echo "${entry%%:*}"
     done
@@ -106,9 +129,8 @@ have_all prometheus promtool || missing+=(prometheus)
 # A Chrome-family browser that is already installed (e.g. on hosted CI runners) will do.
 have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
 have_all chromedriver || missing+=(chromium-driver)
-have_all java || missing+=(default-jre-headless)
-have_native_blas || missing+=(libopenblas0)
 have_all wrk || missing+=(wrk)
+[ -n "$(postgres_bin)" ] || missing+=(postgresql)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 mapfile -t -O "${#missing[@]}" missing < <(missing_helpers)
@@ -148,17 +170,18 @@ if [[ " ${missing[*]} " == *" prometheus"* ]] && command -v pgrep >/dev/null 2>&
     done
 fi
 
-for tool in prometheus promtool chromium chromedriver java wrk amtool; do
+for tool in prometheus promtool chromium chromedriver wrk amtool; do
     if command -v "$tool" >/dev/null 2>&1; then
         echo "install-os-deps: $tool -> $(command -v "$tool")"
     else
         echo "install-os-deps: WARNING $tool still missing" >&2
     fi
 done
-if have_native_blas; then
-    echo "install-os-deps: native BLAS/LAPACK -> libblas.so.3, liblapack.so.3"
+if [ -n "$(postgres_bin)" ]; then
+    echo "install-os-deps: postgresql -> $(postgres_bin)"
 else
-    echo "install-os-deps: WARNING no native BLAS (libblas.so.3) for Spark" >&2
+    echo "install-os-deps: WARNING postgresql still missing" >&2
 fi
-# The container stack cannot start without any one of its helpers: name each missing package.
+# The container stack and Spark cannot start without any one of their helpers: name each
+# missing package.
 report_helpers

@@ -553,6 +553,29 @@ def test_compose_configuration_comes_from_environment() -> None:
     assert api_env["MUSICREC_ADMIN_API_KEY"] == "${MUSICREC_ADMIN_API_KEY:-}"
 
 
+def test_compose_postgres_is_a_shared_event_store_the_api_can_use() -> None:
+    compose = load_compose()
+    postgres = compose["services"]["postgres"]
+    assert postgres["profiles"] == ["postgres"]  # opt-in: the default stack stays as it is
+    assert (
+        postgres["restart"] == "unless-stopped" and "pg_isready" in postgres["healthcheck"]["test"]
+    )
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "ports" not in postgres  # reachable on the compose network only
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:-")
+    environment = postgres["environment"]
+    api_url = compose["services"]["api"]["environment"]["MUSICREC_EVENTS_URL"]
+    assert api_url == "${MUSICREC_EVENTS_URL:-sqlite:///events.db}"
+    documented = re.search(
+        r"MUSICREC_EVENTS_URL=(postgresql\+psycopg://\S+)", COMPOSE_FILE.read_text()
+    )
+    assert documented is not None
+    target = urllib.parse.urlsplit(documented.group(1).replace("$POSTGRES_PASSWORD", "pw"))
+    assert (target.hostname, target.port, target.path) == ("postgres", 5432, "/musicrec")
+    assert target.username == environment["POSTGRES_USER"] == "musicrec"
+    assert "psycopg" in lock_pins(RUNTIME_LOCK)  # the API image has the driver
+
+
 def test_compose_prometheus_uses_compose_config_and_shared_rules() -> None:
     services = load_compose()["services"]
     volumes = services["prometheus"]["volumes"]
@@ -844,12 +867,13 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "DEBIAN_FRONTEND=noninteractive" in text
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
-    packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless", "libopenblas0"]
-    packages += ["prometheus-alertmanager"]
+    packages = ["prometheus", "chromium", "chromium-driver"]
+    packages += ["prometheus-alertmanager", "postgresql"]
     for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package
-    for helper in ["podman", "runc", "conmon", "netavark", "aardvark-dns", "iptables"]:
-        assert re.search(rf'"{re.escape(helper)}:(cmd|file) ', text), helper
+    helpers = ["podman", "runc", "conmon", "netavark", "aardvark-dns", "iptables"]
+    for helper in [*helpers, "default-jre-headless", "libopenblas0"]:
+        assert re.search(rf'"{re.escape(helper)}:(cmd|file|lib) ', text), helper
     assert text.index("apt-get update") < text.index("apt-get install -y")
     assert os.access(INSTALL_SCRIPT, os.X_OK)
 
@@ -869,6 +893,40 @@ def test_install_script_check_names_each_missing_container_helper(tmp_path: Path
     for helper in ("podman", "runc", "mmdebstrap"):
         assert f"install-os-deps: {helper} is missing (apt-get install {helper})" in lines
     assert result.stdout == ""
+
+
+def test_install_script_check_names_missing_spark_helpers(tmp_path: Path) -> None:
+    # No java on PATH, and an ldconfig whose cache lists no BLAS: both Spark helpers are named.
+    bash = require_tool("bash")
+    ldconfig = tmp_path / "ldconfig"
+    ldconfig.write_text("#!/bin/sh\nprintf '\\tlibz.so.1 (libc6) => /x\\n'\n")
+    ldconfig.chmod(0o755)
+    result = subprocess.run(
+        [bash, str(INSTALL_SCRIPT), "--check"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for package in ("default-jre-headless", "libopenblas0"):
+        assert f"install-os-deps: {package} is missing (apt-get install {package})" in lines
+    # The same ldconfig listing both libraries (tab-indented, as ldconfig prints): BLAS is found.
+    ldconfig.write_text(
+        "#!/bin/sh\nprintf '\\tlibblas.so.3 (libc6) => /x\\n\\tliblapack.so.3 (libc6) => /y\\n'\n"
+    )
+    result = subprocess.run(
+        [bash, str(INSTALL_SCRIPT), "--check"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "install-os-deps: libopenblas0 is missing (apt-get install libopenblas0)" not in (
+        result.stderr.splitlines()
+    )
+    assert "install-os-deps: default-jre-headless is missing" in result.stderr
 
 
 @pytest.mark.parametrize("script", [INSTALL_SCRIPT, BUILD_SCRIPT])
