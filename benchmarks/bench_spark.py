@@ -27,9 +27,9 @@ from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
 from musicrec.data.synth import synthesize
 from musicrec.models.als import Factors, fit_als
+from musicrec.models.exact import FactorRanker
 from musicrec.models.spark_als import fit_spark, spark_reg_param, spark_session
 from musicrec.pipeline.evaluate import evaluate_ranker
-from musicrec.ranking import FactorRanker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
 

@@ -24,8 +24,8 @@ import pytest
 
 from musicrec.config import TrainConfig
 from musicrec.events.store import EventStore
+from musicrec.loop.retrain import RetrainConfig, retrain
 from musicrec.ops.traffic import run_traffic
-from musicrec.tracking.retrain import RetrainConfig, retrain
 
 WATCH_INTERVAL_S = 1.0
 SWAP_SLACK_S = 4.0  # loading the new version (download, index) after the check that sees it

@@ -14,8 +14,8 @@ from musicrec.data.sources import RawInteractions, load
 from musicrec.errors import RetrainError
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
+from musicrec.loop.retrain import RetrainConfig, exclusive, merge_events, retrain
 from musicrec.models.artifact import ModelArtifact
-from musicrec.tracking.retrain import RetrainConfig, exclusive, merge_events, retrain
 
 NOW = 1_700_000_000.0
 
@@ -130,7 +130,7 @@ def test_gate_compares_on_pairs_the_champion_never_trained_on(
     from types import SimpleNamespace
 
     from musicrec.data.dataset import Dataset
-    from musicrec.tracking.retrain import compare_on_unseen, unseen_test
+    from musicrec.loop.champion import compare_on_unseen, unseen_test
 
     dataset = Dataset.load(synth_dataset)
     champion = ModelArtifact.load(synth_model)

@@ -1,6 +1,6 @@
 """``musicrec events import|replay|stats`` and ``musicrec retrain`` (the live loop's commands).
 
-Logic lives in :mod:`musicrec.events` and :mod:`musicrec.tracking.retrain`.
+Logic lives in :mod:`musicrec.events` and :mod:`musicrec.loop.retrain`.
 """
 
 from __future__ import annotations
@@ -171,7 +171,9 @@ def retrain(
     test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
     margin: Annotated[float, typer.Option(help="NDCG@10 the candidate must gain.")] = 0.0,
-    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: musicrec).")
+    ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     force: Annotated[bool, typer.Option(help="Run even if this cycle already ran.")] = False,
     publish: Annotated[
@@ -187,8 +189,8 @@ def retrain(
     """
     from musicrec.config import TrainConfig
     from musicrec.data.prepare import PrepareConfig
-    from musicrec.tracking.retrain import RetrainConfig
-    from musicrec.tracking.retrain import retrain as run_retrain
+    from musicrec.loop.retrain import RetrainConfig
+    from musicrec.loop.retrain import retrain as run_retrain
 
     cfg = RetrainConfig(
         source=source,

@@ -90,10 +90,10 @@ def event_loop() -> str:
 
 
 def _prepare_index(model: str, index: str) -> None:
-    """Build the HNSW graphs once, before workers start (each would build its own)."""
+    """Build the model's index once, before workers start (each would build its own)."""
     from musicrec import layout
-    from musicrec.api.loader import resolve_model_path
-    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
+    from musicrec.models.artifact import ModelArtifact
+    from musicrec.tracking.registry import resolve_model_path
 
     if index != "hnsw":
         return
@@ -114,11 +114,16 @@ def _prepare_index(model: str, index: str) -> None:
             soft_wrap=True,
         )
         return
-    if (path / layout.ITEM_INDEX).exists() and (path / COSINE_INDEX).exists():
+    try:
+        loaded = ModelArtifact.load(path).model
+    except MusicrecError as exc:  # the workers report it the same way
+        console.print(f"[yellow]warning:[/yellow] {exc}", soft_wrap=True)
+        return
+    if all((path / name).exists() for name in loaded.index_files()):
         return
     try:
         with console.status(f"building the item index in {path} (once)"):
-            build_item_index(path)
+            loaded.build_index(path)
     except OSError as exc:
         console.print(f"[yellow]warning:[/yellow] cannot save the index in {path} ({exc})")
 
@@ -144,7 +149,7 @@ def serve(
     from uvicorn.config import LOG_LEVELS
 
     from musicrec.api.server import HTTP_PROTOCOL
-    from musicrec.ranking.hnsw import INDEX_KINDS
+    from musicrec.models.ann import INDEX_KINDS
 
     model = model or os.environ.get("MUSICREC_MODEL")
     if not model:

@@ -15,7 +15,7 @@ not precision@K; we do not reuse that number.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,14 @@ import scipy.sparse as sp
 from rich.progress import Progress
 
 from musicrec import layout
+from musicrec.config import BASELINES, TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.errors import ArtifactError
+from musicrec.errors import ArtifactError, ConfigError
 from musicrec.fsutil import read_json, write_json_atomic
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.base import Model
-from musicrec.ranking import ModelRanker, RandomRanker, Ranker, StaticRanker
+from musicrec.models.kinds import build
+from musicrec.pipeline.observer import NullObserver, StageObserver, dataset_tags, observing
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +75,45 @@ class Report:
         return out
 
 
+# A ranking of users: (users, k, exclude) -> (len(users), k) item ids, -1 padded.
+Ranking = Callable[[np.ndarray, int, sp.csr_matrix], np.ndarray]
+
+
+def ranking_of(model: Model, user_items: sp.csr_matrix) -> Ranking:
+    """``model``'s ranking of the users it was trained on, their histories in ``user_items``."""
+
+    def rank(users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+        return model.recommend(users, user_items[users], k, exclude=exclude)[0]
+
+    return rank
+
+
 def _batches(users: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(users), batch_size):
         yield users[start : start + batch_size]
 
 
 def evaluate_ranker(
-    ranker: Ranker,
+    ranker: Model | Ranking,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 4096,
     show_progress: bool = False,
+    label: str | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Metrics at each K for every user with test items, plus cold-user and long-tail slices."""
+    """Metrics at each K for every user with test items, plus cold-user and long-tail slices.
+
+    ``ranker`` is a model of the users of ``train`` or any :data:`Ranking`.
+    """
+    if isinstance(ranker, Model):
+        label = label or ranker.kind
+        ranker = ranking_of(ranker, train)
     ks = sorted(set(ks))
     k_max = ks[-1]
     n_items = train.shape[1]
     if k_max >= n_items:
-        raise ValueError(f"k={k_max} must be smaller than the catalogue ({n_items} items)")
+        raise ConfigError(f"k={k_max} must be smaller than the catalogue ({n_items} items)")
     test = sp.csr_matrix(test)
     n_rel = np.diff(test.indptr)
     users = np.flatnonzero(n_rel > 0)
@@ -106,9 +128,9 @@ def evaluate_ranker(
     tail_hits, tail_rel, tail_recs = 0, 0, 0
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     with Progress(disable=not show_progress, transient=True) as progress:
-        task = progress.add_task(f"evaluating {ranker.name}", total=len(users))
+        task = progress.add_task(f"evaluating {label or 'ranking'}", total=len(users))
         for batch in _batches(users, batch_size):
-            top = ranker.rank(batch, k_max, train[batch])
+            top = ranker(batch, k_max, train[batch])
             filled = top >= 0  # -1 pads users with fewer unplayed items than k
             top = np.where(filled, top, 0)
             rows = np.arange(len(batch))[:, None]
@@ -149,23 +171,28 @@ def _masked_mean(parts: list[np.ndarray], mask: np.ndarray) -> float:
 
 
 def evaluate(
-    ranker: Ranker,
+    model: Model,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int] = DEFAULT_KS,
-    baselines: Sequence[Ranker] = (),
+    baselines: Sequence[Model] = (),
     show_progress: bool = False,
 ) -> Report:
-    """Evaluate ``ranker`` and each baseline on the same split."""
-    metrics, slices = evaluate_ranker(ranker, train, test, ks, show_progress=show_progress)
+    """Evaluate ``model`` (trained on ``train``'s users) and each baseline on the same split."""
+    metrics, slices = evaluate_ranker(model, train, test, ks, show_progress=show_progress)
     report = Report(model=metrics, slices=slices, n_users=int((np.diff(test.indptr) > 0).sum()))
     for baseline in baselines:
         base_metrics, _ = evaluate_ranker(baseline, train, test, ks, show_progress=show_progress)
-        report.baselines[baseline.name] = base_metrics
+        report.baselines[baseline.kind] = base_metrics
     return report
 
 
-BASELINES = ("popularity", "random")
+def baseline_models(names: Sequence[str], train: sp.csr_matrix) -> list[Model]:
+    """The named baselines fitted on ``train`` (popularity, random)."""
+    unknown = set(names) - set(BASELINES)
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
+    return [build(TrainConfig.for_kind(name)).fit(train) for name in names]
 
 
 def evaluate_dataset(
@@ -176,26 +203,14 @@ def evaluate_dataset(
     show_progress: bool = False,
 ) -> Report:
     """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines."""
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
     train, test = dataset.train, dataset.test
-    rankers: dict[str, Ranker] = {
-        "popularity": StaticRanker.popularity(train),
-        "random": RandomRanker(train.shape[1]),
-    }
-    return evaluate(
-        ModelRanker(model, train),
-        train,
-        test,
-        ks,
-        baselines=[rankers[name] for name in baselines],
-        show_progress=show_progress,
-    )
+    models = baseline_models(baselines, train)
+    return evaluate(model, train, test, ks, baselines=models, show_progress=show_progress)
 
 
 def record_metrics(model_dir: str | Path, report: Report) -> None:
-    """Store the report in the artifact's manifest.json (atomic rewrite)."""
+    """Store the report in the artifact's manifest.json (atomic rewrite): the ``metrics`` of a
+    model evaluated after it was written (``musicrec evaluate --record``)."""
     path = Path(model_dir) / layout.MANIFEST
     manifest = read_json(path)
     manifest["metrics"] = report.to_dict()
@@ -209,8 +224,12 @@ def evaluate_model(
     baselines: Sequence[str] = ("popularity",),
     show_progress: bool = False,
     record: bool = True,
+    observer: StageObserver | None = None,
 ) -> Report:
-    """Evaluate an artifact on its dataset's test split; store the metrics in its manifest."""
+    """Evaluate an artifact on its dataset's test split; store the metrics in its manifest.
+
+    ``observer`` sees the evaluation (MLflow logs it into the model's own train run).
+    """
     dataset = Dataset.load(data_dir)
     artifact = ModelArtifact.load(model_dir)
     trained_on = artifact.manifest.get("dataset", {}).get("fingerprint")
@@ -219,7 +238,12 @@ def evaluate_model(
             f"{model_dir} was trained on dataset {trained_on}, but {data_dir} is "
             f"{dataset.fingerprint}; evaluate on the dataset the model was trained on"
         )
-    report = evaluate_dataset(dataset, artifact.model, ks, baselines, show_progress)
-    if record:
-        record_metrics(model_dir, report)
+    observer = observer or NullObserver()
+    tags = {"stage": "evaluate", "kind": artifact.kind, "engine": artifact.model.engine}
+    params = artifact.manifest.get("params", {})
+    with observing(observer, "evaluate", params, tags | dataset_tags(dataset)):
+        report = evaluate_dataset(dataset, artifact.model, ks, baselines, show_progress)
+        if record:
+            record_metrics(model_dir, report)
+        observer.on_evaluation(Path(model_dir), report.to_dict())
     return report

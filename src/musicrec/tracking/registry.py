@@ -1,4 +1,9 @@
-"""Model registry: versions of ``musicrec-als``, the ``champion`` alias, its gate and rollback.
+"""Model registry: versions of a registered model, the ``champion`` alias, its gate and rollback.
+
+One registered model (``musicrec`` by default) holds versions of every kind, so a model of one
+kind can replace a champion of another when it scores better on the same data. Stores written
+before kinds existed register ``musicrec-als``: the commands keep using it when it is the only
+one (:func:`default_model_name`).
 
 A version's source is the artifact directory a tracked train run logged under ``model/``; it is
 downloaded as plain files and opened with :class:`~musicrec.models.artifact.ModelArtifact`, so
@@ -13,18 +18,21 @@ champion it replaces is recorded on the new version (tag ``previous_champion``) 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from musicrec import layout
-from musicrec.errors import TrackingError
+from musicrec.errors import ModelLoadError, MusicrecError, TrackingError
 from musicrec.tracking.store import (
     DEFAULT_MODEL_NAME,
+    LEGACY_MODEL_NAME,
     MODEL_PATH,
     display_uri,
     get_client,
@@ -36,9 +44,13 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+log = logging.getLogger(__name__)
+REGISTRY_SCHEME = "models:/"
+
 CHAMPION = "champion"
 GATE_METRIC = "ndcg_at_10"
 FINGERPRINT_TAG = "dataset_fingerprint"
+ARTIFACT_TAG = "artifact_id"  # an untracked artifact registered later (register_and_promote)
 HISTORY_KEEP = 50
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+|latest))/?$"
@@ -53,6 +65,11 @@ class VersionInfo:
     run_id: str | None
     ndcg: float | None
     fingerprint: str | None
+
+
+# Re-scores candidate and champion on a common footing when their datasets differ: returns
+# both with comparable metrics and a note saying on what (the retrain loop's fair gate).
+Rescore = Callable[["VersionInfo", "VersionInfo"], tuple["VersionInfo", "VersionInfo", str]]
 
 
 @dataclass(frozen=True)
@@ -101,20 +118,63 @@ def gate(
 
 
 def register_version(
-    client: MlflowClient, name: str, run_id: str, fingerprint: str, artifact_path: str = MODEL_PATH
+    client: MlflowClient,
+    name: str,
+    run_id: str,
+    fingerprint: str,
+    artifact_path: str = MODEL_PATH,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Register ``<run artifacts>/<artifact_path>`` as a new version of ``name``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(name, description="implicit ALS artifacts (musicrec)")
+        client.create_registered_model(name, description="musicrec model artifacts (any kind)")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
     return client.create_model_version(
-        name, source, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint}
+        name, source, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint, **(tags or {})}
     )
+
+
+def _registered(client: MlflowClient, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def default_model_name(client: MlflowClient | None = None) -> str:
+    """``musicrec``; ``musicrec-als`` in a store from before kinds that has only that one."""
+    client = client or get_client()
+    with mlflow_errors(f"reading the registry of {display_uri(client.tracking_uri)}"):
+        if _registered(client, DEFAULT_MODEL_NAME) or not _registered(client, LEGACY_MODEL_NAME):
+            return DEFAULT_MODEL_NAME
+    log.warning("this store registers %r (older musicrec): using it", LEGACY_MODEL_NAME)
+    return LEGACY_MODEL_NAME
+
+
+def run_version(client: MlflowClient, name: str, run_id: str | None) -> str | None:
+    """The version of ``name`` registered from run ``run_id``, if there is one."""
+    return find_version(client, name, "run_id", run_id)
+
+
+def find_version(client: MlflowClient, name: str, key: str, value: str | None) -> str | None:
+    if not value or "'" in name or "'" in value:
+        return None
+    found = client.search_model_versions(f"name = '{name}' and {key} = '{value}'")
+    return str(max(int(mv.version) for mv in found)) if found else None
+
+
+def artifact_id(manifest: Mapping[str, Any]) -> str:
+    """What identifies a written artifact (its manifest is never rewritten)."""
+    parts = (manifest.get("version"), manifest.get("created_at"), manifest.get("train_seconds"))
+    return ":".join(str(part) for part in parts)
 
 
 def version_info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
@@ -174,14 +234,28 @@ def promote(
     *,
     alias: str = CHAMPION,
     client: MlflowClient | None = None,
+    rescore: Rescore | None = None,
 ) -> Decision:
-    """Move ``alias`` to ``version`` if it passes :func:`gate` (or ``force``); say why."""
+    """Move ``alias`` to ``version`` if it passes :func:`gate` (or ``force``); say why.
+
+    ``rescore`` puts a candidate and a champion evaluated on different datasets on a common
+    footing before the gate compares them (otherwise the gate refuses: not comparable).
+    """
     client = client or get_client()
     with mlflow_errors(f"promoting {name} version {version}"):
         candidate = version_info(client, get_version(client, name, version))
         current = alias_version(client, name, alias)
         champion = version_info(client, current) if current else None
+        note = ""
+        if (
+            rescore is not None
+            and champion is not None
+            and champion.version != candidate.version
+            and champion.fingerprint != candidate.fingerprint
+        ):
+            candidate, champion, note = rescore(candidate, champion)
         ok, reason = gate(candidate, champion, margin)
+        reason += note
         if not ok and force and not (champion and champion.version == candidate.version):
             ok, reason = True, f"forced past the gate: {reason}"
         if ok:
@@ -238,6 +312,16 @@ def resolve_model(uri: str) -> Path:
     store = tracking_uri()
     client = get_client(store)
     with mlflow_errors(f"resolving {uri}"):
+        if (
+            name == DEFAULT_MODEL_NAME
+            and not _registered(client, name)
+            and _registered(client, LEGACY_MODEL_NAME)
+        ):
+            legacy = uri.replace(f"/{name}", f"/{LEGACY_MODEL_NAME}", 1)
+            raise TrackingError(
+                f"no registered model {name!r} in {display_uri(store)}; this store "
+                f"registers {LEGACY_MODEL_NAME!r} (older musicrec): use {legacy}"
+            )
         found = alias_version(client, name, alias) if alias else get_version(client, name, number)
         if found is None:
             raise TrackingError(
@@ -263,3 +347,13 @@ def resolve_model(uri: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local artifact directory for ``model``: a path, or a registry URI resolved here."""
+    if not model.startswith(REGISTRY_SCHEME):
+        return Path(model)
+    try:
+        return resolve_model(model)
+    except (MusicrecError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot resolve {model}: {exc}") from exc

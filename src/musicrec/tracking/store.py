@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_EXPERIMENT = "musicrec"
-DEFAULT_MODEL_NAME = "musicrec-als"
+DEFAULT_MODEL_NAME = "musicrec"  # one registered model for every kind
+LEGACY_MODEL_NAME = "musicrec-als"  # what stores from before kinds register
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 MODEL_PATH = "model"  # run artifact path of the model directory
@@ -193,3 +194,57 @@ def existing_run(client: MlflowClient, run_id: str | None) -> Run | None:
     except MlflowException:
         return None
     return None if found.info.lifecycle_stage == "deleted" else Run(client, run_id)
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """Flatten an evaluation report: ``ndcg_at_10``, ``popularity.ndcg_at_10``,
+    ``slice.cold_users.ndcg_at_10``. Non-numeric entries are skipped."""
+    out: dict[str, float] = {}
+    for key, value in report.items():
+        if isinstance(value, Mapping):
+            groups = value.items() if key == "slices" else [(key, value)]
+            for group, values in groups:
+                prefix = f"slice.{group}" if key == "slices" else group
+                for name, number in values.items():
+                    if isinstance(number, (int, float)):
+                        out[f"{metric_key(prefix)}.{metric_key(name)}"] = float(number)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[metric_key(key)] = float(value)
+    return out
+
+
+def run_tags(
+    fingerprint: str, source: str | None, engine: str, kind: str = "als"
+) -> dict[str, str]:
+    """Tags every musicrec run carries; ``dataset_fingerprint`` is the data version."""
+    from musicrec.models.artifact import code_version
+
+    return {
+        "code_version": code_version(),
+        "kind": kind,
+        "engine": engine,
+        "data_source": str(source),
+        "dataset_fingerprint": fingerprint,
+    }
+
+
+def loss_plot(losses: list[float], path: Path, title: str = "ALS training loss") -> Path:
+    """Save a loss-per-iteration PNG (matplotlib's Agg canvas, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    points = [(i, x) for i, x in enumerate(losses, start=1) if not math.isnan(x)]
+    axes.plot([i for i, _ in points], [x for _, x in points], marker="o", markersize=3)
+    axes.set(xlabel="sweep", ylabel="loss", title=title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def log_evaluation(run: Run, report: Mapping[str, Any]) -> None:
+    """An evaluation report as run metrics, a JSON artifact and the ``evaluated`` tag."""
+    run.log_metrics(report_metrics(report))
+    run.log_json(dict(report), "evaluation/metrics.json")
+    run.set_tags({"evaluated": "true"})

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
-from fastapi import Request
 
-from musicrec.api.live_metrics import LiveMetrics
-from musicrec.api.settings import Settings
 from musicrec.errors import StoreError
 from musicrec.events.store import EventStore
 from musicrec.serving.profile import build_profile
@@ -18,11 +17,30 @@ from musicrec.serving.recommender import Rec, Recommender
 log = logging.getLogger(__name__)
 
 
+def _nothing(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class LiveEvents:
+    """Where a listener's events come from and how they count (the API's settings).
+
+    ``on_unreadable`` is told when the store cannot be read, ``on_fold_in`` how long reading
+    and folding in took (the API's metrics).
+    """
+
+    store: EventStore | None
+    events_per_user: int = 10_000
+    fresh_weight: float = 0.5
+    on_unreadable: Callable[[], None] = _nothing
+    on_fold_in: Callable[[float], None] = _nothing
+
+
 def user_recommendations(
-    request: Request,
     recommender: Recommender,
     user_id: str,
     k: int,
+    live: LiveEvents,
     mood: str | None = None,
     exclude_recent_days: float | None = None,
 ) -> list[Rec]:
@@ -30,17 +48,14 @@ def user_recommendations(
 
     A store that cannot be read degrades to the model's answer, logged, never a failed request.
     """
-    store: EventStore | None = request.app.state.event_store
-    if store is None:
+    if live.store is None:
         return recommender.recommend_user(user_id, k, mood=mood)
-    settings: Settings = request.app.state.settings
-    live: LiveMetrics = request.app.state.live_metrics
     started = time.perf_counter()
     try:
-        events = store.user_events(user_id, limit=settings.events_per_user)
+        events = live.store.user_events(user_id, limit=live.events_per_user)
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         log.warning("event store unreadable, serving the model alone: %s", exc)
-        live.rejected.labels(reason="store_unreadable").inc()
+        live.on_unreadable()
         return recommender.recommend_user(user_id, k, mood=mood)
     if events.empty:
         return recommender.recommend_user(user_id, k, mood=mood)
@@ -55,7 +70,7 @@ def user_recommendations(
         extra_plays=profile.plays,
         banned=profile.banned,
         exclude=profile.recent,
-        fresh_weight=settings.fresh_weight,
+        fresh_weight=live.fresh_weight,
     )
-    live.fold_in.observe(time.perf_counter() - started)
+    live.on_fold_in(time.perf_counter() - started)
     return recs
