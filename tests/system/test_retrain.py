@@ -139,3 +139,38 @@ def test_gate_compares_on_pairs_the_champion_never_trained_on(
     assert unseen_test(dataset, peeked).nnz == 0  # a model that saw the test set gets no say
     ours, theirs, pairs = compare_on_unseen(synth_model, synth_model, synth_dataset, (10,))
     assert pairs == dataset.test.nnz and 0 < theirs <= 1 and 0 < ours <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kinds",
+    [("ease", "ease"), ("itemknn", "rp3beta"), ("blend", "als"), ("als", "popularity")],
+    ids=lambda kinds: "-then-".join(kinds),
+)
+def test_retrain_gates_every_kind_on_new_data(
+    kinds: tuple[str, str], synth_raw: Path, tmp_path: Path
+) -> None:
+    """A champion of any kind is re-scored on the grown data by fold-in, against any kind."""
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    small = {"als": {"factors": 16, "iterations": 4}, "blend": {"second": {"kind": "als"}}}
+    first_kind, second_kind = kinds
+    config = RetrainConfig(
+        source="lastfm360k",
+        input=synth_raw,
+        workdir=tmp_path / "work",
+        events_url=store.url,
+        train=TrainConfig.for_kind(first_kind, **small.get(first_kind, {})),
+        model_name=f"kinds-{first_kind}",
+        experiment="retrain-kinds",
+    )
+    first = retrain(config)
+    assert first.status == "promoted"
+    assert ModelArtifact.load(first.model_dir).kind == first_kind  # type: ignore[arg-type]
+    metal = ["Metallica", "Slayer", "Megadeth", "Pantera", "Iron Maiden", "Anthrax"]
+    store.append(validate_batch([{"user_id": "newcomer", "artist": a} for a in metal], now=NOW))
+    train = TrainConfig.for_kind(second_kind, **small.get(second_kind, {}))
+    second = retrain(RetrainConfig(**{**config.__dict__, "train": train, "margin": -1.0}))
+    assert second.status == "promoted", second.reason
+    assert "held-out pairs neither model trained on" in second.reason
+    assert second.candidate_ndcg is not None and second.champion_ndcg is not None
+    assert 0 < second.champion_ndcg <= 1

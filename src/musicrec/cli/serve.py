@@ -92,7 +92,9 @@ def event_loop() -> str:
 def _prepare_index(model: str, index: str) -> None:
     """Build the model's index once, before workers start (each would build its own)."""
     from musicrec import layout
-    from musicrec.models.artifact import ModelArtifact
+    from musicrec.fsutil import read_json
+    from musicrec.models.artifact import ModelArtifact, manifest_config
+    from musicrec.models.kinds import model_class
     from musicrec.tracking.registry import resolve_model_path
 
     if index != "hnsw":
@@ -115,11 +117,12 @@ def _prepare_index(model: str, index: str) -> None:
         )
         return
     try:
+        kind = model_class(manifest_config(read_json(path / layout.MANIFEST)).kind)
+        if all((path / name).exists() for name in kind.index_files()):
+            return
         loaded = ModelArtifact.load(path).model
     except MusicrecError as exc:  # the workers report it the same way
         console.print(f"[yellow]warning:[/yellow] {exc}", soft_wrap=True)
-        return
-    if all((path / name).exists() for name in loaded.index_files()):
         return
     try:
         with console.status(f"building the item index in {path} (once)"):

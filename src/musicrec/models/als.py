@@ -113,6 +113,10 @@ class ALSModel(FactorIndex, Model):
     def engine(self) -> str:
         return self.config.engine
 
+    @property
+    def in_process(self) -> bool:
+        return self.config.engine == "implicit"
+
     def _fit(
         self, user_items: sp.csr_matrix, callback: IterationCallback | None, show_progress: bool
     ) -> None:

@@ -346,7 +346,8 @@ class FactorIndex:
         self.index = open_indexes(directory, self.vectors, kind, save=save, **breadths)  # type: ignore[arg-type]
         return self.index.built
 
-    def index_files(self) -> tuple[str, ...]:
+    @classmethod
+    def index_files(cls) -> tuple[str, ...]:
         return (layout.ITEM_INDEX, COSINE_INDEX)
 
     def build_index(self, directory: str | Path) -> list[Path]:

@@ -1,15 +1,13 @@
 """One model object for every kind: what evaluation, tuning, retraining and serving all call.
 
-A :class:`Model` fits (``fit``, staged ``fit_partial``), ranks known users and folded-in
-listeners in batches (``recommend``, ``recommend_listener``: evaluation), answers one listener at
-a time (``user_query`` / ``fold_in`` / ``direction_query`` -> ``blend`` -> ``rank`` ->
-``explain``: serving), finds similar items, opens its own item index, and saves itself.
-
-Every kind keeps the ranking contract of :mod:`musicrec.models.topk`. ``user_items`` are always
-raw plays (users x items); each model weights them once, through
-:func:`musicrec.models.confidence.confidence` with its own config, the same way at training,
-evaluation and serving time. This class is the score-space default (a query is the dense score
-row of its history); factor models override the one-listener calls with vectors and an index.
+A :class:`Model` fits (``fit``, staged ``fit_partial``), ranks users in batches (``recommend``,
+``recommend_listener``: evaluation), answers one listener at a time (``user_query`` / ``fold_in``
+/ ``direction_query`` -> ``blend`` -> ``rank`` -> ``explain``: serving), finds similar items,
+opens its own item index and saves itself, under the ranking contract of
+:mod:`musicrec.models.topk`. ``user_items`` are raw plays (users x items), weighted once by
+:func:`musicrec.models.confidence.confidence` with the model's config, at every stage. This class
+is the score-space default (a query is the dense score row of its history); factor models
+override the one-listener calls with vectors and an index.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
 from musicrec.models.confidence import confidence, item_totals, row_confidence
 from musicrec.models.query import Query, canonical_plays, unit_max
-from musicrec.models.topk import one_row, padded, topk_dense, unpadded
+from musicrec.models.topk import checked_rows, one_row, padded, topk_dense, unpadded
 
 if TYPE_CHECKING:
     from musicrec.data.dataset import Dataset
@@ -44,7 +42,7 @@ EXPLAIN_HISTORY = 200  # most-weighted history items considered for an explanati
 SHARED_SEARCH = ("weighting", "neighbours")
 
 
-def batch_rows(n_items: int) -> int:
+def batchchecked_rows(n_items: int) -> int:
     """How many query rows fit in one dense score block of :data:`DENSE_CELLS` cells."""
     return max(1, DENSE_CELLS // max(1, n_items))
 
@@ -84,6 +82,11 @@ class Model(ABC):
     def engine(self) -> str:
         """What fits the model (the manifest's ``engine``)."""
         return self.kind
+
+    @property
+    def in_process(self) -> bool:
+        """Fitted from an in-memory matrix (``fit_partial`` works); not a cluster engine."""
+        return True
 
     def fit(
         self,
@@ -168,8 +171,8 @@ class Model(ABC):
         ``exclude`` defaults to ``user_items`` (never recommend what a user already played).
         """
         users = np.asarray(users, dtype=np.int64)
-        user_items = _rows(user_items, len(users), self.n_items)
-        exclude = user_items if exclude is None else _rows(exclude, len(users), self.n_items)
+        user_items = checked_rows(user_items, len(users), self.n_items)
+        exclude = user_items if exclude is None else checked_rows(exclude, len(users), self.n_items)
         return self._rank(users, user_items, k, exclude)
 
     def recommend_listener(
@@ -178,8 +181,8 @@ class Model(ABC):
         """Top-``k`` items for listeners the model was not trained on (fold-in, no retraining)."""
         user_items = sp.csr_matrix(user_items, dtype=np.float32)
         n = user_items.shape[0]
-        user_items = _rows(user_items, n, self.n_items)
-        exclude = user_items if exclude is None else _rows(exclude, n, self.n_items)
+        user_items = checked_rows(user_items, n, self.n_items)
+        exclude = user_items if exclude is None else checked_rows(exclude, n, self.n_items)
         return self._rank(None, user_items, k, exclude)
 
     def _rank(
@@ -192,7 +195,7 @@ class Model(ABC):
         """Default: dense scores in blocks, then exact top-k."""
         n = user_items.shape[0]
         ids, scores = padded(n, k)
-        step = batch_rows(self.n_items)
+        step = batchchecked_rows(self.n_items)
         for start in range(0, n, step):
             end = min(n, start + step)
             block_users = None if users is None else users[start:end]
@@ -374,11 +377,12 @@ class Model(ABC):
         ef_cosine: int | None = None,
         save: bool = True,
     ) -> bool:
-        """Answer single queries through an index (``exact`` or ``hnsw``, loaded from
-        ``directory`` or built, and saved there if ``save``); True when one was built."""
+        """Answer single queries through an index (``exact``/``hnsw``, loaded from ``directory``
+        or built and saved there); True when one was built. Score-space kinds have none."""
         return False
 
-    def index_files(self) -> tuple[str, ...]:
+    @classmethod
+    def index_files(cls) -> tuple[str, ...]:
         """Files of the index :meth:`build_index` writes (none for kinds without one)."""
         return ()
 
@@ -434,15 +438,3 @@ class Model(ABC):
     def trial_params(cls, config: TrainConfig) -> dict[str, Any]:
         """The trial parameters that reproduce ``config`` (to enqueue a starting trial)."""
         return {cls.trial_name(name): getattr(config, name) for name in cls.searched}
-
-
-def _rows(matrix: sp.csr_matrix, n_rows: int, n_items: int) -> sp.csr_matrix:
-    """``matrix`` as CSR after checking its shape at the public boundary."""
-    matrix = sp.csr_matrix(matrix)
-    if matrix.shape[0] != n_rows:
-        raise ValueError(
-            f"user_items must contain 1 row for every user ({n_rows}), got {matrix.shape[0]}"
-        )
-    if matrix.shape[1] != n_items:
-        raise ValueError(f"user_items must have {n_items} columns, got {matrix.shape[1]}")
-    return matrix

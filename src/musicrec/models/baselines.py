@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from musicrec.config import TrainConfig
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.query import Query
-from musicrec.models.topk import one_row, topk_dense, unpadded
+from musicrec.models.topk import PAD, one_row, padded, topk_dense, unpadded
 
 
 class PopularityModel(Model):
@@ -23,16 +23,15 @@ class PopularityModel(Model):
     kind = "popularity"
     exact_explanations = False  # the score does not come from the history
 
+    def __init__(self, config: TrainConfig):
+        super().__init__(config)
+        self.listeners = np.empty(0, dtype=np.float32)  # distinct training listeners per item
+
     def _fit(
         self, user_items: sp.csr_matrix, callback: IterationCallback | None, show_progress: bool
     ) -> None:
-        return None
-
-    @property
-    def listeners(self) -> np.ndarray:
-        assert self.user_items is not None, "model is not fitted"
-        counts = np.bincount(self.user_items.indices, minlength=self.user_items.shape[1])
-        return counts.astype(np.float32)
+        counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
+        self.listeners = counts.astype(np.float32)
 
     def scores(self, users: np.ndarray | None, user_items: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.listeners, (user_items.shape[0], self.n_items)).copy()
@@ -53,14 +52,11 @@ class PopularityModel(Model):
         blocked = np.asarray(exclude[np.arange(n)[:, None], candidates].todense()) != 0
         # Stable sort puts unblocked candidates first, in popularity order.
         pick = np.argsort(blocked, axis=1, kind="stable")[:, :k]
-        ids = np.take_along_axis(candidates, pick, axis=1).astype(np.int64)
+        found = np.take_along_axis(candidates, pick, axis=1).astype(np.int64)
         valid = ~np.take_along_axis(blocked, pick, axis=1)
-        out = np.where(valid, scores[ids], -np.inf).astype(np.float32)
-        ids = np.where(valid, ids, -1)
-        if ids.shape[1] < k:  # catalogue smaller than k
-            pad = k - ids.shape[1]
-            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-            out = np.pad(out, ((0, 0), (0, pad)), constant_values=-np.inf)
+        ids, out = padded(n, k)
+        ids[:, : found.shape[1]] = np.where(valid, found, PAD)
+        out[:, : found.shape[1]] = np.where(valid, scores[found], -np.inf)
         return ids, out
 
     def _rank_history(
@@ -124,7 +120,7 @@ class RandomModel(Model):
             ids.append(block_ids)
             out.append(block_scores)
         if not ids:
-            return topk_dense(np.zeros((0, self.n_items), dtype=np.float32), k)
+            return padded(0, k)
         return np.concatenate(ids), np.concatenate(out)
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

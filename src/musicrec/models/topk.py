@@ -42,6 +42,18 @@ def one_row(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
     )
 
 
+def checked_rows(matrix: sp.csr_matrix, n_rows: int, n_items: int) -> sp.csr_matrix:
+    """``matrix`` as CSR after checking its shape at the public boundary of a model."""
+    matrix = sp.csr_matrix(matrix)
+    if matrix.shape[0] != n_rows:
+        raise ValueError(
+            f"user_items must contain 1 row for every user ({n_rows}), got {matrix.shape[0]}"
+        )
+    if matrix.shape[1] != n_items:
+        raise ValueError(f"user_items must have {n_items} columns, got {matrix.shape[1]}")
+    return matrix
+
+
 def topk_dense(
     scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -140,8 +140,8 @@ def tune(
     kinds = parse_kinds(kinds if kinds is not None else (base.kind,))
     if base.kind not in kinds:
         base = TrainConfig.for_kind(kinds[0])
-    if base.kind == "als" and base.engine != "implicit":
-        raise ConfigError("tuning supports the implicit engine only")
+    if not build(base).in_process:
+        raise ConfigError(f"tuning fits in this process; engine {build(base).engine!r} cannot")
     dataset = Dataset.load(data_dir)
     split = validation_split(dataset.train, valid_fraction, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
