@@ -249,6 +249,19 @@ class ALSModel(FactorIndex, Model):
         _ = model.YtY  # computed once here, not on the first request
         return model
 
+    def open_index(
+        self,
+        directory: str | Path | None,
+        kind: str = "exact",
+        *,
+        ef: int | None = None,
+        ef_cosine: int | None = None,
+        save: bool = True,
+    ) -> bool:
+        built = super().open_index(directory, kind, ef=ef, ef_cosine=ef_cosine, save=save)
+        _ = self.solver  # fold-in's Gram matrix: computed at load, not on the first request
+        return built
+
     def _fold_in_rows(self, user_items: sp.csr_matrix) -> np.ndarray:
         """User vectors re-solved from raw-play rows with the training confidence function."""
         weighted = self.weights(user_items)

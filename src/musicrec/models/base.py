@@ -318,7 +318,7 @@ class Model(ABC):
         if not len(query.items) or not len(items):
             return [() for _ in items]
         if len(query.items) > limit:
-            keep = np.sort(np.argsort(-query.weights, kind="stable")[:limit])
+            keep = np.argsort(-query.weights, kind="stable")[:limit]  # heaviest first
             query = replace(
                 query,
                 items=query.items[keep],

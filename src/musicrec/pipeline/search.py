@@ -175,7 +175,7 @@ class Search:
         number = next(self._counter)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("number", number)
-        iterative = build(config).iterative
+        shape = build(config)  # how it fits: in sweeps (pruned at checkpoints) or at once
         child = self.observer.child(f"trial-{number}")
         with observing(
             child, "trial", config.to_dict(), self.tags | {"stage": "trial", "kind": kind}
@@ -184,11 +184,11 @@ class Search:
             def report(step: int, ndcg: float) -> None:
                 child.on_metrics({VALID_METRIC: ndcg}, step=step)
                 trial.report(ndcg, step)
-                if iterative and trial.should_prune():
+                if shape.iterative and trial.should_prune():
                     child.on_tags({"trial_state": "pruned"})
                     raise optuna.TrialPruned(f"{VALID_METRIC}={ndcg:.4f} after {step} sweeps")
 
-            every = CHECKPOINT_EVERY if self.prune else config.iterations
+            every = CHECKPOINT_EVERY if self.prune else shape.sweeps
             try:
                 score = score_config(config, self.split, report, every)
             except optuna.TrialPruned:
