@@ -55,7 +55,7 @@ def machine_info(master: str) -> str:
 
 def ndcg10(dataset: Dataset, factors: Factors) -> float:
     ranker = FactorRanker(factors.user_factors, factors.item_factors)
-    metrics, _ = evaluate_ranker(ranker, dataset.train, dataset.test, (10,))
+    metrics, _ = evaluate_ranker(ranker.rank, dataset.train, dataset.test, (10,))
     return metrics["ndcg@10"]
 
 

@@ -57,10 +57,12 @@ def live_events(request: Request) -> LiveEvents:
     metrics: LiveMetrics = state.live_metrics
     return LiveEvents(
         state.event_store,
-        settings.events_per_user,
+        settings.artists_per_user,
         settings.fresh_weight,
+        settings.fold_in_cache,
         on_unreadable=lambda: metrics.rejected.labels(reason="store_unreadable").inc(),
         on_fold_in=metrics.fold_in.observe,
+        on_cache=lambda result: metrics.fold_in_cache.labels(result=result).inc(),
     )
 
 

@@ -5,11 +5,12 @@ comparable with a candidate's. Both are scored on the new split's test pairs tha
 trained on (the champion saw part of the new test set in its own training rows), the champion
 the way serving would use it: every user's new training row mapped onto its catalogue by artist
 and folded in (``Model.recommend_listener``). Artists it does not know are never recommended.
+The paired gate (:mod:`musicrec.pipeline.gate`, non-inferiority by default) decides on those
+per-user values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ import scipy.sparse as sp
 
 from musicrec.data.dataset import Dataset
 from musicrec.models.artifact import ModelArtifact
-from musicrec.pipeline.evaluate import Ranking, evaluate_ranker
-from musicrec.tracking.registry import VersionInfo, resolve_model
+from musicrec.pipeline.gate import GateConfig, GateResult, gate_rankers
+from musicrec.pipeline.userscores import Ranking
+from musicrec.tracking.registry import Judge, Judgement, VersionInfo, resolve_model
 
 
 def unseen_test(dataset: Dataset, artifact: Any) -> sp.csr_matrix:
@@ -82,43 +84,37 @@ def champion_ranking(champion: ModelArtifact, dataset: Dataset) -> Ranking:
     return rank
 
 
-def compare_on_unseen(
-    candidate_dir: str | Path,
-    champion_dir: str | Path,
-    data_dir: str | Path,
-    ks: Sequence[int],
-) -> tuple[float, float, int]:
-    """NDCG@10 of candidate and (folded-in) champion on test pairs neither was trained on."""
+def gate_on_unseen(
+    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, config: GateConfig
+) -> tuple[GateResult | None, int]:
+    """The paired gate on test pairs neither model trained on (``None`` when there are none).
+
+    A champion trained on the same dataset ranks its own users; one trained on another
+    dataset is scored on the pairs it never saw, folded in as serving would use it.
+    """
     dataset = Dataset.load(data_dir)
     champion = ModelArtifact.load(champion_dir)
     candidate = ModelArtifact.load(candidate_dir)
-    test = unseen_test(dataset, champion)
+    same_data = champion.manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint
+    test = dataset.test if same_data else unseen_test(dataset, champion)
     if test.nnz == 0:
-        return float("nan"), float("nan"), 0
-    train = dataset.train
-    ours, _ = evaluate_ranker(candidate.model, train, test, ks)
-    theirs, _ = evaluate_ranker(champion_ranking(champion, dataset), train, test, ks)
-    return ours["ndcg@10"], theirs["ndcg@10"], int(test.nnz)
+        return None, 0
+    theirs = champion.model if same_data else champion_ranking(champion, dataset)
+    similar = candidate.model.similar_items
+    result = gate_rankers(theirs, candidate.model, dataset, test, config, similar)
+    return result, int(test.nnz)
 
 
-def rescorer(
-    name: str, candidate_dir: Path, data_dir: Path, ks: Sequence[int]
-) -> Callable[[VersionInfo, VersionInfo], tuple[VersionInfo, VersionInfo, str]]:
-    """The registry gate's re-scoring of a registered champion against the candidate."""
+def unseen_judge(name: str, candidate_dir: Path, data_dir: Path, config: GateConfig) -> Judge:
+    """The retrain loop's gate for the registry: the champion against the candidate on the new
+    data's test pairs neither trained on (every kind alike)."""
 
-    def rescore(
-        candidate: VersionInfo, champion: VersionInfo
-    ) -> tuple[VersionInfo, VersionInfo, str]:
+    def judge(candidate: VersionInfo, champion: VersionInfo) -> Judgement:
         champion_dir = resolve_model(f"models:/{name}/{champion.version}")
-        score, theirs, pairs = compare_on_unseen(candidate_dir, champion_dir, data_dir, ks)
-        fingerprint = candidate.fingerprint
-        if not pairs:
-            unscored = VersionInfo(candidate.version, candidate.run_id, None, fingerprint)
-            return unscored, champion, " (no held-out pair unseen by the champion)"
-        return (
-            VersionInfo(candidate.version, candidate.run_id, score, fingerprint),
-            VersionInfo(champion.version, champion.run_id, theirs, fingerprint),
-            f" (on {pairs:,} held-out pairs neither model trained on)",
-        )
+        evidence, pairs = gate_on_unseen(candidate_dir, champion_dir, data_dir, config)
+        if evidence is None:
+            return False, "no held-out pair unseen by the champion", None
+        note = f" (on {pairs:,} held-out pairs neither model trained on)"
+        return evidence.passed, evidence.reason + note, evidence
 
-    return rescore
+    return judge

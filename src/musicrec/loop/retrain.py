@@ -10,11 +10,13 @@ One call of :func:`retrain` is one cycle, and it is safe to repeat:
   only what came after it (see :mod:`musicrec.serving.profile`).
 - **Same stages as by hand.** :func:`~musicrec.data.prepare.build_dataset`, then
   :func:`~musicrec.pipeline.sequence.train_and_evaluate` observed by MLflow (one run: the
-  training, then the evaluation; the item index is built once here, not in every API worker),
-  then :func:`~musicrec.tracking.registry.promote`, called once.
-- **A fair gate, for every kind.** The registry's gate, with the champion re-scored on the new
-  data the way serving would use it (:mod:`musicrec.loop.champion`). The candidate must beat it
-  by ``margin``.
+  training, then the evaluation with its per-user values; the item index is built once here,
+  not in every API worker), then :func:`~musicrec.tracking.registry.promote`, called once.
+- **A fair gate, for every kind.** New events change the dataset, so the champion's recorded
+  metric (on the old dataset) is not comparable. Both are scored on the new split's test pairs
+  that neither was trained on, the champion the way serving would use it
+  (:mod:`musicrec.loop.champion`), and the paired gate (:mod:`musicrec.pipeline.gate`,
+  non-inferiority by default) decides on those per-user values.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from musicrec.errors import RetrainError
 from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.events.store import DEFAULT_URL, EventStore
 from musicrec.fsutil import atomic_dir, read_json, write_json_atomic
-from musicrec.loop.champion import rescorer
+from musicrec.loop.champion import unseen_judge
 from musicrec.models.artifact import ModelArtifact
+from musicrec.pipeline.gate import GateConfig, GateResult
 from musicrec.pipeline.sequence import train_and_evaluate
 from musicrec.text import normalize_name
 from musicrec.tracking import MlflowObserver, default_model_name, get_client
@@ -69,7 +72,7 @@ class RetrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model_name: str | None = None  # None: the store's default registered model
     experiment: str = "musicrec"
-    margin: float = 0.0
+    gate: GateConfig = field(default_factory=lambda: GateConfig(mode="non-inferiority"))
     ks: tuple[int, ...] = (10, 20)
 
 
@@ -177,7 +180,7 @@ def cycle_key(config: RetrainConfig, watermark: int) -> str:
         "prepare": asdict(config.prepare),
         "train": config.train.to_dict(),
         "model_name": config.model_name,
-        "margin": config.margin,
+        "gate": config.gate.to_dict(),
         "ks": list(config.ks),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -235,7 +238,7 @@ def retrain(
         raise RetrainError(f"{config.input}: no such file or directory")
     with exclusive(config.workdir):
         store = EventStore(config.events_url)
-        watermark = store.max_id()
+        watermark = store.training_watermark()
         key = cycle_key(config, watermark)
         state_path = config.workdir / STATE_FILE
         state = read_json(state_path) if state_path.exists() else {}
@@ -290,16 +293,12 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
 
     started = time.perf_counter()
     version = str(observer.version)
-    decision = promote(
-        name,
-        version,
-        config.margin,
-        client=client,
-        rescore=rescorer(name, model_dir, data_dir, config.ks),
-    )
+    judge = unseen_judge(name, model_dir, data_dir, config.gate)
+    decision = promote(name, version, client=client, judge=judge)
     seconds["gate"] = time.perf_counter() - started
     log.info("retrain %s: %s", key, decision.reason)
-    champion = decision.champion
+    champion, candidate_ndcg = decision.champion, decision.candidate.ndcg
+    evidence = decision.evidence if isinstance(decision.evidence, GateResult) else None
     return RetrainResult(
         status="promoted" if decision.promoted else "kept",
         key=key,
@@ -310,7 +309,7 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
         champion=version if decision.promoted else (champion.version if champion else None),
         fingerprint=summary.fingerprint,
         model_dir=str(model_dir),
-        candidate_ndcg=decision.candidate.ndcg,
-        champion_ndcg=champion.ndcg if champion else None,
+        candidate_ndcg=evidence.comparison.metrics["ndcg@10"].b if evidence else candidate_ndcg,
+        champion_ndcg=evidence.comparison.metrics["ndcg@10"].a if evidence else None,
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )

@@ -113,6 +113,8 @@ def train_model(
         observer.on_metrics(final)
         observer.on_model(out_dir, dataset.fingerprint, model.loss_history)
         if report is not None:
+            if report.scores is not None:  # beside the manifest, not in the registered copy
+                report.scores.save(out_dir / layout.USER_SCORES)
             observer.on_evaluation(out_dir, report.to_dict())
     result = TrainResult(out_dir, seconds, model.loss_history, config, dataset.fingerprint, report)
     return model, result

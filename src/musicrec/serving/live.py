@@ -1,4 +1,9 @@
-"""The live side of serving: a listener's stored events applied to their recommendations."""
+"""The live side of serving: a listener's stored events applied to their recommendations.
+
+The answer is kept until the listener's events change (:mod:`musicrec.events.cache`), and
+built from their events compacted per artist (:mod:`musicrec.events.state`): neither grows
+with their events.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import sqlalchemy as sa
 
 from musicrec.errors import StoreError
+from musicrec.events.cache import cache_for, recency_expiry
 from musicrec.events.store import EventStore
-from musicrec.serving.profile import build_profile
+from musicrec.serving.profile import DAY_S, build_profile, watermark
 from musicrec.serving.recommender import Rec, Recommender
 
 log = logging.getLogger(__name__)
@@ -26,14 +33,17 @@ class LiveEvents:
     """Where a listener's events come from and how they count (the API's settings).
 
     ``on_unreadable`` is told when the store cannot be read, ``on_fold_in`` how long reading
-    and folding in took (the API's metrics).
+    and folding in took, ``on_cache`` whether a kept answer was used (``hit``) or the events
+    were folded in (``miss``) (the API's metrics).
     """
 
     store: EventStore | None
-    events_per_user: int = 10_000
+    artists_per_user: int = 10_000
     fresh_weight: float = 0.5
+    cache_size: int = 10_000
     on_unreadable: Callable[[], None] = _nothing
     on_fold_in: Callable[[float], None] = _nothing
+    on_cache: Callable[[str], None] = _nothing
 
 
 def user_recommendations(
@@ -48,20 +58,36 @@ def user_recommendations(
 
     A store that cannot be read degrades to the model's answer, logged, never a failed request.
     """
-    if live.store is None:
+    store = live.store
+    if store is None:
         return recommender.recommend_user(user_id, k, mood=mood)
-    started = time.perf_counter()
+    started, now = time.perf_counter(), time.time()
+    cache = cache_for(recommender, live.cache_size)
     try:
-        events = live.store.user_events(user_id, limit=live.events_per_user)
+        version = store.listener_version(user_id)
+        key = (store.url, user_id, version, k, mood, exclude_recent_days, live.fresh_weight)
+        if not version:  # no events: the model's answer
+            return recommender.recommend_user(user_id, k, mood=mood)
+        cached = cache.get(key, now)
+        if cached is not None:
+            live.on_cache("hit")
+            return cast(list[Rec], cached)
+        events = store.compacted_events(
+            user_id, watermark(recommender), limit=live.artists_per_user
+        )
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         log.warning("event store unreadable, serving the model alone: %s", exc)
         live.on_unreadable()
         return recommender.recommend_user(user_id, k, mood=mood)
     if events.empty:
         return recommender.recommend_user(user_id, k, mood=mood)
-    profile = build_profile(recommender, events, user_id, exclude_recent_days)
+    live.on_cache("miss")
+    window = exclude_recent_days * DAY_S if exclude_recent_days is not None else None
+    profile = build_profile(recommender, events, user_id, exclude_recent_days, now=now)
     if profile.empty:
-        return recommender.recommend_user(user_id, k, mood=mood)
+        recs = recommender.recommend_user(user_id, k, mood=mood)
+        cache.put(key, recs, recency_expiry(events["timestamp"], window, now))
+        return recs
     recs = recommender.recommend_user_live(
         user_id,
         k,
@@ -73,4 +99,5 @@ def user_recommendations(
         fresh_weight=live.fresh_weight,
     )
     live.on_fold_in(time.perf_counter() - started)
+    cache.put(key, recs, recency_expiry(events["timestamp"], window, now))
     return recs

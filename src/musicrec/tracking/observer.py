@@ -4,10 +4,12 @@ A train run records the stage's parameters (the :class:`~musicrec.config.TrainCo
 dataset), the training loss (metric ``train_loss``, step = sweep; after the last sweep unless
 ``loss_every`` asks for more), a loss-curve PNG and the model artifact directory (under
 ``model/``), which it registers as a new version of a registered model when given a name. An
-evaluation in the same stage lands in the same run before it ends; a later one goes to the run
-named in the model's manifest (``mlflow_run_id``, written there by the train stage from
-:meth:`MlflowObserver.labels`), or to a new ``evaluate`` run. Searches nest their trials
-through :meth:`MlflowObserver.child`. The observer never writes into a stage's directory.
+evaluation (every metric with its interval, the baselines, the segments, the per-user values
+and a plot of the intervals) in the same stage lands in the same run before it ends; a later
+one goes to the run named in the model's manifest (``mlflow_run_id``, written there by the
+train stage from :meth:`MlflowObserver.labels`), or to a new ``evaluate`` run. Searches nest
+their trials through :meth:`MlflowObserver.child`. The observer never writes into a stage's
+directory.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class MlflowObserver:
             if run is None:
                 params, tags = self._deferred or ({}, {})
                 run = self._create(self.run_name or "evaluate", params, tags)
-            log_evaluation(run, report)
+            log_evaluation(run, report, Path(model_dir))
             # The registered copy of the model carries the metrics its manifest now holds.
             run.log_artifact(manifest_path, MODEL_PATH)
             self.run = run

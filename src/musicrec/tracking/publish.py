@@ -19,6 +19,7 @@ from musicrec.fsutil import read_json
 from musicrec.tracking.registry import (
     ARTIFACT_TAG,
     Decision,
+    Judge,
     artifact_id,
     find_version,
     promote,
@@ -99,7 +100,7 @@ def track_artifact(
         if "train_seconds" in manifest:
             run.log_metrics({"train_seconds": float(manifest["train_seconds"])})
         if manifest.get("metrics"):
-            log_evaluation(run, manifest["metrics"])
+            log_evaluation(run, manifest["metrics"], Path(model_dir))
         tags = {ARTIFACT_TAG: artifact_id(manifest)}
         return publish_model(run, model_dir, model_name, fingerprint, losses, tags)
 
@@ -109,9 +110,10 @@ def register_and_promote(
     name: str = DEFAULT_MODEL_NAME,
     *,
     experiment: str = DEFAULT_EXPERIMENT,
-    margin: float = 0.0,
+    margin: float | None = None,
     force: bool = False,
     client: MlflowClient | None = None,
+    judge: Judge | None = None,
 ) -> Decision:
     """Promote the registered version of a local artifact, registering it first if needed.
 
@@ -130,4 +132,4 @@ def register_and_promote(
             version = find_version(client, name, f"tags.{ARTIFACT_TAG}", artifact_id(manifest))
     if version is None:
         version = track_artifact(model_dir, experiment=experiment, model_name=name, client=client)
-    return promote(name, str(version), margin, force, client=client)
+    return promote(name, str(version), margin, force, client=client, judge=judge)

@@ -10,9 +10,11 @@ downloaded as plain files and opened with :class:`~musicrec.models.artifact.Mode
 loading a registered model never unpickles. MLflow 3's ``create_model_version`` accepts such a
 run-artifact source without a logged MLflow model (no ``MLmodel`` file is needed).
 
-Promotion gate: a version becomes champion only if its test NDCG@10 (run metric ``ndcg_at_10``)
-is greater than the champion's plus a margin, both measured on the same dataset fingerprint. The
-champion it replaces is recorded on the new version (tag ``previous_champion``) for rollback.
+Promotion gate: a version becomes champion only if it was evaluated on the champion's dataset
+fingerprint and passes the paired gate (:mod:`musicrec.tracking.gating`): both versions' per-user
+values on the same test users, the interval of the NDCG@10 difference against a margin
+(superiority) or a tolerance (non-inferiority), and guardrails on coverage, novelty and segments.
+The champion it replaces is recorded on the new version (tag ``previous_champion``) for rollback.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from musicrec.tracking.gating import Evidence
+
 log = logging.getLogger(__name__)
 REGISTRY_SCHEME = "models:/"
 
@@ -67,9 +71,11 @@ class VersionInfo:
     fingerprint: str | None
 
 
-# Re-scores candidate and champion on a common footing when their datasets differ: returns
-# both with comparable metrics and a note saying on what (the retrain loop's fair gate).
-Rescore = Callable[["VersionInfo", "VersionInfo"], tuple["VersionInfo", "VersionInfo", str]]
+# The paired gate on a candidate and a champion (run above tracking, in musicrec.loop.gating):
+# whether the candidate passes, why, and the evidence recorded with the decision; ``None``
+# leaves the plain rules' answer (:func:`gate`).
+Judgement = tuple[bool, str, "Evidence | None"]
+Judge = Callable[["VersionInfo", "VersionInfo"], "Judgement | None"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Decision:
     champion: VersionInfo | None  # before the decision
     promoted: bool
     reason: str
+    evidence: Evidence | None = None  # the paired comparison behind the decision
 
     @property
     def is_champion(self) -> bool:
@@ -229,33 +236,32 @@ def _move_alias(client: MlflowClient, name: str, alias: str, version: str) -> No
 def promote(
     name: str = DEFAULT_MODEL_NAME,
     version: str = "latest",
-    margin: float = 0.0,
+    margin: float | None = None,
     force: bool = False,
     *,
     alias: str = CHAMPION,
     client: MlflowClient | None = None,
-    rescore: Rescore | None = None,
+    judge: Judge | None = None,
 ) -> Decision:
-    """Move ``alias`` to ``version`` if it passes :func:`gate` (or ``force``); say why.
+    """Move ``alias`` to ``version`` if it passes the gate (or ``force``); say why.
 
-    ``rescore`` puts a candidate and a champion evaluated on different datasets on a common
-    footing before the gate compares them (otherwise the gate refuses: not comparable).
+    :func:`gate` settles the plain cases (no champion, already champion, no metric, another
+    dataset); ``judge`` (the paired gate: per-user values of both versions on the same test
+    users, see :mod:`musicrec.loop.gating`) decides on a candidate and a different champion
+    when it answers. ``force`` moves the alias without asking either.
     """
     client = client or get_client()
+    evidence = None
     with mlflow_errors(f"promoting {name} version {version}"):
         candidate = version_info(client, get_version(client, name, version))
         current = alias_version(client, name, alias)
         champion = version_info(client, current) if current else None
-        note = ""
-        if (
-            rescore is not None
-            and champion is not None
-            and champion.version != candidate.version
-            and champion.fingerprint != candidate.fingerprint
-        ):
-            candidate, champion, note = rescore(candidate, champion)
-        ok, reason = gate(candidate, champion, margin)
-        reason += note
+        ok, reason = gate(candidate, champion, margin or 0.0)
+        judged = None
+        if judge and champion and champion.version != candidate.version and not force:
+            judged = judge(candidate, champion)
+        if judged is not None:
+            ok, reason, evidence = judged
         if not ok and force and not (champion and champion.version == candidate.version):
             ok, reason = True, f"forced past the gate: {reason}"
         if ok:
@@ -264,7 +270,23 @@ def promote(
                     name, candidate.version, f"previous_{alias}", champion.version
                 )
             _move_alias(client, name, alias, candidate.version)
-    return Decision(name, candidate, champion, ok, reason)
+    if evidence is not None:
+        from musicrec.tracking.gating import record_gate
+
+        record_gate(client, name, candidate.version, candidate.run_id, evidence, ok)
+    return Decision(name, candidate, champion, ok, reason, evidence)
+
+
+def comparable(candidate: VersionInfo, champion: VersionInfo | None) -> bool:
+    """Two versions evaluated on the same dataset, both with the gate metric: the paired gate
+    compares their logged per-user values (the plain rules decide the rest)."""
+    return (
+        champion is not None
+        and champion.version != candidate.version
+        and candidate.ndcg is not None
+        and champion.ndcg is not None
+        and candidate.fingerprint == champion.fingerprint
+    )
 
 
 def rollback(
