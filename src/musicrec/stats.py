@@ -357,3 +357,19 @@ def srm_chi2(counts: list[int] | np.ndarray, shares: list[float] | np.ndarray) -
     expected = np.asarray(shares, dtype=np.float64)
     expected = expected / expected.sum() * observed.sum()
     return float(_scipy.chisquare(observed, expected).pvalue)
+
+
+def proportion_interval(
+    successes: int, trials: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``scipy.stats.binomtest``).
+
+    For pooled counts where no per-unit values exist (a guardrail's bans per impression from
+    counters); NaNs for zero trials.
+    """
+    if trials <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in [0, trials]: {successes} of {trials}")
+    found = _scipy.binomtest(int(successes), int(trials)).proportion_ci(confidence, "wilson")
+    return float(found.low), float(found.high)

@@ -125,6 +125,23 @@ def test_online_helpers() -> None:
     assert estimate.low < 0.02 < estimate.high and estimate.low > 0 and p < 0.001
 
 
+def test_proportion_interval_is_wilsons_and_covers() -> None:
+    z = scipy_stats.norm.ppf(0.975)
+    n, x = 100, 5
+    centre = (x / n + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(x / n * (1 - x / n) / n + z * z / (4 * n * n))
+    low, high = stats.proportion_interval(x, n)
+    assert low == pytest.approx(centre - half) and high == pytest.approx(centre + half)
+    assert stats.proportion_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert all(math.isnan(v) for v in stats.proportion_interval(0, 0))
+    with pytest.raises(ValueError, match="successes"):
+        stats.proportion_interval(11, 10)
+    rng = np.random.default_rng(7)
+    draws = rng.binomial(400, 0.03, 2000)
+    covered = [lo <= 0.03 <= hi for lo, hi in (stats.proportion_interval(d, 400) for d in draws)]
+    assert 0.93 <= np.mean(covered) <= 0.975
+
+
 def test_the_module_needs_only_numpy_and_scipy() -> None:
     """stats sits at the bottom layer: reusable by online readouts without the pipeline."""
     import ast
