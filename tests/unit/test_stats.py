@@ -123,6 +123,9 @@ def test_online_helpers() -> None:
     control, treatment = rng.normal(0.30, 0.1, 3000), rng.normal(0.32, 0.1, 3000)
     estimate, p = stats.independent_difference(control, treatment, 1000, seed=2)
     assert estimate.low < 0.02 < estimate.high and estimate.low > 0 and p < 0.001
+    empty = stats.bootstrap_mean_ci(np.empty((0, 3)), 100)  # an arm nobody was shown yet
+    assert len(empty) == 3 and all(math.isnan(e.value) and math.isnan(e.low) for e in empty)
+    assert math.isnan(stats.bootstrap_mean_ci(np.empty(0), 100)[0].high)
 
 
 def test_proportion_interval_is_wilsons_and_covers() -> None:
