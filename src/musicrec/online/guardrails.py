@@ -21,6 +21,7 @@ When an arm is in breach:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Mapping
@@ -93,12 +94,10 @@ def _rate(arm: str, name: str, limit: float, hits: int, trials: int) -> Breach |
 def arm_breaches(arm: str, seen: ArmObservation, limits: Mapping[str, float]) -> list[Breach]:
     """The guardrails ``seen`` breaks under ``limits`` (pure)."""
     found: list[Breach | None] = []
-    if "p99_ms" in limits and seen.p99_ms is not None and seen.requests >= MIN_REQUESTS:
-        if seen.p99_ms > limits["p99_ms"]:
-            nan = float("nan")
-            found.append(
-                Breach(arm, "p99_ms", seen.p99_ms, limits["p99_ms"], nan, nan, seen.requests)
-            )
+    p99, limit = seen.p99_ms, limits.get("p99_ms")
+    if limit is not None and p99 is not None and seen.requests >= MIN_REQUESTS and p99 > limit:
+        nan = float("nan")
+        found.append(Breach(arm, "p99_ms", p99, limit, nan, nan, seen.requests))
     counts = {
         "error_rate": (seen.errors, seen.requests),
         "ban_rate": (seen.bans, seen.impressions),
@@ -150,10 +149,8 @@ def enforce_guardrails(
     if recorded:
         after = experiments.get(name)
         if after.running and all(arm.stopped_at is not None for arm in after.arms):
-            try:
+            with contextlib.suppress(ExperimentError):  # another worker stopped it first
                 experiments.stop(name, "every arm stopped by guardrails", now)
-            except ExperimentError:
-                pass  # another worker stopped it first
     return recorded
 
 

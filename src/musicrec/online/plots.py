@@ -18,7 +18,7 @@ TITLES = {
 
 
 def _bars(estimates: list[Mapping[str, Any]]) -> tuple[list[float], list[list[float]]]:
-    values = [e.get("value") if e.get("value") is not None else 0.0 for e in estimates]
+    values = [float(e["value"]) if e.get("value") is not None else 0.0 for e in estimates]
     below, above = [], []
     for value, e in zip(values, estimates, strict=True):
         low, high = e.get("low"), e.get("high")

@@ -88,7 +88,7 @@ def ab_readout(
         pairs.append(pair)
     _adjust(pairs)
     listeners = [len(counts[name].listeners) for name in names]
-    srm = stats.srm_chi2(listeners, shares) if sum(listeners) else float("nan")
+    srm = stats.srm_chi2(listeners, list(shares)) if sum(listeners) else float("nan")
     return {
         "arms": arms,
         "differences": pairs,
