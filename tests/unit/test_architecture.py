@@ -71,3 +71,19 @@ def test_layers_are_kept() -> None:
 
 def test_every_kind_has_one_class() -> None:
     assert tuple(KIND_CLASSES) == KINDS
+
+
+def test_rule_chain_is_pure() -> None:
+    """Serving and evaluation share the rule chain: it needs numpy, scipy and errors, nothing
+    that loads models, data or settings."""
+    graph = grimp.build_graph("musicrec", include_external_packages=True)
+    imported: set[str] = set()
+    for module in graph.find_children("musicrec.rules") | {"musicrec.rules"}:
+        imported |= graph.find_modules_directly_imported_by(module)
+    outside = {
+        m
+        for m in imported
+        if not m.startswith("musicrec.rules") and m not in sys.stdlib_module_names
+    }
+    allowed = {"numpy", "scipy", "musicrec.errors"}
+    assert outside <= allowed, sorted(outside - allowed)
