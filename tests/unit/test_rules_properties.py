@@ -134,7 +134,8 @@ def test_diversity_zero_reproduces_the_ranking_and_distance_never_falls(data) ->
             if no_cap:
                 np.testing.assert_array_equal(result.ids, world.ranking[: world.k])
         distances.append(intra_list_distance(vectors, result.ids))
-    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(distances)), distances
+    # float32 similarities: the same pair can differ in its last bits between two products
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(distances)), distances
 
 
 @SETTINGS

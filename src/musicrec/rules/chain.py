@@ -146,7 +146,7 @@ def _choose_new(
         assert similarity is not None
         reach = capacity_prefix(order, group, room, n)
         head = order[: max(reach, min(len(order), MMR_POOL_MAX))]
-        sim = np.asarray(similarity(ids[head]), dtype=np.float64)
+        sim = np.asarray(similarity(ids[head]))
         if sim.shape != (len(head), len(head)):
             raise ValueError(f"similarity returned {sim.shape}, expected {len(head)} square")
         picked = diversify(value[head], sim, group[head], room, n, dials.diversity)

@@ -82,7 +82,7 @@ class Caps:
     def __init__(self, meta: ItemMeta, cap: int | None):
         self.top_tag = meta.top_tag
         self.cap = cap
-        self.taken: dict[int, int] = {}
+        self.taken = np.empty(0, dtype=np.int64)  # top tags of the artists listed so far
 
     @property
     def active(self) -> bool:
@@ -90,11 +90,13 @@ class Caps:
 
     def groups(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Compact group of each item, each group's tag and the room each group has left."""
-        tags = self.top_tag[ids]
-        codes, group = np.unique(tags, return_inverse=True)
+        codes, group = np.unique(self.top_tag[ids], return_inverse=True)
         room = np.full(len(codes), UNCAPPED, dtype=np.int64)
         if self.cap is not None:
-            taken = np.array([self.taken.get(int(c), 0) for c in codes], dtype=np.int64)
+            listed, counts = np.unique(self.taken, return_counts=True)
+            where = np.minimum(np.searchsorted(listed, codes), max(len(listed) - 1, 0))
+            hit = (listed[where] == codes) if len(listed) else np.zeros(len(codes), dtype=bool)
+            taken = np.where(hit, counts[where] if len(listed) else 0, 0)
             room = np.where(codes >= 0, np.maximum(self.cap - taken, 0), UNCAPPED)
         return group.astype(np.int64), codes, room
 
@@ -119,11 +121,9 @@ class Caps:
 
     def take(self, ids: np.ndarray) -> None:
         """Count ``ids`` as listed."""
-        if self.cap is None:
-            return
-        for tag in self.top_tag[ids].tolist():
-            if tag >= 0:
-                self.taken[tag] = self.taken.get(tag, 0) + 1
+        if self.cap is not None:
+            tags = self.top_tag[ids]
+            self.taken = np.concatenate([self.taken, tags[tags >= 0]])
 
 
 def occurrence(group: np.ndarray) -> np.ndarray:

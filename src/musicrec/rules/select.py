@@ -69,33 +69,37 @@ def _frontier(
     room: np.ndarray,
     n: int,
     grid: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy MMR lists for every trade-off of ``grid`` at once: positions and pair sums."""
+) -> np.ndarray:
+    """Greedy MMR lists (positions) for every trade-off of ``grid`` at once.
+
+    Step ``s`` picks, per list, the best ``(1 - g) * value - g * mean similarity to the ``s``
+    picked``; picked and capped-out items are set to ``-inf`` in the list's own copy of the
+    values (float32, in place: this loop is the chain's hot path).
+    """
     lists, size = len(grid), len(value)
-    weight = grid[:, None]
-    base = (1.0 - weight) * value[None, :]
-    available = np.repeat((room[group] > 0)[None, :], lists, axis=0)
-    similarity_sum = np.zeros((lists, size))
-    pair_sum = np.zeros(lists)
+    weight = grid.astype(np.float32)[:, None]
+    base = (1.0 - weight) * value.astype(np.float32)[None, :]
+    base[:, room[group] <= 0] = -np.inf
+    similarity_sum = np.zeros((lists, size), dtype=np.float32)
+    objective = np.empty((lists, size), dtype=np.float32)
     picks = np.empty((lists, n), dtype=np.int64)
     rows = np.arange(lists)
     capped = bool((room < UNCAPPED).any())
     taken = np.zeros((lists, len(room)), dtype=np.int64)
     for step in range(n):
-        objective = base - weight * (similarity_sum / max(step, 1))
-        objective[~available] = -np.inf
+        np.multiply(similarity_sum, weight / max(step, 1), out=objective)
+        np.subtract(base, objective, out=objective)
         chosen = objective.argmax(axis=1)
         picks[:, step] = chosen
-        pair_sum += similarity_sum[rows, chosen]
         similarity_sum += sim[chosen]
-        available[rows, chosen] = False
+        base[rows, chosen] = -np.inf
         if capped:
             chosen_group = group[chosen]
             taken[rows, chosen_group] += 1
             full = taken[rows, chosen_group] >= room[chosen_group]
             if full.any():
-                available &= ~((group[None, :] == chosen_group[:, None]) & full[:, None])
-    return picks, pair_sum
+                base[(group[None, :] == chosen_group[:, None]) & full[:, None]] = -np.inf
+    return picks
 
 
 def diversify(
@@ -110,14 +114,20 @@ def diversify(
     """Positions of the ``n`` items listed at ``diversity`` (in list order).
 
     ``value`` is each pool item's blended relevance, ``sim`` their pairwise similarity,
-    ``group``/``room`` the per-tag cap (``n`` must fit under it).
+    ``group``/``room`` the per-tag cap (``n`` must fit under it). The objective of each
+    candidate list is computed exactly (float64) from ``sim``, so the choice, and with it the
+    monotone guarantee, does not depend on the greedy loop's float32 sums.
     """
     if n <= 0:
         return np.empty(0, dtype=np.int64)
-    picks, pair_sum = _frontier(value, sim, group, room, n, np.asarray(grid, dtype=np.float64))
-    mean_value = value[picks].mean(axis=1)
-    pairs = n * (n - 1) / 2
-    mean_pair = pair_sum / pairs if pairs else np.zeros(len(pair_sum))
+    sim = np.asarray(sim, dtype=np.float32)
+    picks = _frontier(value, sim, group, room, n, np.asarray(grid, dtype=np.float64))
+    mean_value = np.asarray(value, dtype=np.float64)[picks].mean(axis=1)
+    mean_pair = np.zeros(len(picks))
+    if n > 1:
+        blocks = sim[picks[:, :, None], picks[:, None, :]].astype(np.float64)
+        diagonal = np.trace(blocks, axis1=1, axis2=2)
+        mean_pair = (blocks.sum(axis=(1, 2)) - diagonal) / (n * (n - 1))
     objective = (1.0 - diversity) * mean_value - diversity * mean_pair
     best: np.ndarray = picks[int(np.argmax(objective))]
     return best

@@ -1,0 +1,224 @@
+"""What the diversity and discovery dials cost in accuracy, on HetRec Last.fm-2K.
+
+    python benchmarks/dials_lastfm2k.py [--data PATH_TO_hetrec2011-lastfm-2k] [--plot PNG]
+
+Default split and default ALS (trained here, seed 42). For every test user the model's top
+``--overfetch`` x 10 unplayed artists are the candidates; the rule chain makes the top 10 with
+``diversity`` in 0, .25, .5, .75, 1 (discovery 0), then ``discovery`` in the same steps
+(diversity 0). For each setting: NDCG@10 (95% bootstrap interval over users), its paired
+difference to the neutral list (95% interval), intra-list diversity (mean pairwise cosine
+distance of the listed artists' factors, the similarity the chain uses), distinct top tags in
+the list, and the median listeners of the listed artists (median over users of each list's
+median). Prints a Markdown table and writes the two curves as one PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+from threadpoolctl import threadpool_limits
+
+from musicrec.config import TrainConfig
+from musicrec.data.dataset import Dataset
+from musicrec.data.prepare import PrepareConfig, prepare
+from musicrec.models.artifact import ModelArtifact
+from musicrec.pipeline.evaluate import ranking_metrics
+from musicrec.pipeline.train import train
+from musicrec.rules import Dials, ItemMeta, Similarity, cosine, rerank_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lastfm-2k"
+DEFAULT_PLOT = ROOT / "docs" / "images" / "dials-lastfm2k.png"
+STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+K = 10
+RESAMPLES = 2000
+
+
+@dataclass
+class Setup:
+    """Everything each setting is measured against."""
+
+    dataset: Dataset
+    users: np.ndarray
+    meta: ItemMeta
+    similarity: Similarity
+    popularity: np.ndarray
+    ids: np.ndarray  # (users, candidates) from the model
+    scores: np.ndarray
+
+
+@dataclass
+class Row:
+    dial: str
+    value: float
+    ndcg: np.ndarray  # per user
+    ild: np.ndarray
+    tags: np.ndarray
+    median_listeners: np.ndarray
+    seconds: float
+
+
+def item_meta(items: pd.DataFrame, tags: pd.DataFrame | None) -> ItemMeta:
+    """Listeners and each artist's heaviest tags, as the rule chain reads them."""
+    if tags is None or tags.empty:
+        return ItemMeta.build(items["listeners"].to_numpy())
+    codes, names = pd.factorize(tags["tag"])
+    return ItemMeta.build(
+        items["listeners"].to_numpy(),
+        tags["item_idx"].to_numpy(),
+        codes,
+        tags["weight"].to_numpy(),
+        list(names),
+    )
+
+
+def intra_list_distance(similarity: Similarity, lists: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lists))
+    off_diagonal = ~np.eye(lists.shape[1], dtype=bool)
+    for row, ids in enumerate(lists):
+        out[row] = float((1.0 - similarity(ids).astype(np.float64))[off_diagonal].mean())
+    return out
+
+
+def measure(setup: Setup, dial: str, value: float) -> Row:
+    dataset, users, meta = setup.dataset, setup.users, setup.meta
+    dials = Dials(**{dial: value})
+    started = time.perf_counter()
+    top = rerank_rows(
+        setup.ids,
+        setup.scores,
+        dataset.train[users],
+        K,
+        meta=meta,
+        popularity=setup.popularity,
+        dials=dials,
+        similarity=setup.similarity,
+    )
+    seconds = time.perf_counter() - started
+    test = dataset.test[users]
+    hits = np.asarray(test[np.arange(len(users))[:, None], top].todense()) != 0
+    n_rel = np.diff(test.indptr)
+    top_tags = meta.top_tag[top]
+    distinct = np.array([len(set(row[row >= 0].tolist())) for row in top_tags])
+    return Row(
+        dial=dial,
+        value=value,
+        ndcg=ranking_metrics(hits, n_rel, K)["ndcg"],
+        ild=intra_list_distance(setup.similarity, top),
+        tags=distinct.astype(float),
+        median_listeners=np.median(meta.listeners[top], axis=1),
+        seconds=seconds,
+    )
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean over users (seeded)."""
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def table(rows: list[Row], neutral: Row) -> None:
+    print(
+        "| dial | value | NDCG@10 [95% CI] | ΔNDCG vs neutral [95% CI] | intra-list distance | "
+        "distinct top tags | median listeners | chain ms/user |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        low, high = interval(row.ndcg)
+        delta = row.ndcg - neutral.ndcg
+        dlow, dhigh = interval(delta) if delta.any() else (0.0, 0.0)
+        print(
+            f"| {row.dial} | {row.value:.2f} | {row.ndcg.mean():.4f} [{low:.4f}, {high:.4f}] "
+            f"| {delta.mean():+.4f} [{dlow:+.4f}, {dhigh:+.4f}] | {row.ild.mean():.3f} "
+            f"| {row.tags.mean():.2f} | {np.median(row.median_listeners):.0f} "
+            f"| {1000 * row.seconds / len(row.ndcg):.2f} |"
+        )
+
+
+def plot(rows: list[Row], path: Path, caption: str) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, dial, x_of, label in (
+        (left, "diversity", lambda r: r.ild.mean(), "intra-list distance (1 - cosine)"),
+        (right, "discovery", lambda r: np.median(r.median_listeners), "median listeners (log)"),
+    ):
+        chosen = [r for r in rows if r.dial == dial]
+        xs = [x_of(r) for r in chosen]
+        ys = [r.ndcg.mean() for r in chosen]
+        errors = np.array([interval(r.ndcg) for r in chosen]).T
+        axis.errorbar(xs, ys, yerr=[ys - errors[0], errors[1] - ys], marker="o", capsize=3)
+        for r, x, y in zip(chosen, xs, ys, strict=True):
+            axis.annotate(f"{dial}={r.value:g}", (x, y), textcoords="offset points", xytext=(5, 5))
+        axis.set_xlabel(label)
+        axis.set_ylabel("NDCG@10 (95% CI)")
+        axis.grid(alpha=0.3)
+    right.set_xscale("log")
+    right.invert_xaxis()  # more discovery = fewer listeners, to the right
+    left.set_title("diversity: accuracy vs intra-list distance")
+    right.set_title("discovery: accuracy vs popularity")
+    figure.suptitle(caption, fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
+    parser.add_argument("--overfetch", type=int, default=10, help="candidates = this x 10")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ds_dir, model_dir = Path(tmp) / "dataset", Path(tmp) / "model"
+        prepare("hetrec2k", args.data, ds_dir, PrepareConfig())
+        train(ds_dir, model_dir, TrainConfig())
+        dataset = Dataset.load(ds_dir)
+        artifact = ModelArtifact.load(model_dir, mmap=False)
+        model = artifact.model
+        users = np.flatnonzero(np.diff(dataset.test.indptr) > 0)
+        with threadpool_limits(1):
+            ids, scores = model.recommend(users, dataset.train[users], args.overfetch * K)
+            assert model.popularity is not None
+            setup = Setup(
+                dataset=dataset,
+                users=users,
+                meta=item_meta(dataset.items, dataset.tags),
+                similarity=cosine(np.asarray(artifact.item_factors)),
+                popularity=model.popularity,
+                ids=ids,
+                scores=scores,
+            )
+            rows = [measure(setup, "diversity", v) for v in STEPS]
+            rows += [measure(setup, "discovery", v) for v in STEPS[1:]]
+    neutral = rows[0]
+    rows.insert(len(STEPS), replace(neutral, dial="discovery"))  # both curves start there
+    n_items = dataset.shape[1]
+    caption = (
+        f"HetRec Last.fm-2K, default split and ALS; {len(users):,} test users, {n_items:,} "
+        f"artists; top-{K} from the model's top-{args.overfetch * K} candidates"
+    )
+    print(caption)
+    print()
+    table(rows, neutral)
+    plot(rows, args.plot, caption)
+
+
+if __name__ == "__main__":
+    main()
