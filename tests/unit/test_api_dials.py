@@ -134,3 +134,9 @@ def test_openapi_documents_every_dial_as_a_query_parameter() -> None:
     schema = make_app().openapi()
     names = {p["name"] for p in schema["paths"]["/list"]["get"]["parameters"]}
     assert set(ListDials.model_fields) <= names
+
+
+def test_close_tags_stay_short_on_a_large_vocabulary() -> None:
+    vocabulary = TagVocabulary([f"tag {i}" for i in range(20_000)])
+    assert vocabulary.close("tag 1") == ["tag 1", "tag 10", "tag 11", "tag 12", "tag 13"]
+    assert len(vocabulary.close("t")) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ from musicrec.rules import ORIGINS, Candidates, Dials, ListenerState, apply_rule
 from musicrec.rules.select import blend
 
 FAMILIAR = ORIGINS.index("familiar")
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# MUSICREC_PROPERTY_EXAMPLES=10000 for a thorough run (minutes); 300 keeps the suite quick.
+EXAMPLES = int(os.environ.get("MUSICREC_PROPERTY_EXAMPLES", "300"))
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def run(world: World, use_deeper: bool, dials: Dials | None = None, seed: int = 0):

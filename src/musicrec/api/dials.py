@@ -13,7 +13,6 @@ body a list is taken as it is, and a single string is split like a query value.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
@@ -22,10 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from musicrec.api.schemas import K_MAX, NAME_MAX_LENGTH
-from musicrec.rules import CoolDown, Dials
+from musicrec.rules import CoolDown, Dials, TagVocabulary
 
 MAX_NAMES = 100  # per list: more is a client bug, and every name costs a lookup
-TAG_SUGGESTIONS = 5
 RECENT_DAYS_MAX = 3650
 
 Name = Annotated[
@@ -151,34 +149,6 @@ class QueryDials(ListDials):
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return _unique(name for v in value for name in split_names(v))
         return value
-
-
-class TagVocabulary:
-    """Known tags: case- and space-insensitive lookup of a tag's code, and close matches."""
-
-    def __init__(self, names: Sequence[str]):
-        self.names = list(names)
-        self._codes: dict[str, int] = {}
-        for code, name in enumerate(self.names):
-            self._codes.setdefault(_fold(name), code)
-        self._folded = list(self._codes)
-
-    def code(self, name: str) -> int | None:
-        return self._codes.get(_fold(name))
-
-    def close(self, name: str, n: int = TAG_SUGGESTIONS) -> list[str]:
-        """Known tags that start with or contain ``name``, then difflib's closest."""
-        folded = _fold(name)
-        hits = [t for t in self._folded if t.startswith(folded)]
-        hits += [t for t in self._folded if folded in t and t not in hits]
-        for match in difflib.get_close_matches(folded, self._folded, n=n, cutoff=0.6):
-            if match not in hits:
-                hits.append(match)
-        return [self.names[self._codes[t]] for t in hits[:n]]
-
-
-def _fold(name: str) -> str:
-    return " ".join(name.casefold().replace("-", " ").replace("_", " ").split())
 
 
 def resolve_tags(

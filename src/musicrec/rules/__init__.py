@@ -23,6 +23,7 @@ from musicrec.rules.inputs import (
     Similarity,
 )
 from musicrec.rules.similarity import cosine
+from musicrec.rules.tags import TagVocabulary
 
 __all__ = [
     "NEUTRAL",
@@ -37,6 +38,7 @@ __all__ = [
     "ListenerState",
     "RuleResult",
     "Similarity",
+    "TagVocabulary",
     "apply_rules",
     "cosine",
     "exposure_from_log",
