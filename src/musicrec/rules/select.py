@@ -86,6 +86,8 @@ def _frontier(
     rows = np.arange(lists)
     capped = bool((room < UNCAPPED).any())
     taken = np.zeros((lists, len(room)), dtype=np.int64)
+    by_group = np.argsort(group, kind="stable")  # members of group g: by_group[start[g]:end[g]]
+    bounds = np.searchsorted(group[by_group], np.arange(len(room) + 1))
     for step in range(n):
         np.multiply(similarity_sum, weight / max(step, 1), out=objective)
         np.subtract(base, objective, out=objective)
@@ -97,8 +99,9 @@ def _frontier(
             chosen_group = group[chosen]
             taken[rows, chosen_group] += 1
             full = taken[rows, chosen_group] >= room[chosen_group]
-            if full.any():
-                base[(group[None, :] == chosen_group[:, None]) & full[:, None]] = -np.inf
+            for row in np.flatnonzero(full).tolist():
+                filled = int(chosen_group[row])
+                base[row, by_group[bounds[filled] : bounds[filled + 1]]] = -np.inf
     return picks
 
 
