@@ -26,6 +26,7 @@ def rerank_rows(
     similarity: Similarity | None = None,
     deeper: RowDeeper | None = None,
     now: float = 0.0,
+    mmr_pool: int | None = None,
 ) -> np.ndarray:
     """``(n, k)`` item indices, ``-1`` padded, from the model's over-fetched ``(n, m)`` rankings.
 
@@ -56,6 +57,7 @@ def rerank_rows(
             dials=dials,
             deeper=row_deeper,
             similarity=similarity,
+            mmr_pool=mmr_pool,
         )
         out[row, : len(result)] = result.ids
     return out

@@ -43,7 +43,10 @@ from musicrec.rules.select import blend, cap_removed, capacity_prefix, diversify
 
 MAX_DEEPER_CALLS = 3  # then popularity: each deeper call is another model query
 FIRST_POPULAR_CHUNK = 64
-MMR_POOL_MAX = 1000  # similarity is pool x pool: past this, only the best-ranked are diversified
+# Diversity chooses among the best MMR_POOL_FACTOR x n of the pool. On HetRec-2K the accuracy
+# vs intra-list distance curve is the same for 4 x k and 10 x k (docs/dials.md); the pool x pool
+# similarity product is the chain's largest cost, so the smaller pool.
+MMR_POOL_FACTOR = 4
 
 
 class _Pool:
@@ -133,6 +136,7 @@ def _choose_new(
     dials: Dials,
     n: int,
     similarity: Similarity | None,
+    mmr_pool: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Positions (into the pool) of the ``n`` new artists, in list order; and cap removals."""
     group, _, room = caps.groups(ids)
@@ -145,7 +149,8 @@ def _choose_new(
     else:
         assert similarity is not None
         reach = capacity_prefix(order, group, room, n)
-        head = order[: max(reach, min(len(order), MMR_POOL_MAX))]
+        pool = MMR_POOL_FACTOR * n if mmr_pool is None else mmr_pool
+        head = order[: max(reach, min(len(order), pool))]
         sim = np.asarray(similarity(ids[head]))
         if sim.shape != (len(head), len(head)):
             raise ValueError(f"similarity returned {sim.shape}, expected {len(head)} square")
@@ -174,11 +179,14 @@ def apply_rules(
     dials: Dials = NEUTRAL,
     deeper: Deeper | None = None,
     similarity: Similarity | None = None,
+    mmr_pool: int | None = None,
 ) -> RuleResult:
     """The list for one request (see the module docstring for the order of work).
 
     ``popularity`` lists every item, most listened first (the last back-fill); ``now`` is the
     request's time in epoch seconds (bans, recent events and cool-downs are judged at it).
+    ``mmr_pool``: how many of the best candidates diversity chooses among (default
+    :data:`MMR_POOL_FACTOR` x the new artists wanted).
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
@@ -198,7 +206,7 @@ def apply_rules(
     _fill_pool(pool, caps, needed, candidates, deeper, np.asarray(popularity, dtype=np.int64))
     ids, scores, origin = pool.arrays()
     n_new = min(needed, caps.capacity(ids))
-    chosen, capped_new = _choose_new(ids, scores, meta, caps, dials, n_new, similarity)
+    chosen, capped_new = _choose_new(ids, scores, meta, caps, dials, n_new, similarity, mmr_pool)
     caps.take(ids[chosen])
     capped += capped_new
     if len(favourites) and len(familiar) + len(chosen) < k:
