@@ -108,6 +108,7 @@ def measure(setup: Setup, dial: str, value: float) -> Row:
         popularity=setup.popularity,
         dials=dials,
         similarity=setup.similarity,
+        mmr_pool=setup.mmr_pool,
     )
     seconds = time.perf_counter() - started
     test = dataset.test[users]
