@@ -63,7 +63,7 @@ def listeners(draw: st.DrawFn, n: int, almost_everything: bool = False) -> Liste
         played = subset(draw, n)
     weights = [draw(st.floats(0.5, 1000)) for _ in played]
     bans = subset(draw, n, 8)
-    until = [draw(st.sampled_from([np.inf, NOW - DAY, NOW + DAY, NOW])) for _ in bans]
+    until = [draw(st.sampled_from([np.inf, NOW - DAY, NOW + DAY, NOW, NOW + 1])) for _ in bans]
     events = subset(draw, n, 10)
     event_at = [NOW - draw(st.floats(0, 30)) * DAY for _ in events]
     shown = subset(draw, n, 10)
@@ -104,12 +104,20 @@ def worlds(draw: st.DrawFn, almost_everything: bool = False, neutral: bool = Fal
         listener = ListenerState.of(listener.played, listener.weights)
         ranking = ranking[~np.isin(ranking, listener.played)]
     cut = draw(st.integers(0, len(ranking)))
+    ids = ranking[:cut]
     scores = np.sort(np.random.default_rng(seed + 1).random(cut))[::-1]
+    if cut and not neutral and draw(st.booleans()):
+        # an index may return an artist twice: repeat some, each after its first place
+        again = np.sort(
+            np.array(draw(st.lists(st.integers(0, cut - 1), max_size=4)), dtype=np.int64)
+        )
+        ids = np.insert(ids, again + 1, ids[again])
+        scores = np.insert(scores, again + 1, scores[again])
     dials = Dials() if neutral else draw(dial_settings(meta))
     return World(
         meta=meta,
         popularity=np.argsort(-meta.listeners, kind="stable"),
-        candidates=Candidates.of(ranking[:cut], scores),
+        candidates=Candidates.of(ids, scores),
         ranking=ranking,
         listener=listener,
         dials=dials,

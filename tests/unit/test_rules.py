@@ -124,6 +124,21 @@ def test_deeper_then_popularity_fill_the_list() -> None:
     assert np.isnan(result.scores[-4:]).all() and np.isfinite(result.scores[:6]).all()
 
 
+def test_a_full_tag_sends_the_chain_deeper_into_the_ranking_before_popularity() -> None:
+    """Five rock candidates cannot fill three slots at one per tag: the next ones come from
+    the model's deeper ranking (other tags), not from the popularity back-fill."""
+
+    def deeper(n: int) -> Candidates:
+        return Candidates.of(np.arange(min(n, 20)), np.linspace(1, 0, min(n, 20)))
+
+    rock = Candidates.of([0, 4, 8, 12, 16], [5, 4, 3, 2, 1])
+    result = chain(
+        rock, 3, dials=Dials(max_per_tag=1), deeper=deeper, popularity=np.arange(20)[::-1]
+    )
+    assert listed(result) == [0, 1, 2]
+    assert result.origin.tolist() == [0, 1, 1]
+
+
 def test_a_listener_who_played_everything_gets_nothing_new() -> None:
     listener = ListenerState.of(played=np.arange(20))
     assert len(chain(ranking(), 10, listener=listener)) == 0

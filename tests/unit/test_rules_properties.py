@@ -143,6 +143,42 @@ def test_diversity_zero_reproduces_the_ranking_and_distance_never_falls(data) ->
     assert all(b >= a - 1e-6 for a, b in itertools.pairwise(distances)), distances
 
 
+def trade_off(world: World, vectors: np.ndarray, ids: np.ndarray, diversity: float) -> float:
+    """The diversity dial's stated objective of a list: (1 - d) * mean relevance - d * mean
+    pairwise similarity, relevance being the model's scores scaled to 0..1 over the pool."""
+    value = blend(world.candidates.scores, world.meta.listeners[world.ranking], 0.0)
+    position = np.argsort(world.ranking)[ids]
+    mean_pair = 0.0
+    if len(ids) > 1:
+        sim = cosine(vectors)(ids).astype(np.float64)
+        mean_pair = float(sim[~np.eye(len(ids), dtype=bool)].mean())
+    return (1.0 - diversity) * float(value[position].mean()) - diversity * mean_pair
+
+
+@SETTINGS
+@given(st.data())
+def test_diversity_never_loses_to_the_ranking_on_its_own_trade_off(data) -> None:
+    """At any setting, the list is at least as good as today's (the ranking's top k under the
+    cap) by the trade-off the dial states."""
+    world, vectors = fixed_pool(data.draw)
+    diversity = data.draw(st.floats(0.001, 1))
+    cap = world.dials.max_per_tag
+    lists = {}
+    for setting in (0.0, diversity):
+        lists[setting] = apply_rules(
+            world.candidates,
+            world.k,
+            meta=world.meta,
+            popularity=world.popularity,
+            now=NOW,
+            dials=Dials(max_per_tag=cap, diversity=setting),
+            similarity=cosine(vectors),
+        ).ids
+    chosen = trade_off(world, vectors, lists[diversity], diversity)
+    today = trade_off(world, vectors, lists[0.0], diversity)
+    assert chosen >= today - 1e-6, (chosen, today)
+
+
 @SETTINGS
 @given(st.data())
 def test_discovery_lowers_the_lists_popularity(data) -> None:
