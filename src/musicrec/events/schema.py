@@ -16,6 +16,9 @@ events into plays, used by serving fold-in and by retraining alike):
   are dropped from fold-in and from retraining. A ban may carry ``until`` (epoch seconds or
   ISO-8601): it holds until then and lifts after (:mod:`musicrec.events.bans`); without it, it is
   permanent. Entry points accept ``until`` once they can keep it (``accept_until=True``).
+
+An event may carry ``event_id``, a string its sender chose: the store keeps each id once per
+listener, so a batch sent again after a lost answer is not stored twice.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ MAX_TEXT = 200  # user ids and artist names, as in the rest of the API
 MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
 FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
-FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
+FIELDS = ("user_id", "artist", "plays", "timestamp", "kind", "event_id")
 BAN_FIELDS = ("until",)  # only on ban events, only where the caller keeps it
 MAX_UNTIL = 32_503_680_000  # 3000-01-01: later is a typo, not a plan
 WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
@@ -55,6 +58,7 @@ class Event:
     kind: str = "play"
     plays: int = 1
     timestamp: int = 0  # epoch seconds, UTC
+    event_id: str | None = None  # the sender's id: stored once per listener
     until: int | None = None  # ban events: when the ban lifts (None: never)
 
 
@@ -156,7 +160,9 @@ def validate_event(
         raise EventError(index, "timestamp", "before 2000-01-01")
     if timestamp > now + FUTURE_SKEW_S:
         raise EventError(index, "timestamp", "more than a day in the future")
-    return Event(user_id, artist, kind, plays, timestamp, _until(index, raw, kind, now))
+    event_id = None if raw.get("event_id") is None else _text(index, raw, "event_id")
+    until = _until(index, raw, kind, now)
+    return Event(user_id, artist, kind, plays, timestamp, event_id=event_id, until=until)
 
 
 def validate_batch(
