@@ -6,10 +6,12 @@
 Default split and default ALS (trained here, seed 42). For every test user the model's top
 ``--overfetch`` x 10 unplayed artists are the candidates; the rule chain makes the top 10 with
 ``diversity`` in 0, .25, .5, .75, 1 (discovery 0; MMR among the best ``--mmr-pool``, default
-the chain's), then ``discovery`` in the same steps (diversity 0). For each setting: NDCG@10
-(95% bootstrap interval over users), its paired difference to the neutral list (95%
-interval), intra-list diversity (mean pairwise cosine distance of the listed artists' factors,
-the similarity the chain uses), distinct top tags in the list, and the median listeners of the
+the chain's), then ``discovery`` in the same steps (diversity 0). Each setting is scored the way
+``musicrec evaluate`` scores a model (``score_users``, the beyond-accuracy ``ItemSpace``): NDCG@10,
+``diversity@10`` (intra-list diversity over tag profiles, a measure the chain does not optimise)
+and ``novelty@10``, with 95% bootstrap intervals over users and NDCG@10's paired difference to
+the neutral list (``musicrec.stats``); beside them the mean pairwise cosine distance of the
+listed artists' factors (the similarity the chain does use) and the median listeners of the
 listed artists (median over users of each list's median). Prints a Markdown table and writes
 the two curves as one PNG.
 """
@@ -28,17 +30,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
 from musicrec.models.artifact import ModelArtifact
-from musicrec.pipeline.evaluate import ranking_metrics
+from musicrec.pipeline.beyond import ItemSpace
 from musicrec.pipeline.train import train
+from musicrec.pipeline.userscores import score_users
 from musicrec.rules import Dials, ItemMeta, Similarity, cosine, rerank_rows
 from musicrec.rules.chain import MMR_POOL_FACTOR
+from musicrec.stats import Estimate, bootstrap_mean_ci, paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lastfm-2k"
@@ -54,6 +58,7 @@ class Setup:
 
     dataset: Dataset
     users: np.ndarray
+    items: ItemSpace  # what evaluation's beyond-accuracy metrics read
     meta: ItemMeta
     similarity: Similarity
     popularity: np.ndarray
@@ -67,8 +72,9 @@ class Row:
     dial: str
     value: float
     ndcg: np.ndarray  # per user
-    ild: np.ndarray
-    tags: np.ndarray
+    diversity: np.ndarray  # evaluation's diversity@10 (tag profiles)
+    novelty: np.ndarray
+    ild: np.ndarray  # mean pairwise distance of the factors the chain uses
     median_listeners: np.ndarray
     seconds: float
 
@@ -95,64 +101,76 @@ def intra_list_distance(similarity: Similarity, lists: np.ndarray) -> np.ndarray
     return out
 
 
+class DialRanker:
+    """The model's candidates through the rule chain, as evaluation's ``Ranker``."""
+
+    def __init__(self, setup: Setup, dials: Dials):
+        self.name = "rules"
+        self.setup, self.dials = setup, dials
+        self.row_of = {int(u): row for row, u in enumerate(setup.users)}
+        self.seconds = 0.0
+
+    def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+        rows = np.array([self.row_of[int(u)] for u in users])
+        started = time.perf_counter()
+        top = rerank_rows(
+            self.setup.ids[rows],
+            self.setup.scores[rows],
+            exclude,
+            k,
+            meta=self.setup.meta,
+            popularity=self.setup.popularity,
+            dials=self.dials,
+            similarity=self.setup.similarity,
+            mmr_pool=self.setup.mmr_pool,
+        )
+        self.seconds += time.perf_counter() - started
+        return top
+
+
 def measure(setup: Setup, dial: str, value: float) -> Row:
-    dataset, users, meta = setup.dataset, setup.users, setup.meta
-    dials = Dials(**{dial: value})
-    started = time.perf_counter()
-    top = rerank_rows(
-        setup.ids,
-        setup.scores,
-        dataset.train[users],
-        K,
-        meta=meta,
-        popularity=setup.popularity,
-        dials=dials,
-        similarity=setup.similarity,
-        mmr_pool=setup.mmr_pool,
-    )
-    seconds = time.perf_counter() - started
-    test = dataset.test[users]
-    hits = np.asarray(test[np.arange(len(users))[:, None], top].todense()) != 0
-    n_rel = np.diff(test.indptr)
-    top_tags = meta.top_tag[top]
-    distinct = np.array([len(set(row[row >= 0].tolist())) for row in top_tags])
+    dials = Dials(diversity=value) if dial == "diversity" else Dials(discovery=value)
+    ranker = DialRanker(setup, dials)
+    dataset = setup.dataset
+    scores = score_users(ranker, dataset.train, dataset.test, [K], items=setup.items)
+    assert np.array_equal(scores.users, setup.users)
+    top = scores.top[:, :K].astype(np.int64)
     return Row(
         dial=dial,
         value=value,
-        ndcg=ranking_metrics(hits, n_rel, K)["ndcg"],
+        ndcg=scores.values[f"ndcg@{K}"],
+        diversity=scores.values[f"diversity@{K}"],
+        novelty=scores.values[f"novelty@{K}"],
         ild=intra_list_distance(setup.similarity, top),
-        tags=distinct.astype(float),
-        median_listeners=np.median(meta.listeners[top], axis=1),
-        seconds=seconds,
+        median_listeners=np.median(setup.meta.listeners[top], axis=1),
+        seconds=ranker.seconds,
     )
 
 
-def interval(values: np.ndarray) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean over users (seeded)."""
-    result = stats.bootstrap(
-        (values,),
-        np.mean,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        random_state=np.random.default_rng(0),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+def interval(values: np.ndarray) -> Estimate:
+    """Mean over users with its 95% percentile-bootstrap interval (seeded)."""
+    return bootstrap_mean_ci(values, n_resamples=RESAMPLES, seed=0)[0]
+
+
+def ci(estimate: Estimate, digits: int = 4, sign: str = "") -> str:
+    f = f"{sign}.{digits}f"
+    return f"{estimate.value:{f}} [{estimate.low:{f}}, {estimate.high:{f}}]"
 
 
 def table(rows: list[Row], neutral: Row) -> None:
     print(
-        "| dial | value | NDCG@10 [95% CI] | ΔNDCG vs neutral [95% CI] | intra-list distance | "
-        "distinct top tags | median listeners | chain ms/user |"
+        f"| dial | value | NDCG@{K} [95% CI] | ΔNDCG vs neutral [95% CI] | diversity@{K} [95% CI] "
+        f"| novelty@{K} | factor distance | median listeners | chain ms/user |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        low, high = interval(row.ndcg)
-        delta = row.ndcg - neutral.ndcg
-        dlow, dhigh = interval(delta) if delta.any() else (0.0, 0.0)
+        paired = row is not neutral and row.ndcg is not neutral.ndcg
+        delta = ci(paired_bootstrap(neutral.ndcg, row.ndcg, RESAMPLES)[0], sign="+")
         print(
-            f"| {row.dial} | {row.value:.2f} | {row.ndcg.mean():.4f} [{low:.4f}, {high:.4f}] "
-            f"| {delta.mean():+.4f} [{dlow:+.4f}, {dhigh:+.4f}] | {row.ild.mean():.3f} "
-            f"| {row.tags.mean():.2f} | {np.median(row.median_listeners):.0f} "
+            f"| {row.dial} | {row.value:.2f} | {ci(interval(row.ndcg))} "
+            f"| {delta if paired else '—'} | {ci(interval(row.diversity), 3)} "
+            f"| {np.nanmean(row.novelty):.2f} | {row.ild.mean():.3f} "
+            f"| {np.median(row.median_listeners):.0f} "
             f"| {1000 * row.seconds / len(row.ndcg):.2f} |"
         )
 
@@ -160,14 +178,15 @@ def table(rows: list[Row], neutral: Row) -> None:
 def plot(rows: list[Row], path: Path, caption: str) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, dial, x_of, label in (
-        (left, "diversity", lambda r: r.ild.mean(), "intra-list distance (1 - cosine)"),
+        (left, "diversity", lambda r: np.nanmean(r.diversity), f"diversity@{K} (tag profiles)"),
         (right, "discovery", lambda r: np.median(r.median_listeners), "median listeners (log)"),
     ):
         chosen = [r for r in rows if r.dial == dial]
         xs = [x_of(r) for r in chosen]
         ys = [r.ndcg.mean() for r in chosen]
-        errors = np.array([interval(r.ndcg) for r in chosen]).T
-        axis.errorbar(xs, ys, yerr=[ys - errors[0], errors[1] - ys], marker="o", capsize=3)
+        low = [r.ndcg.mean() - interval(r.ndcg).low for r in chosen]
+        high = [interval(r.ndcg).high - r.ndcg.mean() for r in chosen]
+        axis.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3)
         for r, x, y in zip(chosen, xs, ys, strict=True):
             axis.annotate(f"{dial}={r.value:g}", (x, y), textcoords="offset points", xytext=(5, 5))
         axis.set_xlabel(label)
@@ -175,7 +194,7 @@ def plot(rows: list[Row], path: Path, caption: str) -> None:
         axis.grid(alpha=0.3)
     right.set_xscale("log")
     right.invert_xaxis()  # more discovery = fewer listeners, to the right
-    left.set_title("diversity: accuracy vs intra-list distance")
+    left.set_title("diversity: accuracy vs intra-list diversity")
     right.set_title("discovery: accuracy vs popularity")
     figure.suptitle(caption, fontsize=9)
     figure.tight_layout()
@@ -211,6 +230,7 @@ def main() -> None:
             setup = Setup(
                 dataset=dataset,
                 users=users,
+                items=ItemSpace.build(dataset.train, dataset.tags, model.similar_items),
                 meta=item_meta(dataset.items, dataset.tags),
                 similarity=cosine(np.asarray(artifact.item_factors)),
                 popularity=model.popularity,
