@@ -92,3 +92,19 @@ def test_no_module_or_function_is_too_long() -> None:
                     long_functions.append(f"{where}:{node.lineno} {node.name}: {length} lines")
     assert not long_modules, long_modules
     assert not long_functions, long_functions
+
+
+def test_rule_chain_is_pure() -> None:
+    """Serving and evaluation share the rule chain: it needs numpy, scipy and errors, nothing
+    that loads models, data or settings."""
+    graph = grimp.build_graph("musicrec", include_external_packages=True)
+    imported: set[str] = set()
+    for module in graph.find_children("musicrec.rules") | {"musicrec.rules"}:
+        imported |= graph.find_modules_directly_imported_by(module)
+    outside = {
+        m
+        for m in imported
+        if not m.startswith("musicrec.rules") and m not in sys.stdlib_module_names
+    }
+    allowed = {"numpy", "scipy", "musicrec.errors"}
+    assert outside <= allowed, sorted(outside - allowed)
