@@ -164,6 +164,7 @@ def test_itemitem_on_the_cluster_equals_this_machine(
     train(hetrec_dataset, tmp_path / "local", TrainConfig.for_kind(kind))
     spark_model = ModelArtifact.load(out)
     assert spark_model.manifest["engine"] == "spark"
+    assert type(spark_model.model) is type(ModelArtifact.load(tmp_path / "local").model)
     got = sp.load_npz(out / "similarity.npz").tocsr()
     ref = sp.load_npz(tmp_path / "local" / "similarity.npz").tocsr()
     assert got.shape == ref.shape and ref.nnz > 100_000

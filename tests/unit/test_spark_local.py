@@ -70,6 +70,15 @@ def test_spark_engine_kinds_are_checked() -> None:
     assert TrainConfig.for_kind("itemknn", engine="spark").to_dict()["engine"] == "spark"
     with pytest.raises(ConfigError, match="engine"):
         TrainConfig.for_kind("ease", engine="spark")
+    # The engine is the model's own: same class, labelled spark, not fitted in this process.
+    from musicrec.models.itemitem import ItemKNNModel
+    from musicrec.models.kinds import build
+
+    model = build(TrainConfig.for_kind("itemknn", engine="spark"))
+    assert type(model) is ItemKNNModel
+    assert model.engine == "spark" and not model.in_process
+    local = build(TrainConfig.for_kind("rp3beta"))
+    assert local.engine == "rp3beta" and local.in_process
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from musicrec.cli.common import console, friendly_errors
 from musicrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from musicrec.config import TrainConfig
+    from musicrec.tracking import MlflowObserver
 
 app = typer.Typer()
 
@@ -23,7 +27,11 @@ def train(
     out: Annotated[Path, typer.Option(help="Model artifact directory to write.")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     kind: Annotated[
-        str | None, typer.Option(help="als | ease | itemknn | rp3beta | blend (default: als).")
+        str | None,
+        typer.Option(
+            help="als | ease | itemknn | rp3beta | blend, or a baseline: popularity | random "
+            "(default: als)."
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
@@ -50,10 +58,13 @@ def train(
     gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="implicit's CUDA build.")] = None,
     track: Annotated[bool, typer.Option(help="Log to MLflow and register the model.")] = True,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
-    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: musicrec).")
+    ] = None,
 ) -> None:
     """Train a model (ALS by default) on a prepared dataset; write, track and register it."""
     from musicrec.config import TrainConfig, parse_params
+    from musicrec.models.kinds import config_name
     from musicrec.pipeline.train import train as run_train
 
     base = TrainConfig.from_yaml(config) if config else TrainConfig()
@@ -70,31 +81,36 @@ def train(
         "use_gpu": gpu,
     }
     cfg = base.override(**(parse_params(param or [], base) | _given(flags)))
-    if track:
-        from musicrec.tracking import tracked_train
-
-        tracked = tracked_train(
-            data,
-            out,
-            cfg,
-            experiment=experiment,
-            model_name=model_name,
-            show_progress=True,
-            spark_master=spark_master,
-            spark_checkpoint_dir=spark_checkpoint_dir,
-        )
-        result = tracked.result
+    observer = _train_observer(cfg, experiment, model_name) if track else None
+    result = run_train(
+        data,
+        out,
+        cfg,
+        show_progress=True,
+        spark_master=spark_master,
+        observer=observer,
+        spark_checkpoint_dir=spark_checkpoint_dir,
+    )
+    if observer is not None:
         console.print(
-            f"MLflow run {tracked.run_id} · registered {model_name} version "
-            f"{tracked.model_version}",
+            f"MLflow run {observer.run_id} · registered {observer.model_name} version "
+            f"{observer.version}",
             highlight=False,
         )
-    else:
-        result = run_train(data, out, cfg, None, True, spark_master, spark_checkpoint_dir)
     losses = [x for x in result.loss_history if x == x]  # NaN between loss evaluations
     loss = f", final loss {losses[-1]:.5f}" if losses else ""
-    what = f"{cfg.engine} ALS" if cfg.kind == "als" else cfg.kind
+    what = config_name(cfg)
     Console().print(f"trained {what} in {result.seconds:.1f}s{loss} -> {out}")
+
+
+def _train_observer(cfg: TrainConfig, experiment: str, model_name: str | None) -> MlflowObserver:
+    """The MLflow observer of a train run: registers under ``model_name`` or the default name."""
+    from musicrec.models.kinds import config_name
+    from musicrec.tracking import MlflowObserver, default_model_name, get_client
+
+    client = get_client()
+    name = model_name or default_model_name(client)
+    return MlflowObserver(client, experiment, run_name=config_name(cfg), model_name=name)
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +147,7 @@ def evaluate(
     from musicrec.cli.evaluation import metrics_table, segments_table
     from musicrec.fsutil import write_json_atomic
     from musicrec.pipeline.evaluate import evaluate_model
+    from musicrec.tracking import MlflowObserver
 
     ks = sorted(set(k or [10, 20]))
     if ks[0] < 1:
@@ -139,6 +156,7 @@ def evaluate(
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
+    observer = MlflowObserver(experiment=experiment) if track else None
     report = evaluate_model(
         data,
         model,
@@ -146,17 +164,15 @@ def evaluate(
         baselines=baseline or ["popularity"],
         show_progress=not as_json,
         record=record,
+        observer=observer,
         bootstrap=bootstrap,
         seed=seed,
     )
     payload = report.to_dict()
     if output:
         write_json_atomic(output, payload)
-    if track:
-        from musicrec.tracking import track_evaluation
-
-        run_id = track_evaluation(model, payload, experiment=experiment)
-        console.print(f"logged to MLflow run {run_id}", highlight=False)
+    if observer is not None:
+        console.print(f"logged to MLflow run {observer.run_id}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return

@@ -3,7 +3,7 @@
 The training split is read with ``spark.read.parquet`` and weighted with Spark SQL using the
 expressions of :mod:`musicrec.models.confidence`, so nothing but the final factors passes
 through the driver's Python process. The factors come back in our ``user_idx`` / ``item_idx``
-order, ready for :func:`musicrec.models.artifact.save_artifact`.
+order; :meth:`musicrec.models.als.ALSModel.fit_dataset` adopts them (engine ``spark``).
 
 Two semantic differences from implicit are bridged here (details in ``docs/spark.md``):
 
@@ -37,8 +37,9 @@ from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError, DataError
-from musicrec.models.als import Factors, IterationCallback
+from musicrec.models.base import IterationCallback
 from musicrec.models.confidence import bm25_weight
+from musicrec.models.factors import Factors
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -39,8 +39,6 @@ from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError
-from musicrec.models.base import model_class
-from musicrec.models.itemitem import ItemItemModel
 from musicrec.models.spark_als import read_ratings, spark_session
 
 if TYPE_CHECKING:
@@ -53,36 +51,33 @@ BLOCK_ROWS = 2048  # artist rows per block of the summed Gram product
 SHARD_CELLS = 200_000  # at most this many (listener, artist) cells per user shard
 
 
-def fit_itemitem_spark(
+def spark_similarity(
     dataset: Dataset,
     config: TrainConfig,
     master: str | None = None,
     *,
     train_uri: str | None = None,
     conf: Mapping[str, str] | None = None,
-) -> ItemItemModel:
-    """An ``itemknn`` or ``rp3beta`` model whose similarity was computed on Spark.
+) -> sp.csr_matrix:
+    """The ``itemknn`` or ``rp3beta`` similarity ``S`` of ``config``, computed on Spark.
 
     It equals the one :meth:`~musicrec.models.base.Model.fit` learns on this machine (up to
-    floating-point summation order, and the choice among neighbours tied at the K-th place).
+    floating-point summation order, and the choice among neighbours tied at the K-th place);
+    :meth:`musicrec.models.itemitem.ItemItemModel.fit_dataset` adopts it (engine ``spark``).
     """
     if config.kind not in KINDS:
         raise ConfigError(
             f"engine 'spark' fits als, {', '.join(KINDS)}; not {config.kind!r} (use engine "
             "implicit)"
         )
-    model = model_class(config.kind)(config)
-    assert isinstance(model, ItemItemModel)
-    model._remember(dataset.train)
     uri = train_uri or str(dataset.path.resolve() / layout.TRAIN)
     with spark_session(master, conf) as spark:
         ratings, n_ratings = read_ratings(spark, uri, config, dataset.shape)
         try:
             log.info("Spark %s on %s: %d cells", config.kind, spark.sparkContext.master, n_ratings)
-            model.similarity = similarity(spark, ratings, config, dataset.shape[1], n_ratings)
+            return similarity(spark, ratings, config, dataset.shape[1], n_ratings)
         finally:
             ratings.unpersist()
-    return model
 
 
 def similarity(
