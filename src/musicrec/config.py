@@ -153,8 +153,9 @@ class TrainConfig:
                     raise ConfigError(f"blend {name} must be a mapping of parameters")
                 if (part or {}).get("kind") == "blend":
                     raise ConfigError("a blend cannot contain another blend")
-            self.part("first")  # validates the components
-            self.part("second")
+            for name in ("first", "second"):
+                if self.part(name).engine != "implicit":  # also validates the component
+                    raise ConfigError(f"blend {name}: a blend fits its parts in process (engine)")
 
     def _check_types(self) -> None:
         """Each parameter has its field's type (an int is accepted for a float)."""

@@ -70,6 +70,9 @@ def test_spark_engine_kinds_are_checked() -> None:
     assert TrainConfig.for_kind("itemknn", engine="spark").to_dict()["engine"] == "spark"
     with pytest.raises(ConfigError, match="engine"):
         TrainConfig.for_kind("ease", engine="spark")
+    # A blend fits its parts in this process: a part on Spark is refused, not ignored.
+    with pytest.raises(ConfigError, match="blend first: .*engine"):
+        TrainConfig.for_kind("blend", first={"kind": "itemknn", "engine": "spark"})
     # The engine is the model's own: same class, labelled spark, not fitted in this process.
     from musicrec.models.itemitem import ItemKNNModel
     from musicrec.models.kinds import build
