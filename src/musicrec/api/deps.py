@@ -49,13 +49,19 @@ def runtime(request: Request) -> tuple[Recommender, ApiMetrics]:
 
 
 def require_admin(
+    request: Request,
     settings: Annotated[Settings, Depends(get_app_settings)],
-    api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+    api_key: Annotated[str | None, Header(alias="X-API-Key", include_in_schema=False)] = None,
 ) -> None:
-    """Admin routes answer 404 unless a key is configured, and 401/403 without the right one."""
+    """Without a keys file, admin routes answer 404 unless ``MUSICREC_ADMIN_API_KEY`` is set,
+    and 401/403 without that key. With a keys file the auth middleware checked the scope.
+    """
+    if request.app.state.keyring is not None:
+        return
     if settings.admin_api_key is None:
         raise HTTPException(
-            status_code=404, detail="admin API disabled (set MUSICREC_ADMIN_API_KEY)"
+            status_code=404,
+            detail="admin API disabled (set MUSICREC_ADMIN_API_KEY or MUSICREC_API_KEYS_FILE)",
         )
     if not api_key:
         raise HTTPException(status_code=401, detail="missing X-API-Key header")

@@ -61,11 +61,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def on_not_found(request: Request, exc: NotFoundError) -> Response:
         metrics = request.app.state.metrics
+        suggestions = exc.suggestions
         if isinstance(exc, UnknownUserError):
             metrics.lookup("user", known=False)
+            suggestions = request.app.state.forgotten.visible(suggestions)
         elif isinstance(exc, UnknownArtistError):
             metrics.lookup("artist", known=False, count=getattr(exc, "count", 1))
-        return error_response(404, str(exc), exc.suggestions)
+        return error_response(404, str(exc), suggestions)
 
     @app.exception_handler(MoodUnavailableError)
     async def on_unavailable_mood(request: Request, exc: MoodUnavailableError) -> Response:

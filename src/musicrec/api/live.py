@@ -29,7 +29,9 @@ def user_recommendations(
     """Top-``k`` for ``user_id`` with their events folded in (model only without a store).
 
     A store that cannot be read degrades to the model's answer, logged, never a failed request.
+    A forgotten listener is unknown (404), whatever the model holds.
     """
+    request.app.state.forgotten.check_user(user_id, recommender.version)
     store: EventStore | None = request.app.state.event_store
     if store is None:
         return recommender.recommend_user(user_id, k, mood=mood)

@@ -61,6 +61,7 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
     live: LiveMetrics = request.app.state.live_metrics
     try:
         events = validate_batch(body.events)
+        request.app.state.forgotten.check_events(events)
     except EventError as exc:
         live.rejected.labels(reason="invalid").inc()
         rejection = EventRejection(

@@ -25,10 +25,11 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 @router.get("", response_model=UserSampleResponse)
 def sample_users(
-    recommender: RecommenderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    request: Request, recommender: RecommenderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> UserSampleResponse:
     """A deterministic sample of user ids the model knows (demos, load tests)."""
-    return UserSampleResponse(users=recommender.sample_users(limit), total=recommender.n_users)
+    users = request.app.state.forgotten.visible(recommender.sample_users(limit))
+    return UserSampleResponse(users=users, total=recommender.n_users)
 
 
 @router.get(

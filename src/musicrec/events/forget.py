@@ -1,0 +1,243 @@
+"""Forgetting a listener: their rows deleted, a tombstone against every later use, an audit.
+
+:func:`forget_listener` deletes, in one transaction, every row of the listener in each table
+of :data:`LISTENER_TABLES` (events today; a table of impressions or per-listener state is
+covered by adding it there), records a tombstone and an audit record. The tombstone holds a
+SHA-256 digest of the listener's id, not the id: it is what keeps the listener out of
+serving (every worker re-reads the tombstones each watch interval and answers 404) and out
+of every later retraining, although the base data file still holds their plays. The audit
+record says when, by which API key name and how many rows of each table, and nothing about
+the listener.
+
+An event of a forgotten listener accepted by a worker that has not yet seen the tombstone is
+removed by :func:`sweep`, which workers run for recent tombstones at every check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import sqlalchemy as sa
+
+from musicrec.errors import StoreError
+from musicrec.events.store import EventStore, events_table
+
+# Every table holding rows about one listener, with a ``user_id`` column: forgetting deletes
+# their rows in each. A new per-listener table (impressions, aggregates) is one line here.
+LISTENER_TABLES: tuple[sa.Table, ...] = (events_table,)
+SWEEP_WINDOW_S = 180.0  # tombstones this recent are swept again (a late event on a slow worker)
+DIGEST_SALT = b"musicrec-forget:"
+
+metadata = sa.MetaData()
+tombstones_table = sa.Table(
+    "forgotten_listeners",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("forgotten_at", sa.Float, nullable=False),
+    sa.Column("watermarks", sa.Text, nullable=False),  # JSON: highest row id per table then
+    sqlite_autoincrement=True,
+)
+audit_table = sa.Table(
+    "forget_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),  # API key name, or "cli"
+    sa.Column("rows", sa.Text, nullable=False),  # JSON: rows deleted per table
+    sqlite_autoincrement=True,
+)
+
+
+def listener_digest(user_id: str) -> str:
+    """The tombstone's identity of a listener (SHA-256 of the id, hex)."""
+    return hashlib.sha256(DIGEST_SALT + user_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What one call of :func:`forget_listener` did."""
+
+    rows: dict[str, int]  # rows deleted per table
+    already: bool  # the listener had been forgotten before
+    at: float
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    seq: int
+    digest: str
+    forgotten_at: float
+    watermarks: dict[str, int]  # rows with a higher id arrived after the tombstone
+
+
+def ensure_tables(store: EventStore) -> None:
+    """Create the event tables and the tombstone and audit tables (idempotent)."""
+    store.ensure_schema()
+    try:
+        metadata.create_all(store.engine, checkfirst=True)
+    except sa.exc.OperationalError as exc:
+        if "already exists" not in str(exc):  # a concurrent creator won the race
+            raise StoreError(f"cannot create the forget tables in {store}: {exc}") from exc
+
+
+def _watermarks(conn: sa.Connection) -> dict[str, int]:
+    return {
+        table.name: int(conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0)
+        for table in LISTENER_TABLES
+        if "id" in table.c
+    }
+
+
+def _delete_rows(conn: sa.Connection, user_ids: Iterable[str]) -> dict[str, int]:
+    ids = list(user_ids)
+    return {
+        table.name: int(conn.execute(sa.delete(table).where(table.c.user_id.in_(ids))).rowcount)
+        for table in LISTENER_TABLES
+    }
+
+
+def forget_listener(store: EventStore, user_id: str, actor: str) -> Forgotten:
+    """Delete the listener's rows, keep a tombstone and an audit record (one transaction)."""
+    ensure_tables(store)
+    now = time.time()
+    key = listener_digest(user_id)
+    try:
+        with store.engine.begin() as conn:
+            rows = _delete_rows(conn, [user_id])
+            marks = json.dumps(_watermarks(conn), sort_keys=True)
+            known = conn.execute(
+                sa.select(tombstones_table.c.seq).where(tombstones_table.c.digest == key)
+            ).first()
+            if known is None:
+                conn.execute(
+                    sa.insert(tombstones_table).values(
+                        digest=key, forgotten_at=now, watermarks=marks
+                    )
+                )
+            else:  # again: sweep from now on as for a new one
+                conn.execute(
+                    sa.update(tombstones_table)
+                    .where(tombstones_table.c.digest == key)
+                    .values(forgotten_at=now, watermarks=marks)
+                )
+            conn.execute(
+                sa.insert(audit_table).values(
+                    at=now, actor=actor[:100], rows=json.dumps(rows, sort_keys=True)
+                )
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot forget the listener in {store}: {exc}") from exc
+    return Forgotten(rows=rows, already=known is not None, at=now)
+
+
+def tombstones(store: EventStore, after_seq: int = 0) -> list[Tombstone]:
+    """Tombstones recorded after ``after_seq`` (all by default), oldest first."""
+    if not store.exists:
+        return []
+    ensure_tables(store)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tombstones_table)
+            .where(tombstones_table.c.seq > after_seq)
+            .order_by(tombstones_table.c.seq)
+        ).all()
+    return [
+        Tombstone(int(r.seq), str(r.digest), float(r.forgotten_at), json.loads(r.watermarks))
+        for r in rows
+    ]
+
+
+def forgotten_digests(store: EventStore) -> frozenset[str]:
+    return frozenset(t.digest for t in tombstones(store))
+
+
+def audit(store: EventStore) -> list[dict[str, Any]]:
+    """Every audit record, oldest first: ``at``, ``actor``, ``rows`` (per table)."""
+    if not store.exists:
+        return []
+    ensure_tables(store)
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(audit_table).order_by(audit_table.c.id)).all()
+    return [{"at": r.at, "actor": r.actor, "rows": json.loads(r.rows)} for r in rows]
+
+
+def sweep(store: EventStore, recent: Sequence[Tombstone]) -> int:
+    """Delete rows of the ``recent`` tombstones' listeners that arrived after the tombstone.
+
+    Only rows above the id each table had at the oldest tombstone are read, so a sweep costs
+    a range scan of the newest rows.
+    """
+    if not recent or not store.exists:
+        return 0
+    digests = frozenset(t.digest for t in recent)
+    deleted = 0
+    with store.engine.begin() as conn:
+        for table in LISTENER_TABLES:
+            query = sa.select(sa.distinct(table.c.user_id))
+            if "id" in table.c:
+                since = min(t.watermarks.get(table.name, 0) for t in recent)
+                query = query.where(table.c.id > since)
+            users = conn.execute(query).scalars().all()
+            late = [u for u in users if listener_digest(str(u)) in digests]
+            if late:
+                deleted += sum(_delete_rows(conn, late).values())
+    return deleted
+
+
+class _Rows(Protocol):
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+    plays: np.ndarray
+    user_ids: np.ndarray
+    timestamps: np.ndarray | None
+
+
+R = TypeVar("R", bound=_Rows)
+
+
+def forgotten_mask(user_ids: Sequence[Any] | np.ndarray, digests: frozenset[str]) -> np.ndarray:
+    """True for each user id that was forgotten."""
+    if not digests:
+        return np.zeros(len(user_ids), dtype=bool)
+    return np.fromiter(
+        (listener_digest(str(u)) in digests for u in user_ids), dtype=bool, count=len(user_ids)
+    )
+
+
+def without_forgotten(raw: R, store: EventStore) -> R:
+    """``raw`` interactions (base data plus events) minus every forgotten listener's rows."""
+    digests = forgotten_digests(store)
+    if not digests:
+        return raw
+    gone = forgotten_mask(raw.user_ids, digests)
+    if not gone.any():
+        return raw
+    keep = ~gone[np.asarray(raw.user_codes, dtype=np.int64)]
+    stamps = raw.timestamps[keep] if raw.timestamps is not None else None
+    return dataclasses.replace(  # type: ignore[type-var]
+        raw,
+        user_codes=raw.user_codes[keep],
+        item_codes=raw.item_codes[keep],
+        plays=raw.plays[keep],
+        timestamps=stamps,
+    )
+
+
+def forget_key(key: str, store: EventStore) -> str:
+    """A retraining cycle key that changes with every new tombstone (so a cycle re-runs)."""
+    latest = tombstones(store)
+    if not latest:
+        return key
+    return hashlib.sha256(f"{key}:{latest[-1].seq}:{len(latest)}".encode()).hexdigest()[:16]
