@@ -24,6 +24,7 @@ from musicrec.api.forgotten import AccessRefresher, ForgottenListeners
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.loader import load_recommender
 from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
+from musicrec.api.openapi import install_openapi
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
 from musicrec.api.watch import ModelWatcher, remember
@@ -75,8 +76,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def access_checks(app: FastAPI) -> list[Callable[[], Any]]:
     """What the access refresher runs every interval: the keys file and the tombstones."""
     checks: list[Callable[[], Any]] = [lambda: app.state.forgotten.refresh(app.state.event_store)]
-    if app.state.keyring is not None:
-        checks.append(app.state.keyring.refresh)
+    keyring = app.state.keyring
+    if keyring is not None:
+
+        def keys() -> None:
+            if keyring.refresh():
+                app.openapi_schema = None  # whether /metrics needs a key may have changed
+
+        checks.append(keys)
     return checks
 
 
@@ -104,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     install_auth(app, settings.api_keys_file, admin_key, settings.quota_dir)  # inside CORS
+    install_openapi(app)
     origins = settings.cors_origins
     app.add_middleware(
         CORSMiddleware,

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from musicrec.events.schema import MAX_BATCH
+from musicrec.api.schemas import NAME_PATTERN
+from musicrec.events.schema import MAX_BATCH, MAX_PLAYS, MAX_TEXT, MAX_TIMESTAMP, MIN_TIMESTAMP
+
+_NAME = {"min_length": 1, "max_length": MAX_TEXT, "pattern": NAME_PATTERN}
+Timestamp = Annotated[
+    int,
+    Field(
+        ge=MIN_TIMESTAMP,
+        le=MAX_TIMESTAMP,
+        description="Epoch seconds, UTC (default: now). More than a day ahead of the "
+        "server clock is recorded as the time of receipt.",
+    ),
+]
+
+
+class _EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(**_NAME, description="The listener.")  # type: ignore[arg-type]
+    artist: str = Field(**_NAME, description="Artist name.")  # type: ignore[arg-type]
+    timestamp: Timestamp | None = None
+
+
+class PlayEvent(_EventIn):
+    """``plays`` listens of an artist."""
+
+    kind: Literal["play"] = "play"
+    plays: int = Field(default=1, ge=1, le=MAX_PLAYS, description="Listens (default 1).")
+
+
+class MarkEvent(_EventIn):
+    """A skip, a love (counts as several plays) or a ban (never recommended again)."""
+
+    kind: Literal["skip", "love", "ban"]
+    plays: Literal[1] = Field(default=1, description="Only play events carry plays.")
+
+
+def _event_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "play" if kind in (None, "play") else "mark"
+
+
+EventIn = Annotated[
+    Annotated[PlayEvent, Tag("play")] | Annotated[MarkEvent, Tag("mark")],
+    Discriminator(_event_kind),
+]
 
 
 class EventBatch(BaseModel):
@@ -14,15 +59,15 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[dict[str, Any]] = Field(
+    events: list[EventIn] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description=(
-            "Events: user_id, artist (required); kind play|skip|love|ban (default play); "
-            "plays (whole number, play events only, default 1); timestamp (epoch seconds "
-            "or ISO-8601, default now)."
-        ),
+        description="Events: play (the default kind, with plays), skip, love or ban.",
     )
+
+    def raw(self) -> list[dict[str, Any]]:
+        """The events as mappings for :func:`~musicrec.events.schema.validate_batch`."""
+        return [event.model_dump(exclude_none=True) for event in self.events]
 
 
 class EventsAccepted(BaseModel):
@@ -32,15 +77,6 @@ class EventsAccepted(BaseModel):
     first_id: int
     last_id: int
     took_ms: float
-
-
-class EventRejection(BaseModel):
-    """Why a batch was refused: the first offending event and the reason."""
-
-    detail: str
-    index: int | None = Field(description="Position of the offending event in the batch.")
-    field: str | None = None
-    reason: str
 
 
 class StoredEvent(BaseModel):

@@ -14,7 +14,6 @@ from musicrec.api.convert import elapsed_ms
 from musicrec.api.errors import error_response
 from musicrec.api.events_schemas import (
     EventBatch,
-    EventRejection,
     EventsAccepted,
     EventStats,
     StoredEvent,
@@ -45,29 +44,30 @@ def _store(request: Request) -> EventStore:
     response_model=EventsAccepted,
     responses={
         404: {"model": ErrorResponse},
-        422: {"model": EventRejection},
         503: {"model": ErrorResponse},
     },
 )
 def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
     """Store a batch of listening events; answered only once the batch is durable.
 
-    A batch is all-or-nothing: the first invalid event is named by ``index`` with its
-    ``field`` and ``reason`` (422) and nothing is stored. The listener's next
-    recommendations fold the new events in.
+    A batch is all-or-nothing: one the schema refuses is answered 422, one holding an
+    event of a forgotten listener 409 (the event named by ``index``, ``field`` and
+    ``reason``), and nothing of it is stored. The listener's next recommendations fold the
+    new events in.
     """
     started = time.perf_counter()
     store = _store(request)
     live: LiveMetrics = request.app.state.live_metrics
     try:
-        events = validate_batch(body.events)
-        request.app.state.forgotten.check_events(events)
+        events = validate_batch(body.raw())
     except EventError as exc:
         live.rejected.labels(reason="invalid").inc()
-        rejection = EventRejection(
-            detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason
-        )
-        return Response(rejection.model_dump_json(), 422, media_type="application/json")
+        return _refusal(422, exc)
+    try:
+        request.app.state.forgotten.check_events(events)
+    except EventError as exc:
+        live.rejected.labels(reason="forgotten").inc()
+        return _refusal(409, exc)
     try:
         ids = store.append(events)
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
@@ -81,6 +81,11 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
         last_id=ids[-1],
         took_ms=elapsed_ms(started, time.perf_counter()),
     )
+
+
+def _refusal(status: int, exc: EventError) -> Response:
+    body = ErrorResponse(detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason)
+    return Response(body.model_dump_json(), status, media_type="application/json")
 
 
 @router.get(

@@ -17,11 +17,13 @@ from musicrec.api.schemas import (
     ChartsResponse,
     ErrorResponse,
     MoodInfo,
+    MoodQuery,
     MoodsResponse,
     RecommendRequest,
     RecommendResponse,
     SimilarRequest,
     SimilarResponse,
+    UserQuery,
 )
 
 router = APIRouter(prefix="", tags=["recommendations"])
@@ -36,18 +38,19 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
     recommender, metrics = runtime(request)
-    if body.type == "user":
-        assert body.user_id is not None
-        recs = live.user_recommendations(request, recommender, body.user_id, body.k)
+    user_id = mood = None
+    if isinstance(body, UserQuery):
+        user_id = body.user_id
+        recs = live.user_recommendations(request, recommender, user_id, body.k)
         metrics.lookup("user", known=True)
-    elif body.type == "mood":
-        assert body.mood is not None
-        recs = recommender.recommend_mood(body.mood, body.k)
-        metrics.mood_requests.labels(mood=recommender.mood(body.mood).spec.name).inc()
+    elif isinstance(body, MoodQuery):
+        mood = body.mood
+        recs = recommender.recommend_mood(mood, body.k)
+        metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()
     else:
         recs = recommender.recommend_random(body.k)
     metrics.served(body.type, recs)
-    return recommend_body(body.type, recs, recommender, started, body.user_id, body.mood)
+    return recommend_body(body.type, recs, recommender, started, user_id, mood)
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
