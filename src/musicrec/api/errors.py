@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from musicrec.api.events_schemas import first_refused_event
 from musicrec.api.metrics import ASGIApp, Message, Receive, Scope, Send
 from musicrec.errors import (
     MoodUnavailableError,
@@ -28,11 +29,13 @@ def error_response(
     suggestions: list[str] | None = None,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
     """The one error body (``ErrorResponse``); ASCII-escaped so odd echoed input encodes."""
     payload: dict[str, Any] = {"detail": str(detail), "suggestions": suggestions or []}
     if errors:
         payload["errors"] = errors
+    payload.update(extra or {})
     body = json.dumps(payload, ensure_ascii=True, default=str)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
@@ -62,7 +65,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
         errors = _validation_errors(exc)
-        return error_response(422, _summary(errors), errors=errors)
+        event = None
+        if request.method == "POST" and request.url.path == "/events":
+            request.app.state.live_metrics.rejected.labels(reason="invalid").inc()
+            event = first_refused_event(errors)  # named as the event validation names it
+        return error_response(422, _summary(errors), errors=errors, extra=event)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:

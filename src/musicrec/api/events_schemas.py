@@ -70,6 +70,16 @@ class EventBatch(BaseModel):
         return [event.model_dump(exclude_none=True) for event in self.events]
 
 
+def first_refused_event(errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``index``, ``field`` and ``reason`` of the first invalid event of a validation error."""
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) >= 3 and loc[:2] == ["body", "events"] and isinstance(loc[2], int):
+            field = next((str(p) for p in loc[4:5]), None)  # loc[3] is the kind's tag
+            return {"index": loc[2], "field": field, "reason": error["msg"]}
+    return None
+
+
 class EventsAccepted(BaseModel):
     """The batch is durable in the event store."""
 
