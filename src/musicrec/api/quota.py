@@ -26,6 +26,7 @@ from typing import Protocol
 QUOTA_FILE = "musicrec-quota.bin"
 SLOT = struct.Struct("<8sdd")  # key id (ascii), tokens, monotonic time they were counted
 SLOTS = 65_536  # keys a file can hold: 1.5 MiB
+CLOCK_RESTART_S = 60.0  # a bucket this far in the future predates a reboot
 
 
 class Buckets(Protocol):
@@ -36,12 +37,21 @@ class Buckets(Protocol):
 
 def _refill(
     tokens: float, updated: float, rate: float, burst: int, now: float
-) -> tuple[float, float]:
-    """Tokens after refilling since ``updated``, then one taken; (tokens left, wait)."""
-    tokens = min(float(burst), tokens + max(0.0, now - updated) * rate)
+) -> tuple[float, float, float]:
+    """Tokens after refilling since ``updated``, then one taken: (tokens, wait, as of when).
+
+    ``now`` was read before the lock: a process that waited for it may bring an older time
+    than the last writer's. The bucket's time never moves back, or an interval would be
+    refilled twice. A time far ahead comes from before a reboot (the monotonic clock
+    restarted): the bucket starts over.
+    """
+    if updated > now + CLOCK_RESTART_S:
+        tokens, updated = float(burst), now
+    moment = max(now, updated)
+    tokens = min(float(burst), tokens + (moment - updated) * rate)
     if tokens >= 1.0:
-        return tokens - 1.0, 0.0
-    return tokens, (1.0 - tokens) / rate
+        return tokens - 1.0, 0.0, moment
+    return tokens, (1.0 - tokens) / rate, moment
 
 
 class LocalBuckets:
@@ -56,8 +66,8 @@ class LocalBuckets:
             owner, tokens, updated = self._state.get(slot, (key_id, float(burst), now))
             if owner != key_id:  # a different key in this slot: start full
                 tokens, updated = float(burst), now
-            tokens, wait = _refill(tokens, updated, rate, burst, now)
-            self._state[slot] = (key_id, tokens, now)
+            tokens, wait, moment = _refill(tokens, updated, rate, burst, now)
+            self._state[slot] = (key_id, tokens, moment)
             return wait
 
 
@@ -88,8 +98,8 @@ class SharedBuckets:
                 found, tokens, updated = SLOT.unpack_from(self._map, offset)
                 if found != owner:  # empty, or a slot reused by another key: start full
                     tokens, updated = float(burst), now
-                tokens, wait = _refill(tokens, updated, rate, burst, now)
-                SLOT.pack_into(self._map, offset, owner, tokens, now)
+                tokens, wait, moment = _refill(tokens, updated, rate, burst, now)
+                SLOT.pack_into(self._map, offset, owner, tokens, moment)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return wait
