@@ -173,9 +173,7 @@ def test_listener_plays_align_by_position(client: TestClient) -> None:
         return [r["artist"] for r in answer.json()["recommendations"]]
 
     artists = ["Metallica", "Madonna"]
-    assert recs({"artists": artists, "plays": [50]}) == recs(
-        {"artists": artists, "plays": [50, 1]}
-    )
+    assert recs({"artists": artists, "plays": [50]}) == recs({"artists": artists, "plays": [50, 1]})
     assert recs({"artists": artists, "plays": [1, 50, 7, 7]}) == recs(
         {"artists": artists, "plays": [1, 50]}
     )
