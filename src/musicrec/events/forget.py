@@ -185,7 +185,7 @@ def sweep(store: EventStore, recent: Sequence[Tombstone]) -> int:
     deleted = 0
     with store.engine.begin() as conn:
         for table in LISTENER_TABLES:
-            query = sa.select(sa.distinct(table.c.user_id))
+            query = sa.select(table.c.user_id).distinct()
             if "id" in table.c:
                 since = min(t.watermarks.get(table.name, 0) for t in recent)
                 query = query.where(table.c.id > since)
