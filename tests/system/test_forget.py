@@ -16,6 +16,7 @@ from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.models.artifact import ModelArtifact
 from musicrec.tracking.retrain import RetrainConfig, retrain
+from musicrec.ui.client import ApiClient, ApiUnavailable
 
 DEADLINE_S = 60.0  # what the API promises
 WATCH_S = 1.0  # the watch interval these servers run with
@@ -60,11 +61,24 @@ def test_a_forgotten_listener_is_gone_on_every_worker_and_replica(
             sample = httpx.get(f"{base}/users", params={"limit": 5}, headers=headers).json()
             assert user not in sample["users"]
         assert httpx.get(f"{b}/users/{user}/events", headers=headers).json()["events"] == []
+        ui_client_uses_its_key(b, key)
     assert latency < DEADLINE_S
     store = EventStore(env["MUSICREC_EVENTS_URL"])
     (record,) = audit(store)
     assert record["actor"] == "ops" and record["rows"] == {"events": 1}
     assert user not in str(record)
+
+
+def ui_client_uses_its_key(base: str, key: str) -> None:
+    """The web UI's client sends MUSICREC_API_KEY; without one it says what is missing."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MUSICREC_API_URL", base)
+        env.setenv("MUSICREC_API_KEY", key)
+        with ApiClient.from_env() as client:
+            assert len(client.charts(3).recommendations) == 3
+        env.delenv("MUSICREC_API_KEY")
+        with ApiClient.from_env() as client, pytest.raises(ApiUnavailable, match="API_KEY"):
+            client.charts(3)
 
 
 @pytest.mark.slow

@@ -32,6 +32,8 @@ from typing import Any
 from musicrec.errors import ConfigError
 
 KEYS_FILE_ENV = "MUSICREC_API_KEYS_FILE"
+CLIENT_KEY_ENV = "MUSICREC_API_KEY"  # a client's own key (the UI, traffic, replay)
+CLIENT_KEY_FILE_ENV = "MUSICREC_API_KEY_FILE"  # or a file holding it (a mounted secret)
 FORMAT = 1
 SCOPES: tuple[str, ...] = ("read", "events", "admin", "metrics")
 PREFIX = "mrk_"
@@ -201,3 +203,20 @@ def revoke_key(path: str | Path, name_or_id: str) -> ApiKey:
         keys[at] = replace(keys[at], revoked_at=time.time())
         _write(path, keys)
         return keys[at]
+
+
+def client_key(explicit: str | None = None) -> str | None:
+    """A client's key: ``explicit``, else ``$MUSICREC_API_KEY``, else the file named by
+    ``$MUSICREC_API_KEY_FILE`` (a mounted secret); ``None`` for an open API."""
+    if explicit:
+        return explicit.strip()
+    if os.environ.get(CLIENT_KEY_ENV, "").strip():
+        return os.environ[CLIENT_KEY_ENV].strip()
+    path = os.environ.get(CLIENT_KEY_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API key file {path} ({exc.strerror})") from None
+    return key or None

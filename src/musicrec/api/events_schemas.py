@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from musicrec.api.schemas import NAME_PATTERN
 from musicrec.events.schema import MAX_BATCH, MAX_PLAYS, MAX_TEXT, MAX_TIMESTAMP, MIN_TIMESTAMP
 
-_NAME = {"min_length": 1, "max_length": MAX_TEXT, "pattern": NAME_PATTERN}
+EventName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NAME_PATTERN)
+]
 Timestamp = Annotated[
     int,
     Field(
@@ -24,8 +26,8 @@ Timestamp = Annotated[
 class _EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(**_NAME, description="The listener.")  # type: ignore[arg-type]
-    artist: str = Field(**_NAME, description="Artist name.")  # type: ignore[arg-type]
+    user_id: EventName = Field(description="The listener.")
+    artist: EventName = Field(description="Artist name.")
     timestamp: Timestamp | None = None
 
 

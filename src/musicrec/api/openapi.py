@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from musicrec.api.auth import ADMIN, METRICS_SCOPE, PUBLIC_PATHS, ROUTE_SCOPES
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
-SECURITY = [{"ApiKey": []}, {"Bearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer."},

@@ -231,8 +231,13 @@ def traffic(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the request mix.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="API key with the read scope.", envvar="MUSICREC_API_KEY"),
+    ] = None,
 ) -> None:
     """Send a realistic, bounded mix of API requests and report latency and errors."""
+    from musicrec.access.keys import client_key
     from musicrec.ops.traffic import run_traffic
 
     summary = run_traffic(
@@ -243,6 +248,7 @@ def traffic(
         allow_remote=allow_remote,
         concurrency=concurrency,
         seed=seed,
+        api_key=client_key(api_key),
     )
     payload = summary.to_dict()
     if as_json:
