@@ -95,8 +95,17 @@ class KeyRing:
             env = ApiKey(ENV_ADMIN_NAME, "envadmin", digest(self.admin_key), (ADMIN,))
             grants[env.sha256] = Grant(env, len(keys))
         self.by_digest = grants
+        self.seen: dict[str, Grant] = {}  # presented keys already hashed (valid ones only)
         self.metrics_protected = any(k.active and METRICS_SCOPE in k.scopes for k in keys)
         self._stamp = stamp
+
+    def lookup(self, key: str) -> Grant | None:
+        """The grant of a presented key; valid keys are remembered (at most one per grant),
+        so the hash is computed once per key and worker, not per request."""
+        grant = self.by_digest.get(digest(key))
+        if grant is not None and len(self.seen) < len(self.by_digest):
+            self.seen = {**self.seen, key: grant}  # replaced, never mutated: readers see one
+        return grant
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; keep the loaded keys if it cannot be read."""
@@ -230,7 +239,7 @@ class AuthMiddleware:
         if not key:
             metrics.refused.labels(reason="missing").inc()
             return _unauthorized("missing API key: send it in the X-API-Key header")
-        grant = keyring.by_digest.get(digest(key))
+        grant = keyring.seen.get(key) or keyring.lookup(key)
         if grant is None:
             metrics.refused.labels(reason="unknown").inc()
             return _unauthorized("unknown API key")
