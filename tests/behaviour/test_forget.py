@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from musicrec.data.sources import RawInteractions
+from musicrec.errors import DataError
 from musicrec.events import store as store_module
 from musicrec.events.forget import (
     LISTENER_TABLES,
@@ -20,6 +22,7 @@ from musicrec.events.forget import (
     tombstones,
     without_forgotten,
 )
+from musicrec.events.imports import import_events
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 
@@ -62,6 +65,16 @@ def test_a_sweep_removes_rows_that_arrived_after_the_tombstone(tmp_path: Path) -
     assert sweep(store, tombstones(store)) == 2
     assert store.user_events("late").empty and len(store.user_events("other")) == 2
     assert tombstones(store)[0].watermarks == {"events": 1}  # only rows after id 1 are read
+
+
+def test_an_import_of_a_forgotten_listener_is_refused_whole(tmp_path: Path) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    forget_listener(store, "gone", actor="cli")
+    rows = tmp_path / "events.csv"
+    rows.write_text("user_id,artist\nkept,Metallica\ngone,Slayer\n")
+    with pytest.raises(DataError, match="row 2 .*forgotten"):
+        import_events(store, rows)
+    assert store.count() == 0
 
 
 def test_retraining_input_drops_forgotten_listeners_and_changes_its_key(tmp_path: Path) -> None:

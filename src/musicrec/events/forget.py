@@ -196,6 +196,16 @@ def sweep(store: EventStore, recent: Sequence[Tombstone]) -> int:
     return deleted
 
 
+def first_forgotten(user_ids: Sequence[str], store: EventStore) -> int | None:
+    """Position of the first id of a forgotten listener in ``user_ids``, if any."""
+    digests = forgotten_digests(store)
+    if digests:
+        for position, user_id in enumerate(user_ids):
+            if listener_digest(user_id) in digests:
+                return position
+    return None
+
+
 class _Rows(Protocol):
     user_codes: np.ndarray
     item_codes: np.ndarray

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from musicrec.errors import DataError, EventError
+from musicrec.events.forget import first_forgotten
 from musicrec.events.schema import FIELDS, validate_event
 from musicrec.events.store import EventStore
 
@@ -70,5 +71,11 @@ def import_events(store: EventStore, path: str | Path) -> ImportSummary:
                 f"{path}: row {index + 1} (after the header): {exc.reason}"
                 f" ({exc.field or 'event'}); nothing imported"
             ) from None
+    gone = first_forgotten([e.user_id for e in events], store)
+    if gone is not None:
+        raise DataError(
+            f"{path}: row {gone + 1} (after the header): that listener was forgotten "
+            "(musicrec users forget); nothing imported"
+        )
     ids = store.append(events)
     return ImportSummary(str(path), len(ids), ids[0], ids[-1], time.perf_counter() - started)
