@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -36,6 +37,7 @@ SWEEP_WINDOW_S = 180.0  # tombstones this recent are swept again (a late event o
 DIGEST_SALT = b"musicrec-forget:"
 
 metadata = sa.MetaData()
+_READY: weakref.WeakSet[EventStore] = weakref.WeakSet()  # stores whose tables exist
 tombstones_table = sa.Table(
     "forgotten_listeners",
     metadata,
@@ -83,13 +85,16 @@ class Tombstone:
 
 
 def ensure_tables(store: EventStore) -> None:
-    """Create the event tables and the tombstone and audit tables (idempotent)."""
+    """Create the event tables and the tombstone and audit tables (once per store object)."""
+    if store in _READY:
+        return
     store.ensure_schema()
     try:
         metadata.create_all(store.engine, checkfirst=True)
-    except sa.exc.OperationalError as exc:
-        if "already exists" not in str(exc):  # a concurrent creator won the race
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+        if "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
             raise StoreError(f"cannot create the forget tables in {store}: {exc}") from exc
+    _READY.add(store)  # (a concurrent creator may have won the race above: fine)
 
 
 def _watermarks(conn: sa.Connection) -> dict[str, int]:
