@@ -8,9 +8,10 @@ Two measurements, both in process (no network, so the difference is not lost in 
    time in microseconds, median and mean of ``--calls`` calls.
 2. **The route**: ``GET /users/{id}/recommendations?k=10`` through the whole app on
    ``--model``, cycling over 1,000 listeners, with the keys file (key with a quota, shared
-   buckets) and without; the two arms alternate in blocks of 200 requests so drifting load
-   hits both alike. Median per arm and the difference of medians with a 95 % bootstrap
-   interval (scipy.stats.bootstrap, 2,000 resamples).
+   buckets) and without; the two arms alternate in blocks of 200 requests, in the order
+   A B B A ..., so drifting load and the block order hit both alike. Median per arm and the
+   difference of medians with a 95 % bootstrap interval (scipy.stats.bootstrap, 2,000
+   resamples).
 
 The model directory is never written: its files are linked into a temporary directory where
 the HNSW index is built. Prints a Markdown table and the load average; ``--json`` writes
@@ -143,8 +144,9 @@ def route(model: Path, requests: int, workdir: Path, block: int = 200) -> dict[s
         for path in paths[:200]:  # warm up
             client.get(path, headers={"X-API-Key": key})
         done = 0
+        arms = list(times)
         while done < requests:
-            for arm in times:
+            for arm in arms if (done // block) % 2 == 0 else arms[::-1]:  # ABBA: no order bias
                 app.state.keyring = ring if arm != "without keys" else None
                 headers = {"X-API-Key": key} if app.state.keyring is not None else {}
                 for i in range(done, done + block):
