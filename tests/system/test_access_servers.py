@@ -7,6 +7,7 @@ first server answer.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ def test_a_forgotten_listener_is_gone_on_every_worker_and_replica(replicas: Repl
         assert time.monotonic() - started < DEADLINE_S, "replica b still serves the listener"
         time.sleep(0.1)
     latency = time.monotonic() - started
-    print(f"replica b stopped serving the forgotten listener after {latency:.2f} s")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"replica b stopped serving the forgotten listener after {latency:.2f} s (load {load})")
     time.sleep(2 * WATCH_S)  # every worker has checked at least once since
     for base in [a] * 20 + [b] * 3:  # new connections: both workers of a answer some
         answer = httpx.get(f"{base}/users/{user}/recommendations", headers=headers)
