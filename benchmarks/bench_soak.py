@@ -169,6 +169,7 @@ def soak(
         "rss_slope_mb_per_min": round(fit.slope * 60, 2),
         "rss_slope_ci95": [round(fit.slope * 60 - half, 2), round(fit.slope * 60 + half, 2)],
         "samples": len(samples),
+        "rss_samples": [[round(t, 1), round(m, 1)] for t, m in samples],
     }
 
 
