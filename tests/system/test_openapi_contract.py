@@ -25,11 +25,13 @@ SEED = 20261203
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(url: str, workdir: Path, *headers: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).parent / "schemathesis"
     cmd = [str(cli), "run", f"{url}/openapi.json", "--checks", "all", "-n", str(EXAMPLES)]
     cmd += ["--seed", str(SEED), "--no-color", *headers]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(  # in workdir: its cache stays out of the repository
+        cmd, capture_output=True, text=True, timeout=600, check=False, cwd=workdir
+    )
 
 
 @pytest.mark.parametrize("with_keys", [True, False], ids=["keys", "open"])
@@ -42,7 +44,7 @@ def test_every_check_passes(hetrec_model: Path, tmp_path: Path, with_keys: bool)
         env |= {"MUSICREC_API_KEYS_FILE": str(keys), "TEST_API_KEY": key}
         headers = ["-H", f"X-API-Key: {key}"]
     with served(hetrec_model, tmp_path / "serve.log", env=env) as url:
-        run = schemathesis(url, *headers)
+        run = schemathesis(url, tmp_path, *headers)
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
     assert " passed" in run.stdout and "failed" not in run.stdout.split("SUMMARY")[-1], report
