@@ -1,4 +1,4 @@
-"""Forgetting a listener reaches every later retraining (serving: tests/system/test_access_servers.py)."""
+"""Forgetting a listener reaches every later retraining (serving: test_access_servers.py)."""
 
 from __future__ import annotations
 
