@@ -12,15 +12,29 @@ from musicrec.events.schema import MAX_BATCH, MAX_PLAYS, MAX_TEXT, MAX_TIMESTAMP
 EventName = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NAME_PATTERN)
 ]
-Timestamp = Annotated[
+EpochSeconds = Annotated[
     int,
     Field(
         ge=MIN_TIMESTAMP,
         le=MAX_TIMESTAMP,
-        description="Epoch seconds, UTC (default: now). More than a day ahead of the "
-        "server clock is recorded as the time of receipt.",
+        description="Epoch seconds, UTC. More than a day ahead of the server clock is "
+        "recorded as the time of receipt.",
     ),
 ]
+# ISO-8601 in UTC (``Z`` or none), years 2000-2099, only calendar dates (29 February in leap
+# years): the schema admits exactly what validation accepts, so no schema-valid time is refused.
+_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
+_LEAP = r"(?:20(?:[02468][048]|[13579][26])-02-29)"
+ISO_PATTERN = rf"^(?:20\d\d-{_DAY}|{_LEAP})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,6}})?Z?$"
+IsoTime = Annotated[
+    str,
+    StringConstraints(pattern=ISO_PATTERN),
+    Field(description="ISO-8601 date and time in UTC, e.g. 2024-05-01T12:00:00Z."),
+]
+Timestamp = EpochSeconds | IsoTime
 
 
 class _EventIn(BaseModel):
@@ -28,7 +42,12 @@ class _EventIn(BaseModel):
 
     user_id: EventName = Field(description="The listener.")
     artist: EventName = Field(description="Artist name.")
-    timestamp: Timestamp | None = None
+    timestamp: Timestamp | None = Field(default=None, description="When (default: now).")
+    event_id: EventName | None = Field(
+        default=None,
+        description="The sender's id for the event: one the listener already has is "
+        "acknowledged but not stored again, so a batch may be retried safely.",
+    )
 
 
 class PlayEvent(_EventIn):
@@ -64,7 +83,10 @@ class EventBatch(BaseModel):
     events: list[EventIn] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description="Events: play (the default kind, with plays), skip, love or ban.",
+        description=(
+            "Events: play (the default kind, with plays), skip, love or ban. An event whose "
+            "event_id the listener already has is not stored again."
+        ),
     )
 
     def raw(self) -> list[dict[str, Any]]:
@@ -83,11 +105,15 @@ def first_refused_event(errors: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 class EventsAccepted(BaseModel):
-    """The batch is durable in the event store."""
+    """The batch is durable in the event store (201; 200 when nothing in it was new)."""
 
-    accepted: int
-    first_id: int
-    last_id: int
+    accepted: int = Field(description="Events of the batch, all of them now in the store.")
+    stored: int = Field(description="Events this request stored.")
+    duplicates: int = Field(
+        description="Events whose event_id the listener already had: stored once, not again."
+    )
+    first_id: int | None = Field(description="Id of the first stored event (null if none).")
+    last_id: int | None = Field(description="Id of the last stored event (null if none).")
     took_ms: float
 
 

@@ -14,6 +14,9 @@ events into plays, used by serving fold-in and by retraining alike):
   out of the listener's recommendations while the ``exclude_recent_days`` filter covers it.
 - ``ban``: the artist never comes back in that listener's recommendations and their plays of it
   are dropped from fold-in and from retraining.
+
+An event may carry ``event_id``, a string its sender chose: the store keeps each id once per
+listener, so a batch sent again after a lost answer is not stored twice.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
 MAX_TIMESTAMP = 4_102_444_799  # 2099-12-31T23:59:59Z: later is not a clock, it is a bug
 FUTURE_SKEW_S = 24 * 3600  # clocks drift; further ahead is recorded as the time of receipt
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
-FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
+FIELDS = ("user_id", "artist", "plays", "timestamp", "kind", "event_id")
 WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
 
 
@@ -52,6 +55,7 @@ class Event:
     kind: str = "play"
     plays: int = 1
     timestamp: int = 0  # epoch seconds, UTC
+    event_id: str | None = None  # the sender's id: stored once per listener
 
 
 def _text(index: int, raw: Mapping[str, Any], name: str) -> str:
@@ -135,7 +139,8 @@ def validate_event(index: int, raw: Mapping[str, Any], now: float | None = None)
         raise EventError(index, "timestamp", "after 2099-12-31")
     if timestamp > now + FUTURE_SKEW_S:  # a device clock far ahead: the event happened now
         timestamp = int(now)
-    return Event(user_id, artist, kind, plays, timestamp)
+    event_id = None if raw.get("event_id") is None else _text(index, raw, "event_id")
+    return Event(user_id, artist, kind, plays, timestamp, event_id)
 
 
 def validate_batch(
