@@ -5,7 +5,8 @@ reads new tombstones from the event store at its next check (every watch interva
 then answers 404 for the listener exactly as for one the model never knew, whatever model it
 serves (a rollback included), refuses their new events, and sweeps rows of theirs that
 arrived meanwhile. The check on the hot path is one set lookup, skipped while the set is
-empty.
+empty. A worker that learns of a tombstone also drops the answers it kept for the listener
+(:func:`~musicrec.events.cache.discard_everywhere`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from musicrec.errors import EventError, UnknownUserError
+from musicrec.events.cache import discard_everywhere
 from musicrec.events.forget import SWEEP_WINDOW_S, Tombstone, listener_digest, sweep, tombstones
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
@@ -35,8 +37,10 @@ class ForgottenListeners:
 
     def add(self, user_id: str) -> None:
         """A listener forgotten by this worker: effective here at once."""
+        digest = listener_digest(user_id)
         with self._lock:
-            self.digests = self.digests | {listener_digest(user_id)}
+            self.digests = self.digests | {digest}
+        drop_answers(frozenset({digest}))
 
     def refresh(self, store: EventStore | None, now: float | None = None) -> int:
         """Read tombstones newer than the last read and sweep recent ones; rows swept."""
@@ -55,6 +59,8 @@ class ForgottenListeners:
             ]:
                 del self._recent[digest]
             recent = list(self._recent.values())
+        if new:
+            drop_answers(frozenset(t.digest for t in new))
         swept = sweep(store, recent) if recent else 0
         if swept:
             log.info("removed %d rows of forgotten listeners that arrived late", swept)
@@ -82,6 +88,20 @@ class ForgottenListeners:
         if not self.digests:
             return list(user_ids)
         return [u for u in user_ids if not self.is_forgotten(u)]
+
+
+def drop_answers(digests: frozenset[str]) -> int:
+    """Drop every kept answer whose key names a listener of ``digests``; answers dropped.
+
+    Any text in a key is tried (the listener's id is one of them), so this holds whatever
+    else the key carries.
+    """
+
+    def names_one(key: Hashable) -> bool:
+        parts = key if isinstance(key, tuple) else (key,)
+        return any(isinstance(p, str) and listener_digest(p) in digests for p in parts)
+
+    return discard_everywhere(names_one)
 
 
 class AccessRefresher:

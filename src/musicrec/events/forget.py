@@ -1,8 +1,9 @@
 """Forgetting a listener: their rows deleted, a tombstone against every later use, an audit.
 
-:func:`forget_listener` deletes, in one transaction, every row of the listener in each table
-of :data:`LISTENER_TABLES` (events today; a table of impressions or per-listener state is
-covered by adding it there), records a tombstone and an audit record. The tombstone holds a
+:func:`forget_listener` deletes, in one write transaction, every row of the listener in each
+table of :data:`LISTENER_TABLES` (their events, their per-artist aggregate, the impressions
+shown to them) and the links of their events to requests, and records a tombstone and an
+audit record. The tombstone holds a
 SHA-256 digest of the listener's id, not the id: it is what keeps the listener out of
 serving (every worker re-reads the tombstones each watch interval and answers 404) and out
 of every later retraining, although the base data file still holds their plays. The audit
@@ -10,7 +11,8 @@ record says when, by which API key name and how many rows of each table, and not
 the listener.
 
 An event of a forgotten listener accepted by a worker that has not yet seen the tombstone is
-removed by :func:`sweep`, which workers run for recent tombstones at every check.
+removed by :func:`sweep`, which workers run for recent tombstones at every check; the workers
+also drop the listener's kept answers (:mod:`musicrec.events.cache`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,37 @@ import numpy as np
 import sqlalchemy as sa
 
 from musicrec.errors import StoreError
+from musicrec.events.impressions import ensure_tables as create_tables
+from musicrec.events.impressions import impressions_table
+from musicrec.events.outcomes import links_table
 from musicrec.events.store import EventStore, events_table
+from musicrec.events.tables import listener_artists
 
-# Every table holding rows about one listener, with a ``user_id`` column: forgetting deletes
-# their rows in each. A new per-listener table (impressions, aggregates) is one line here.
-LISTENER_TABLES: tuple[sa.Table, ...] = (events_table,)
+
+@dataclass(frozen=True)
+class ListenerTable:
+    """A table holding rows about one listener: forgetting deletes their rows in it."""
+
+    table: sa.Table
+    listener: str  # the column naming the listener
+    since: str  # the column a sweep compares with the watermark ...
+    watermark: str  # ... of this table (the highest id it had at the tombstone)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+# Every table holding rows about one listener. A new per-listener table is one line here
+# (tests/behaviour/test_forget.py fails for a table with a listener column left out).
+LISTENER_TABLES: tuple[ListenerTable, ...] = (
+    ListenerTable(events_table, "user_id", "id", "events"),
+    ListenerTable(listener_artists, "user_id", "last_id", "events"),
+    ListenerTable(impressions_table, "listener", "id", "impressions"),
+)
+# Rows about a listener's events, found through the events' ids (deleted before the events).
+EVENT_LINKS: tuple[sa.Table, ...] = (links_table,)
+WATERMARKED: tuple[sa.Table, ...] = (events_table, impressions_table)
 SWEEP_WINDOW_S = 180.0  # tombstones this recent are swept again (a late event on a slow worker)
 DIGEST_SALT = b"musicrec-forget:"
 
@@ -85,32 +113,44 @@ class Tombstone:
 
 
 def ensure_tables(store: EventStore) -> None:
-    """Create the event tables and the tombstone and audit tables (once per store object)."""
+    """Create the event tables and the tombstone and audit tables (once per store object).
+
+    The other per-listener tables (impressions, links) are created by their modules on first
+    use; forgetting deletes from those that exist.
+    """
     if store in _READY:
         return
-    store.ensure_schema()
-    try:
-        metadata.create_all(store.engine, checkfirst=True)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
-        if "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
-            raise StoreError(f"cannot create the forget tables in {store}: {exc}") from exc
-    _READY.add(store)  # (a concurrent creator may have won the race above: fine)
+    create_tables(store, metadata)  # tried again when another process creates them meanwhile
+    _READY.add(store)
 
 
-def _watermarks(conn: sa.Connection) -> dict[str, int]:
+def _present(conn: sa.Connection) -> set[str]:
+    return set(sa.inspect(conn).get_table_names())
+
+
+def _watermarks(conn: sa.Connection, present: set[str]) -> dict[str, int]:
     return {
         table.name: int(conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0)
-        for table in LISTENER_TABLES
-        if "id" in table.c
+        for table in WATERMARKED
+        if table.name in present
     }
 
 
-def _delete_rows(conn: sa.Connection, user_ids: Iterable[str]) -> dict[str, int]:
+def _delete_rows(conn: sa.Connection, user_ids: Iterable[str], present: set[str]) -> dict[str, int]:
+    """Delete the listeners' rows in every table there is; rows deleted per table."""
     ids = list(user_ids)
-    return {
-        table.name: int(conn.execute(sa.delete(table).where(table.c.user_id.in_(ids))).rowcount)
-        for table in LISTENER_TABLES
-    }
+    rows: dict[str, int] = {}
+    their_events = sa.select(events_table.c.id).where(events_table.c.user_id.in_(ids))
+    for link in EVENT_LINKS:
+        if link.name in present:
+            deleted = conn.execute(sa.delete(link).where(link.c.event_id.in_(their_events)))
+            rows[link.name] = int(deleted.rowcount)
+    for owned in LISTENER_TABLES:
+        if owned.name in present:
+            column = owned.table.c[owned.listener]
+            deleted = conn.execute(sa.delete(owned.table).where(column.in_(ids)))
+            rows[owned.name] = int(deleted.rowcount)
+    return rows
 
 
 def forget_listener(store: EventStore, user_id: str, actor: str) -> Forgotten:
@@ -119,9 +159,10 @@ def forget_listener(store: EventStore, user_id: str, actor: str) -> Forgotten:
     now = time.time()
     key = listener_digest(user_id)
     try:
-        with store.engine.begin() as conn:
-            rows = _delete_rows(conn, [user_id])
-            marks = json.dumps(_watermarks(conn), sort_keys=True)
+        with store.writes.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one write transaction
+            present = _present(conn)
+            rows = _delete_rows(conn, [user_id], present)
+            marks = json.dumps(_watermarks(conn, present), sort_keys=True)
             known = conn.execute(
                 sa.select(tombstones_table.c.seq).where(tombstones_table.c.digest == key)
             ).first()
@@ -187,18 +228,21 @@ def sweep(store: EventStore, recent: Sequence[Tombstone]) -> int:
     if not recent or not store.exists:
         return 0
     digests = frozenset(t.digest for t in recent)
-    deleted = 0
-    with store.engine.begin() as conn:
-        for table in LISTENER_TABLES:
-            query = sa.select(table.c.user_id).distinct()
-            if "id" in table.c:
-                since = min(t.watermarks.get(table.name, 0) for t in recent)
-                query = query.where(table.c.id > since)
+    with store.engine.connect() as conn:  # a read: no write lock while nothing is late
+        present = _present(conn)
+        late: set[str] = set()
+        for owned in LISTENER_TABLES:
+            if owned.name not in present:
+                continue
+            since = min(t.watermarks.get(owned.watermark, 0) for t in recent)
+            column = owned.table.c[owned.listener]
+            query = sa.select(column).distinct().where(owned.table.c[owned.since] > since)
             users = conn.execute(query).scalars().all()
-            late = [u for u in users if listener_digest(str(u)) in digests]
-            if late:
-                deleted += sum(_delete_rows(conn, late).values())
-    return deleted
+            late.update(str(u) for u in users if listener_digest(str(u)) in digests)
+    if not late:
+        return 0
+    with store.writes.begin() as conn:  # rows arriving meanwhile: the next sweep
+        return sum(_delete_rows(conn, sorted(late), present).values())
 
 
 def first_forgotten(user_ids: Sequence[str], store: EventStore) -> int | None:

@@ -38,9 +38,10 @@ def forget_user(
     _: AdminDep,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
 ) -> ForgetResponse:
-    """Forget a listener: delete their events, stop serving them, keep them out of retraining.
+    """Forget a listener: delete their data, stop serving them, keep them out of retraining.
 
-    Their rows in the event store are deleted now; this worker answers 404 for them at once,
+    Their rows in the event store (events, per-artist aggregates, impressions) are deleted
+    now, with the answers kept for them; this worker answers 404 for them at once,
     every other worker and replica within ``propagates_within_s``; no later ``retrain``
     uses their plays, even those in the base data file. An audit record keeps when, by which
     key name and how many rows, nothing about the listener. Repeating the call is harmless.
