@@ -11,6 +11,7 @@ from musicrec.events.forget import forget_listener
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.models.artifact import ModelArtifact
+from musicrec.pipeline.gate import GateConfig
 from musicrec.tracking.retrain import RetrainConfig, retrain
 
 
@@ -27,7 +28,9 @@ def test_retraining_leaves_out_a_forgotten_listener_of_the_base_data(
         train=TrainConfig(factors=16, iterations=4),
         model_name="forget-test",
         experiment="forget-test",
-        margin=-1.0,
+        gate=GateConfig(  # any candidate passes: this test is about what it was trained on
+            mode="non-inferiority", delta=1.0, coverage_share=1.0, novelty_share=1.0, alpha=1e-9
+        ),
     )
     user = str(ModelArtifact.load(synth_model).users["user_id"].iloc[3])  # in the base file
     store.append(validate_batch([{"user_id": user, "artist": "Metallica"}]))
