@@ -10,9 +10,9 @@ from musicrec.config import TrainConfig
 from musicrec.events.forget import forget_listener
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
+from musicrec.loop.retrain import RetrainConfig, retrain
 from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.gate import GateConfig
-from musicrec.tracking.retrain import RetrainConfig, retrain
 
 
 @pytest.mark.slow

@@ -176,17 +176,7 @@ def build_dataset(
     train_df = interactions[~test].sort_values(["user_idx", "item_idx"], ignore_index=True)
     test_df = interactions[test].sort_values(["user_idx", "item_idx"], ignore_index=True)
 
-    users = pd.DataFrame(
-        {
-            "user_idx": np.arange(len(user_index), dtype=np.int32),
-            "user_id": raw.user_ids[np.asarray(user_index)].astype(str),
-        }
-    )
-    items = raw.items.iloc[np.asarray(item_index)].reset_index(drop=True)
-    items.insert(0, "item_idx", np.arange(len(items), dtype=np.int32))
-    items["listeners"] = np.bincount(item_codes, minlength=len(items)).astype(np.int64)
-    items["plays"] = np.bincount(item_codes, weights=plays, minlength=len(items)).astype(np.int64)
-    items["mbid"] = items["mbid"].astype(object)
+    users, items = _vocabularies(raw, user_index, item_index, item_codes, plays)
     tags = _tags_for(raw.tags, items)
     validate_frames(train_df, test_df, users, items, tags)
 
@@ -214,25 +204,67 @@ def build_dataset(
         "density": len(interactions) / max(1, len(users) * len(items)),
         "split": split,
     }
-    meta = {
+    meta = _meta(source, fingerprint, config, split, timestamps is not None, tags is not None)
+    frames = {layout.TRAIN: train_df, layout.TEST: test_df, layout.USERS: users}
+    frames |= {layout.ITEMS: items} | ({layout.TAGS: tags} if tags is not None else {})
+    _write_dataset(out_dir, frames, stats, meta)
+    log.info("prepared %s: %s", out_dir, stats["kept"])
+    return PreparedSummary(out_dir=Path(out_dir), fingerprint=fingerprint, stats=stats)
+
+
+def _meta(
+    source: str,
+    fingerprint: str,
+    config: PrepareConfig,
+    split: str,
+    has_timestamps: bool,
+    has_tags: bool,
+) -> dict[str, Any]:
+    """``dataset.json``: what the dataset is and how it was prepared."""
+    return {
         "format_version": layout.DATASET_FORMAT_VERSION,
         "source": source,
         "fingerprint": fingerprint,
         "config": asdict(config) | {"split": split},
-        "has_timestamps": timestamps is not None,
-        "has_tags": tags is not None,
+        "has_timestamps": has_timestamps,
+        "has_tags": has_tags,
     }
+
+
+def _vocabularies(
+    raw: RawInteractions,
+    user_index: Any,
+    item_index: Any,
+    item_codes: np.ndarray,
+    plays: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept users and items (with listeners and plays), indexed contiguously."""
+    users = pd.DataFrame(
+        {
+            "user_idx": np.arange(len(user_index), dtype=np.int32),
+            "user_id": raw.user_ids[np.asarray(user_index)].astype(str),
+        }
+    )
+    items = raw.items.iloc[np.asarray(item_index)].reset_index(drop=True)
+    items.insert(0, "item_idx", np.arange(len(items), dtype=np.int32))
+    items["listeners"] = np.bincount(item_codes, minlength=len(items)).astype(np.int64)
+    items["plays"] = np.bincount(item_codes, weights=plays, minlength=len(items)).astype(np.int64)
+    items["mbid"] = items["mbid"].astype(object)
+    return users, items
+
+
+def _write_dataset(
+    out_dir: str | Path,
+    frames: dict[str, pd.DataFrame],
+    stats: dict[str, Any],
+    meta: dict[str, Any],
+) -> None:
+    """The dataset directory, written whole then renamed (``meta`` marks it complete)."""
     with atomic_dir(out_dir, marker=layout.DATASET_META) as tmp:
-        train_df.to_parquet(tmp / layout.TRAIN, index=False)
-        test_df.to_parquet(tmp / layout.TEST, index=False)
-        users.to_parquet(tmp / layout.USERS, index=False)
-        items.to_parquet(tmp / layout.ITEMS, index=False)
-        if tags is not None:
-            tags.to_parquet(tmp / layout.TAGS, index=False)
+        for name, frame in frames.items():
+            frame.to_parquet(tmp / name, index=False)
         write_json_atomic(tmp / layout.STATS, stats)
         write_json_atomic(tmp / layout.DATASET_META, meta)
-    log.info("prepared %s: %s", out_dir, stats["kept"])
-    return PreparedSummary(out_dir=Path(out_dir), fingerprint=fingerprint, stats=stats)
 
 
 def _tags_for(tags: pd.DataFrame | None, items: pd.DataFrame) -> pd.DataFrame | None:

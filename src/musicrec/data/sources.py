@@ -6,7 +6,6 @@ becomes a few integer arrays plus small vocabularies; no Python loop touches row
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from musicrec.errors import DataError
+from musicrec.text import normalize_name
 
 SOURCES = ("lastfm360k", "lastfm1k", "hetrec2k", "csv")
 LASTFM360K_FILE = "usersha1-artmbid-artname-plays.tsv"
@@ -45,17 +45,6 @@ class RawInteractions:
     rows_read: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     missing_artist: int = 0
-
-
-def normalize_name(name: str) -> str:
-    """Artist identity: NFC, casefolded, trimmed, inner whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
-
-
-def fold_accents(text: str) -> str:
-    """Lower-case ASCII-ish search key: "Björk" and "bjork" match."""
-    decomposed = unicodedata.normalize("NFKD", normalize_name(text))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def load(source: str, path: str | Path) -> RawInteractions:

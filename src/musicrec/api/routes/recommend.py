@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
-from musicrec.api.deps import MetricsDep, RecommenderDep, runtime
+from musicrec.api.deps import MetricsDep, RecommenderDep, listener_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -25,6 +24,7 @@ from musicrec.api.schemas import (
     SimilarResponse,
     UserQuery,
 )
+from musicrec.serving import live
 
 router = APIRouter(prefix="", tags=["recommendations"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -41,7 +41,9 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     user_id = mood = None
     if isinstance(body, UserQuery):
         user_id = body.user_id
-        recs = live.user_recommendations(request, recommender, user_id, body.k)
+        recs = live.user_recommendations(
+            recommender, user_id, body.k, listener_events(request, recommender, user_id)
+        )
         metrics.lookup("user", known=True)
     elif isinstance(body, MoodQuery):
         mood = body.mood
