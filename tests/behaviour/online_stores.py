@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from musicrec.events import impressions, outcomes, store
+from musicrec.events import impressions, outcomes
+from musicrec.events import tables as event_tables
 from musicrec.events.store import EventStore
 from musicrec.online import experiments
 
@@ -28,7 +29,7 @@ def empty_store(backend: str, tmp_path: Path) -> Iterator[EventStore]:
     if not POSTGRES_URL:
         pytest.skip("set MUSICREC_TEST_POSTGRES_URL to run on PostgreSQL")
     fresh = EventStore(POSTGRES_URL)
-    tables = (experiments.metadata, outcomes.metadata, impressions.metadata, store.metadata)
+    tables = (experiments.metadata, outcomes.metadata, impressions.metadata, event_tables.metadata)
     for metadata in tables:
         metadata.drop_all(fresh.engine)
     try:

@@ -3,7 +3,8 @@
 One module-scoped fixture builds the images with ``scripts/build-images.sh`` (the script behind
 ``make images``: a local Debian base made with mmdebstrap, so no registry is needed), seeds a
 tiny trained model into the compose ``models`` volume with the compose file's own
-``model-seed`` helper, and brings up ``docker-compose.yml`` with podman-compose: api, ui,
+``model-seed`` helper, and brings up ``docker-compose.yml`` with podman-compose: the
+``api-keys`` helper (the API then needs its admin key, the UI uses its own key), api, ui,
 mlflow, prometheus and alertmanager (Grafana has no image here; tests/unit/test_deploy.py validates
 its provisioning and dashboard). The tests then talk to the containers through their published
 ports and, inside the compose network, by service name. Teardown removes every container,
@@ -75,12 +76,16 @@ def free_port() -> int:
         return port
 
 
-def http(url: str, *, data: Any = None, timeout: float = 5.0) -> tuple[int, bytes]:
+def http(
+    url: str, *, data: Any = None, timeout: float = 5.0, key: str | None = None
+) -> tuple[int, bytes]:
     """Status and body of a GET (or a JSON POST when data is given); errors become statuses."""
     body = None if data is None else json.dumps(data).encode()
     request = urllib.request.Request(url, data=body, method="GET" if data is None else "POST")
     if body is not None:
         request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -121,6 +126,7 @@ class Stack:
     env: dict[str, str]
     ports: dict[str, int]
     extra_containers: list[str] = field(default_factory=list)
+    api_key: str = ""  # the admin key the compose file's api-keys service made
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -362,7 +368,7 @@ def stack_or_reason(
             stack.run("bash", str(BUILD_SCRIPT), timeout=BUILD_TIMEOUT_S)
             print(f"images built in {time.monotonic() - started:.0f} s")
         stack.run(*compose, "--profile", "tools", "run", "--rm", "model-seed", timeout=120)
-        stack.run(*compose, "up", "--detach", *SERVICES, timeout=UP_TIMEOUT_S)
+        stack.run(*compose, "up", "--detach", "api-keys", *SERVICES, timeout=UP_TIMEOUT_S)
         try:
             wait_until(
                 "the API container to be ready",
@@ -373,6 +379,8 @@ def stack_or_reason(
             print(stack.logs())
             raise
         print(f"stack up {time.monotonic() - started:.0f} s after the build started")
+        api = stack.container("api")
+        stack.api_key = stack.run(stack.podman, "exec", api, "cat", "/keys/admin.key").strip()
         yield stack
     finally:
         teardown(stack, before, base_image, remove_images=not prebuilt)
@@ -381,9 +389,10 @@ def stack_or_reason(
 def test_api_container_serves_health_and_a_recommendation(stack: Stack) -> None:
     health = http_json(stack.url("api", "/health"))
     assert health["status"] == "healthy" and health["model_loaded"] is True
-    users = http_json(stack.url("api", "/users?limit=3"))["users"]
+    assert http(stack.url("api", "/users?limit=3"))[0] == 401  # keys are in force
+    users = http_json(stack.url("api", "/users?limit=3"), key=stack.api_key)["users"]
     body = {"type": "user", "user_id": users[0], "k": 5}
-    recs = http_json(stack.url("api", "/recommend"), data=body)
+    recs = http_json(stack.url("api", "/recommend"), data=body, key=stack.api_key)
     assert recs["user_id"] == users[0]
     assert len(recs["recommendations"]) == 5
 
@@ -490,6 +499,10 @@ def test_model_missing_alert_fires_and_reaches_alertmanager(stack: Stack) -> Non
         network,
         "--network-alias",
         "api",
+        "--volume",
+        f"{stack.project}_api-keys:/keys:ro",
+        "--env",
+        "MUSICREC_API_KEYS_FILE=/keys/api-keys.json",
         "--env",
         "MUSICREC_MODEL=/models/missing",
         "--env",

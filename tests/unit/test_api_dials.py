@@ -89,28 +89,28 @@ def test_post_takes_lists_as_they_are(client: TestClient) -> None:
 def test_out_of_range_is_422_with_the_field(client: TestClient, field: str, value) -> None:
     answer = client.get("/list", params={field: value})
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"][:2] == ["query", field]
+    assert answer.json()["errors"][0]["loc"][:2] == ["query", field]
     posted = client.post("/list", json={field: value})
     assert posted.status_code == 422
-    assert posted.json()["detail"][0]["loc"][:2] == ["body", field]
+    assert posted.json()["errors"][0]["loc"][:2] == ["body", field]
 
 
 def test_unknown_body_field_is_refused(client: TestClient) -> None:
     answer = client.post("/list", json={"diversty": 0.5})
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"] == ["body", "diversty"]
+    assert answer.json()["errors"][0]["loc"] == ["body", "diversty"]
 
 
 def test_an_unknown_tag_is_422_with_close_matches(client: TestClient) -> None:
     answer = client.get("/list", params={"include_tags": "rock,rok"})
     assert answer.status_code == 422
-    error = answer.json()["detail"][0]
+    error = answer.json()["errors"][0]
     assert error["loc"] == ["query", "include_tags"]
     assert error["type"] == "unknown_tag"
     assert "'rok'" in error["msg"] and "close matches: rock" in error["msg"]
     answer = client.post("/list", json={"exclude_tags": ["zzzz"]})
-    assert answer.json()["detail"][0]["loc"] == ["body", "exclude_tags"]
-    assert "no close match" in answer.json()["detail"][0]["msg"]
+    assert answer.json()["errors"][0]["loc"] == ["body", "exclude_tags"]
+    assert "no close match" in answer.json()["errors"][0]["msg"]
 
 
 def test_close_tags_prefer_prefixes_then_difflib() -> None:

@@ -517,7 +517,8 @@ def test_compose_services_are_production_ready() -> None:
         assert service["healthcheck"]["test"], name
         for dependency, spec in service.get("depends_on", {}).items():
             assert dependency in services, name
-            assert spec["condition"] == "service_healthy", name
+            expected = "service_completed_successfully" if dependency == "api-keys" else None
+            assert spec["condition"] == (expected or "service_healthy"), name
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
@@ -555,6 +556,21 @@ def test_compose_configuration_comes_from_environment() -> None:
         assert compose["services"][name]["env_file"] == [{"path": ".env", "required": False}]
     # The admin key has no committed value anywhere.
     assert api_env["MUSICREC_ADMIN_API_KEY"] == "${MUSICREC_ADMIN_API_KEY:-}"
+
+
+def test_compose_creates_api_keys_and_the_api_and_ui_use_them() -> None:
+    services = load_compose()["services"]
+    keys = services["api-keys"]
+    script = " ".join(keys["command"])
+    assert "test -s /keys/api-keys.json ||" in script  # made once, kept afterwards
+    assert "--name ui --scope read " in script and "> /ui-key/ui.key" in script
+    assert "chown -R 10001:10001 /keys /ui-key" in script
+    api, ui = services["api"], services["ui"]
+    assert api["environment"]["MUSICREC_API_KEYS_FILE"] == "/keys/api-keys.json"
+    assert "api-keys:/keys:ro" in api["volumes"]
+    assert api["depends_on"]["api-keys"]["condition"] == "service_completed_successfully"
+    assert ui["environment"]["MUSICREC_API_KEY_FILE"] == "/ui-key/ui.key"
+    assert ui["volumes"] == ["ui-key:/ui-key:ro"]  # the UI never sees the other keys
 
 
 def test_compose_postgres_is_a_shared_event_store_the_api_can_use() -> None:
@@ -785,9 +801,11 @@ def test_k8s_api_deployment_probes_config_and_secret() -> None:
     assert port_names == {"http": 8000}
     config_name = objects["configmap.yaml"]["metadata"]["name"]
     assert {"configMapRef": {"name": config_name}} in container["envFrom"]
-    admin = {env["name"]: env for env in container["env"]}["MUSICREC_ADMIN_API_KEY"]
+    env = {env["name"]: env for env in container["env"]}
+    admin = env["MUSICREC_ADMIN_API_KEY"]
     assert "value" not in admin
     assert admin["valueFrom"]["secretKeyRef"]["name"]
+    assert env["MUSICREC_API_KEYS_FILE"]["value"] == "/keys/api-keys.json"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     claim = objects["pvc.yaml"]["metadata"]["name"]
     models = [v for v in volumes.values() if "persistentVolumeClaim" in v]
@@ -799,6 +817,18 @@ def test_k8s_api_deployment_probes_config_and_secret() -> None:
     assert config["MUSICREC_MODEL"].startswith("/models/")
     assert config["PROMETHEUS_MULTIPROC_DIR"] in mounts
     assert not any(kind == "Secret" for _, kind in K8S_KINDS.values())
+    keys = volumes[mounts["/keys"]["name"]]["secret"]
+    assert keys["secretName"] == "musicrec-api-keys" and not keys.get("optional")
+    assert mounts["/keys"]["readOnly"] is True
+
+
+def test_k8s_ui_uses_its_key_from_the_secret_the_script_makes() -> None:
+    (container,) = containers(k8s_objects()["ui-deployment.yaml"])
+    key = {env["name"]: env for env in container["env"]}["MUSICREC_API_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "musicrec-ui-key", "key": "api-key"}
+    script = (ROOT / "scripts" / "k8s-api-keys.sh").read_text()
+    for secret in ("musicrec-api-keys", "musicrec-ui-key"):
+        assert f"create secret generic {secret}" in script
 
 
 @pytest.mark.parametrize(
@@ -933,7 +963,9 @@ def test_install_script_check_names_missing_spark_helpers(tmp_path: Path) -> Non
     assert "install-os-deps: default-jre-headless is missing" in result.stderr
 
 
-@pytest.mark.parametrize("script", [INSTALL_SCRIPT, BUILD_SCRIPT])
+@pytest.mark.parametrize(
+    "script", [INSTALL_SCRIPT, BUILD_SCRIPT, ROOT / "scripts" / "k8s-api-keys.sh"]
+)
 def test_install_script_passes_shellcheck(script: Path) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:

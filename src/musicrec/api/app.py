@@ -9,19 +9,23 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from musicrec import __version__
+from musicrec.api.auth import install_auth
 from musicrec.api.errors import BodyLimitMiddleware, install_error_handlers
+from musicrec.api.forgotten import AccessRefresher, ForgottenListeners
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.loader import load_recommender
 from musicrec.api.metrics import ApiMetrics, MetricsMiddleware
+from musicrec.api.openapi import install_openapi
 from musicrec.api.routes import ROUTERS
 from musicrec.api.settings import Settings, get_settings
 from musicrec.api.watch import ModelWatcher, remember
@@ -43,6 +47,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         except (MusicrecError, ImportError) as exc:  # e.g. a server database without its driver
             log.error("event store unavailable (%s); serving without events", exc)
+    forgotten: ForgottenListeners = app.state.forgotten
+    await run_in_threadpool(forgotten.refresh, app.state.event_store)
+    refresher = AccessRefresher(access_checks(app), settings.access_refresh_s)
+    refresher.start()
     watcher = app.state.watcher = ModelWatcher(app, settings.watch_interval_s)
     target = await run_in_threadpool(watcher.target)  # a replica pointer wins over the config
     if target and app.state.recommender is None:
@@ -64,11 +72,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await run_in_threadpool(refresher.stop)
         if settings.watch_interval_s > 0:
             await run_in_threadpool(watcher.stop)
         if app.state.event_store is not None:
             app.state.event_store.close()
         metrics.close()
+
+
+def access_checks(app: FastAPI) -> list[Callable[[], Any]]:
+    """What the access refresher runs every interval: the keys file and the tombstones."""
+    checks: list[Callable[[], Any]] = [lambda: app.state.forgotten.refresh(app.state.event_store)]
+    keyring = app.state.keyring
+    if keyring is not None:
+
+        def keys() -> None:
+            if keyring.refresh():
+                app.openapi_schema = None  # whether /metrics needs a key may have changed
+
+        checks.append(keys)
+    return checks
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -89,16 +112,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.served_target = None  # what the served model was loaded from
     app.state.served_stamp = None  # and the identity of its files
     app.state.watcher = None  # the ModelWatcher, made in lifespan
+    app.state.forgotten = ForgottenListeners()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    admin_key = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    install_auth(app, settings.api_keys_file, admin_key, settings.quota_dir)  # inside CORS
+    install_openapi(app)
     origins = settings.cors_origins
     app.add_middleware(
         CORSMiddleware,
         allow_origins=origins,
         allow_credentials="*" not in origins,  # never a wildcard together with credentials
-        allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "X-API-Key"],
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Content-Type", "X-API-Key", "Authorization"],
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all

@@ -66,14 +66,27 @@ def live_events(request: Request) -> LiveEvents:
     )
 
 
+def listener_events(request: Request, recommender: Recommender, user_id: str) -> LiveEvents:
+    """:func:`live_events` for ``user_id``; a forgotten listener is unknown (404), whatever
+    the model holds."""
+    request.app.state.forgotten.check_user(user_id, recommender.version)
+    return live_events(request)
+
+
 def require_admin(
+    request: Request,
     settings: Annotated[Settings, Depends(get_app_settings)],
-    api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+    api_key: Annotated[str | None, Header(alias="X-API-Key", include_in_schema=False)] = None,
 ) -> None:
-    """Admin routes answer 404 unless a key is configured, and 401/403 without the right one."""
+    """Without a keys file, admin routes answer 404 unless ``MUSICREC_ADMIN_API_KEY`` is set,
+    and 401/403 without that key. With a keys file the auth middleware checked the scope.
+    """
+    if request.app.state.keyring is not None:
+        return
     if settings.admin_api_key is None:
         raise HTTPException(
-            status_code=404, detail="admin API disabled (set MUSICREC_ADMIN_API_KEY)"
+            status_code=404,
+            detail="admin API disabled (set MUSICREC_ADMIN_API_KEY or MUSICREC_API_KEYS_FILE)",
         )
     if not api_key:
         raise HTTPException(status_code=401, detail="missing X-API-Key header")

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from musicrec.api.events_schemas import first_refused_event
 from musicrec.api.metrics import ASGIApp, Message, Receive, Scope, Send
 from musicrec.errors import (
     MoodUnavailableError,
@@ -27,11 +28,15 @@ def error_response(
     detail: Any,
     suggestions: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
-    """JSON error body; ASCII-escaped so echoed odd input (lone surrogates) always encodes."""
-    body = json.dumps(
-        {"detail": detail, "suggestions": suggestions or []}, ensure_ascii=True, default=str
-    )
+    """The one error body (``ErrorResponse``); ASCII-escaped so odd echoed input encodes."""
+    payload: dict[str, Any] = {"detail": str(detail), "suggestions": suggestions or []}
+    if errors:
+        payload["errors"] = errors
+    payload.update(extra or {})
+    body = json.dumps(payload, ensure_ascii=True, default=str)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -39,12 +44,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Echoing "input" could include NaN or huge payloads: keep location, message and type.
     return [
         {
-            "loc": [str(part) for part in err.get("loc", ())],
-            "msg": err.get("msg"),
-            "type": err.get("type"),
+            "loc": [part if isinstance(part, int) else str(part) for part in err.get("loc", ())],
+            "msg": str(err.get("msg")),
+            "type": str(err.get("type")),
         }
         for err in exc.errors()
     ]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """One line naming each invalid part: ``body.k: Input should be ...; query.q: ...``."""
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more if parts else "invalid request"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -52,7 +64,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, _validation_errors(exc))
+        errors = _validation_errors(exc)
+        event = None
+        if request.method == "POST" and request.url.path == "/events":
+            request.app.state.live_metrics.rejected.labels(reason="invalid").inc()
+            event = first_refused_event(errors)  # named as the event validation names it
+        return error_response(422, _summary(errors), errors=errors, extra=event)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -61,11 +78,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def on_not_found(request: Request, exc: NotFoundError) -> Response:
         metrics = request.app.state.metrics
+        suggestions = exc.suggestions
         if isinstance(exc, UnknownUserError):
             metrics.lookup("user", known=False)
+            suggestions = request.app.state.forgotten.visible(suggestions)
         elif isinstance(exc, UnknownArtistError):
             metrics.lookup("artist", known=False, count=getattr(exc, "count", 1))
-        return error_response(404, str(exc), exc.suggestions)
+        return error_response(404, str(exc), suggestions)
 
     @app.exception_handler(MoodUnavailableError)
     async def on_unavailable_mood(request: Request, exc: MoodUnavailableError) -> Response:

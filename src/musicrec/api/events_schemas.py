@@ -2,11 +2,77 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
-from musicrec.events.schema import MAX_BATCH
+from musicrec.api.schemas import NAME_PATTERN
+from musicrec.events.schema import MAX_BATCH, MAX_PLAYS, MAX_TEXT, MAX_TIMESTAMP, MIN_TIMESTAMP
+
+EventName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NAME_PATTERN)
+]
+EpochSeconds = Annotated[
+    int,
+    Field(
+        ge=MIN_TIMESTAMP,
+        le=MAX_TIMESTAMP,
+        description="Epoch seconds, UTC. More than a day ahead of the server clock is "
+        "recorded as the time of receipt.",
+    ),
+]
+# ISO-8601 in UTC (``Z`` or none), years 2000-2099, only calendar dates (29 February in leap
+# years): the schema admits exactly what validation accepts, so no schema-valid time is refused.
+_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
+_LEAP = r"(?:20(?:[02468][048]|[13579][26])-02-29)"
+ISO_PATTERN = rf"^(?:20\d\d-{_DAY}|{_LEAP})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,6}})?Z?$"
+IsoTime = Annotated[
+    str,
+    StringConstraints(pattern=ISO_PATTERN),
+    Field(description="ISO-8601 date and time in UTC, e.g. 2024-05-01T12:00:00Z."),
+]
+Timestamp = EpochSeconds | IsoTime
+
+
+class _EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: EventName = Field(description="The listener.")
+    artist: EventName = Field(description="Artist name.")
+    timestamp: Timestamp | None = Field(default=None, description="When (default: now).")
+    event_id: EventName | None = Field(
+        default=None,
+        description="The sender's id for the event: one the listener already has is "
+        "acknowledged but not stored again, so a batch may be retried safely.",
+    )
+
+
+class PlayEvent(_EventIn):
+    """``plays`` listens of an artist."""
+
+    kind: Literal["play"] = "play"
+    plays: int = Field(default=1, ge=1, le=MAX_PLAYS, description="Listens (default 1).")
+
+
+class MarkEvent(_EventIn):
+    """A skip, a love (counts as several plays) or a ban (never recommended again)."""
+
+    kind: Literal["skip", "love", "ban"]
+    plays: Literal[1] = Field(default=1, description="Only play events carry plays.")
+
+
+def _event_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "play" if kind in (None, "play") else "mark"
+
+
+EventIn = Annotated[
+    Annotated[PlayEvent, Tag("play")] | Annotated[MarkEvent, Tag("mark")],
+    Discriminator(_event_kind),
+]
 
 
 class EventBatch(BaseModel):
@@ -14,16 +80,28 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[dict[str, Any]] = Field(
+    events: list[EventIn] = Field(
         min_length=1,
         max_length=MAX_BATCH,
         description=(
-            "Events: user_id, artist (required); kind play|skip|love|ban (default play); "
-            "plays (whole number, play events only, default 1); timestamp (epoch seconds "
-            "or ISO-8601, default now); event_id (optional, the sender's id: an event "
-            "whose event_id the listener already has is not stored again)."
+            "Events: play (the default kind, with plays), skip, love or ban. An event whose "
+            "event_id the listener already has is not stored again."
         ),
     )
+
+    def raw(self) -> list[dict[str, Any]]:
+        """The events as mappings for :func:`~musicrec.events.schema.validate_batch`."""
+        return [event.model_dump(exclude_none=True) for event in self.events]
+
+
+def first_refused_event(errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``index``, ``field`` and ``reason`` of the first invalid event of a validation error."""
+    for error in errors:
+        loc = error["loc"]
+        if len(loc) >= 3 and loc[:2] == ["body", "events"] and isinstance(loc[2], int):
+            field = next((str(p) for p in loc[4:5]), None)  # loc[3] is the kind's tag
+            return {"index": loc[2], "field": field, "reason": error["msg"]}
+    return None
 
 
 class EventsAccepted(BaseModel):
@@ -37,15 +115,6 @@ class EventsAccepted(BaseModel):
     first_id: int | None = Field(description="Id of the first stored event (null if none).")
     last_id: int | None = Field(description="Id of the last stored event (null if none).")
     took_ms: float
-
-
-class EventRejection(BaseModel):
-    """Why a batch was refused: the first offending event and the reason."""
-
-    detail: str
-    index: int | None = Field(description="Position of the offending event in the batch.")
-    field: str | None = None
-    reason: str
 
 
 class StoredEvent(BaseModel):

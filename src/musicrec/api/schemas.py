@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
 K_MIN = 1
 K_MAX = 100
@@ -27,13 +35,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _clean_name(value: str) -> str:
-    text = value.strip()
-    if not text:
-        raise ValueError("must not be blank")
-    if any(ord(ch) < 32 for ch in text):
-        raise ValueError("must not contain control characters")
-    return text
+# A name as the schema states it: no control characters, not only whitespace. The server
+# trims the whitespace around it; the pattern is the whole rule, so what the document
+# accepts the API accepts.
+NAME_PATTERN = r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$"
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN),
+    AfterValidator(str.strip),
+]
 
 
 # ----------------------------------------------------------------------------- shared parts
@@ -55,35 +65,71 @@ class Recommendation(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
-    """Body of every 4xx/5xx answer."""
+class ErrorDetail(BaseModel):
+    """One invalid part of a request."""
 
-    detail: Any = Field(description="What went wrong (a string, or a list for 422s).")
+    loc: list[str | int] = Field(description="Where: body, query or path, then field names.")
+    msg: str = Field(description="Why it is invalid.")
+    type: str = Field(description="A machine-readable kind, e.g. missing, string_too_long.")
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx answer, validation errors included."""
+
+    detail: str = Field(description="What went wrong, in one line.")
     suggestions: list[str] = Field(default_factory=list, description="Close valid names.")
+    errors: list[ErrorDetail] = Field(
+        default_factory=list, description="422: every invalid part of the request."
+    )
+    index: int | None = Field(
+        default=None, description="POST /events 422: position of the first refused event."
+    )
+    field: str | None = Field(default=None, description="POST /events 422: its field.")
+    reason: str | None = Field(default=None, description="POST /events 422: why.")
 
 
 # ----------------------------------------------------------------------------- seed-compatible
 
 
-class RecommendRequest(_Strict):
-    """``POST /recommend``: recommendations for a known user, a mood or at random."""
+class UserQuery(_Strict):
+    """Recommendations for a known listener (stored events folded in)."""
 
-    type: Literal["user", "mood", "random"] = "user"
-    user_id: str | None = Field(
-        default=None, max_length=NAME_MAX_LENGTH, description="Raw dataset user id (type=user)."
-    )
-    mood: str | None = Field(
-        default=None, max_length=NAME_MAX_LENGTH, description="Mood key (type=mood)."
+    type: Literal["user"] = "user"
+    user_id: str = Field(
+        min_length=1, max_length=NAME_MAX_LENGTH, description="Raw dataset user id."
     )
     k: KParam = K_DEFAULT
 
-    @model_validator(mode="after")
-    def _needs_target(self) -> RecommendRequest:
-        if self.type == "user" and not self.user_id:
-            raise ValueError("type=user needs user_id")
-        if self.type == "mood" and not self.mood:
-            raise ValueError("type=mood needs mood")
-        return self
+
+class MoodQuery(_Strict):
+    """Artists along a mood."""
+
+    type: Literal["mood"]
+    mood: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, description="Mood key.")
+    k: KParam = K_DEFAULT
+
+
+class RandomQuery(_Strict):
+    """A random selection of artists."""
+
+    type: Literal["random"]
+    k: KParam = K_DEFAULT
+
+
+def _query_type(value: Any) -> str:
+    """The body's ``type``; ``user`` when absent (as before the variants were split)."""
+    if isinstance(value, dict):
+        return str(value.get("type", "user"))
+    return str(getattr(value, "type", "user"))
+
+
+RecommendRequest = Annotated[
+    Annotated[UserQuery, Tag("user")]
+    | Annotated[MoodQuery, Tag("mood")]
+    | Annotated[RandomQuery, Tag("random")],
+    Discriminator(_query_type),
+]
+"""``POST /recommend``: one of three bodies, told apart by ``type`` (default ``user``)."""
 
 
 class RecommendResponse(BaseModel):
@@ -100,13 +146,8 @@ class RecommendResponse(BaseModel):
 class SimilarRequest(_Strict):
     """``POST /similar``."""
 
-    artist_name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
+    artist_name: Name
     k: KParam = K_DEFAULT
-
-    @field_validator("artist_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _clean_name(value)
 
 
 class SimilarResponse(BaseModel):
@@ -163,36 +204,22 @@ class HealthResponse(BaseModel):
 class ListenerRequest(_Strict):
     """``POST /listeners/recommendations``: a listener the model has never seen."""
 
-    artists: list[str] = Field(min_length=1, max_length=LISTENER_MAX_ARTISTS)
-    plays: list[float] | None = Field(
+    artists: list[Name] = Field(min_length=1, max_length=LISTENER_MAX_ARTISTS)
+    plays: list[Annotated[float, Field(gt=0, lt=1e9)]] | None = Field(
         default=None,
         max_length=LISTENER_MAX_ARTISTS,
-        description="Play counts aligned with ``artists`` (default: 1 each).",
+        description="Play counts in the order of ``artists``: ``plays[i]`` belongs to "
+        "``artists[i]``; an artist without an entry counts 1 play, entries past the last "
+        "artist are not used (default: 1 each).",
     )
     k: KParam = K_DEFAULT
 
-    @field_validator("artists")
-    @classmethod
-    def _names(cls, value: list[str]) -> list[str]:
-        cleaned = []
-        for name in value:
-            if len(name) > NAME_MAX_LENGTH:
-                raise ValueError(f"artist names are at most {NAME_MAX_LENGTH} characters")
-            cleaned.append(_clean_name(name))
-        return cleaned
-
-    @field_validator("plays")
-    @classmethod
-    def _plays(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and any(not (0 < p < 1e9) for p in value):
-            raise ValueError("plays must be positive finite numbers below 1e9")
-        return value
-
-    @model_validator(mode="after")
-    def _aligned(self) -> ListenerRequest:
-        if self.plays is not None and len(self.plays) != len(self.artists):
-            raise ValueError("plays must have one entry per artist")
-        return self
+    def aligned_plays(self) -> list[float] | None:
+        """One play count per artist (1 for those without one), or None when none given."""
+        if self.plays is None:
+            return None
+        plays = self.plays[: len(self.artists)]
+        return plays + [1.0] * (len(self.artists) - len(plays))
 
 
 class ListenerResponse(BaseModel):

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from musicrec.models.ann import HNSW_EF_COSINE, HNSW_EF_SEARCH
 from musicrec.serving.recommender import DEFAULT_MOOD_WEIGHT
 
+DEFAULT_ACCESS_REFRESH_S = 10.0  # keys and tombstones, when the model watch is off
+
 
 class Settings(BaseSettings):
     """Everything the API reads at start-up; tests pass an instance to ``create_app``."""
@@ -47,6 +49,15 @@ class Settings(BaseSettings):
     )
     admin_api_key: SecretStr | None = Field(
         default=None, description="X-API-Key for /admin routes; unset disables them."
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="API keys file (`musicrec keys create`); unset: the API is open.",
+    )
+    quota_dir: Path | None = Field(
+        default=None,
+        description="Directory of the quota state shared by a host's workers "
+        "(default: PROMETHEUS_MULTIPROC_DIR; neither: per process).",
     )
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest accepted request body."
@@ -94,10 +105,15 @@ class Settings(BaseSettings):
     def _empty_url_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("admin_api_key", mode="before")
+    @field_validator("admin_api_key", "api_keys_file", "quota_dir", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def access_refresh_s(self) -> float:
+        """How often workers re-read the keys file and the tombstones (the watch interval)."""
+        return self.watch_interval_s if self.watch_interval_s > 0 else DEFAULT_ACCESS_REFRESH_S
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from musicrec.cli import (
+    access,
     data,
     evaluation,
     events,
@@ -34,7 +35,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-COMMAND_MODULES = (data, model, evaluation, tracking, events, online, serve, ui, monitor, spark)
+COMMAND_MODULES = (
+    data,
+    model,
+    evaluation,
+    tracking,
+    events,
+    online,
+    serve,
+    ui,
+    monitor,
+    access,
+    spark,
+)
 
 
 @app.callback()

@@ -58,8 +58,13 @@ def events_replay(
     duration: Annotated[float, typer.Option(help="Seconds to run at most.")] = 60.0,
     retime: Annotated[bool, typer.Option(help="Stamp events with the send time.")] = False,
     allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback API host.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="API key with the events scope.", envvar="MUSICREC_API_KEY"),
+    ] = None,
 ) -> None:
     """Feed timestamped plays from a Last.fm-1K-style log, in time order, bounded."""
+    from musicrec.access.keys import client_key
     from musicrec.events.replay import http_sink, read_lastfm1k, replay, store_sink
     from musicrec.events.store import EventStore
     from musicrec.ops.traffic import check_target
@@ -69,7 +74,7 @@ def events_replay(
     if to_store:
         send = store_sink(EventStore(_events_url(events_url)))
     else:
-        send, close = http_sink(check_target(url, allow_remote))
+        send, close = http_sink(check_target(url, allow_remote), api_key=client_key(api_key))
     try:
         summary = replay(
             frame,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -163,6 +164,31 @@ def _prepare_index(model: str, index: str) -> None:
         console.print(f"[yellow]warning:[/yellow] cannot save the index in {path} ({exc})")
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_access(host: str, keys_file: Path | None, allow_anonymous: bool) -> None:
+    """Refuse an open API on a reachable address; check a given keys file before starting."""
+    if keys_file is not None:
+        from musicrec.access.keys import read_keys
+
+        read_keys(keys_file)  # a missing or broken file stops here, with its reason
+        return
+    if not is_loopback(host) and not allow_anonymous:
+        raise ConfigError(
+            f"refusing to serve {host} without API keys: create one with `musicrec keys create "
+            "--name NAME --scope read --keys-file keys.json` and pass --keys-file keys.json "
+            "(or set MUSICREC_API_KEYS_FILE), or pass --allow-anonymous to serve it open"
+        )
+
+
 @app.command()
 @friendly_errors
 def serve(
@@ -177,6 +203,20 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[
         bool, typer.Option(help="Log every request (costs about a tenth of a request's time).")
+    ] = False,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="API keys file (musicrec keys create); without it the API is open.",
+            envvar="MUSICREC_API_KEYS_FILE",
+        ),
+    ] = None,
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(
+            help="Serve without keys on a non-loopback address.",
+            envvar="MUSICREC_ALLOW_ANONYMOUS",
+        ),
     ] = False,
 ) -> None:
     """Serve recommendations over HTTP (FastAPI + uvicorn)."""
@@ -197,10 +237,13 @@ def serve(
         raise ConfigError("--port must be in 1..65535")
     if log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    check_access(host, keys_file, allow_anonymous)
     _prepare_index(model, index)
     # Workers are fresh processes: settings travel in the environment.
     os.environ["MUSICREC_MODEL"] = model
     os.environ["MUSICREC_INDEX"] = index
+    if keys_file is not None:
+        os.environ["MUSICREC_API_KEYS_FILE"] = str(keys_file)
     with multiprocess_metrics_dir(workers), single_threaded_blas(), host_event_writer(workers):
         uvicorn.run(
             "musicrec.api.app:create_app",
@@ -228,8 +271,13 @@ def traffic(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the request mix.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="API key with the read scope.", envvar="MUSICREC_API_KEY"),
+    ] = None,
 ) -> None:
     """Send a realistic, bounded mix of API requests and report latency and errors."""
+    from musicrec.access.keys import client_key
     from musicrec.ops.traffic import run_traffic
 
     summary = run_traffic(
@@ -240,6 +288,7 @@ def traffic(
         allow_remote=allow_remote,
         concurrency=concurrency,
         seed=seed,
+        api_key=client_key(api_key),
     )
     payload = summary.to_dict()
     if as_json:

@@ -19,7 +19,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,14 @@ class ListenerCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def discard(self, drop: Callable[[Hashable], bool]) -> int:
+        """Remove every entry whose key ``drop`` picks; entries removed."""
+        with self._lock:
+            gone = [key for key in self._entries if drop(key)]
+            for key in gone:
+                del self._entries[key]
+        return len(gone)
+
 
 _CACHES: weakref.WeakKeyDictionary[Any, ListenerCache] = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
@@ -71,6 +79,13 @@ def cache_for(owner: Any, size: int = DEFAULT_SIZE) -> ListenerCache:
         if cache is None or cache.size != size:
             cache = _CACHES[owner] = ListenerCache(size)
         return cache
+
+
+def discard_everywhere(drop: Callable[[Hashable], bool]) -> int:
+    """:meth:`ListenerCache.discard` in every cache of this process (a forgotten listener)."""
+    with _CACHES_LOCK:
+        caches = list(_CACHES.values())
+    return sum(cache.discard(drop) for cache in caches)
 
 
 def recency_expiry(stamps: Any, window_s: float | None, now: float) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from musicrec.errors import DataError, EventError
+from musicrec.events.forget import first_forgotten
 from musicrec.events.schema import FIELDS, validate_event
 from musicrec.events.store import EventStore
 
@@ -73,6 +74,12 @@ def import_events(store: EventStore, path: str | Path) -> ImportSummary:
                 f"{path}: row {index + 1} (after the header): {exc.reason}"
                 f" ({exc.field or 'event'}); nothing imported"
             ) from None
+    gone = first_forgotten([e.user_id for e in events], store)
+    if gone is not None:
+        raise DataError(
+            f"{path}: row {gone + 1} (after the header): that listener was forgotten "
+            "(musicrec users forget); nothing imported"
+        )
     appended = store.append(events)
     ids = appended.ids
     return ImportSummary(

@@ -66,9 +66,12 @@ def read_lastfm1k(path: str | Path, max_rows: int | None = None) -> pd.DataFrame
     return frame.sort_values("timestamp", kind="stable", ignore_index=True)
 
 
-def http_sink(url: str, timeout: float = 10.0) -> tuple[Sink, Callable[[], None]]:
-    """POST each batch to ``{url}/events``; returns (send, close)."""
-    client = httpx.Client(base_url=url, timeout=timeout)
+def http_sink(
+    url: str, timeout: float = 10.0, api_key: str | None = None
+) -> tuple[Sink, Callable[[], None]]:
+    """POST each batch to ``{url}/events`` (with ``api_key``, events scope); (send, close)."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    client = httpx.Client(base_url=url, timeout=timeout, headers=headers)
 
     def send(batch: list[dict[str, object]]) -> int:
         answer = client.post("/events", json={"events": batch})

@@ -41,7 +41,8 @@ LOVE_PLAYS = 5.0  # a love weighs like this many plays
 MAX_PLAYS = 100_000  # per event: more is a counter bug, not listening
 MAX_TEXT = 200  # user ids and artist names, as in the rest of the API
 MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
-FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
+MAX_TIMESTAMP = 4_102_444_799  # 2099-12-31T23:59:59Z: later is not a clock, it is a bug
+FUTURE_SKEW_S = 24 * 3600  # clocks drift; further ahead is recorded as the time of receipt
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
 FIELDS = ("user_id", "artist", "plays", "timestamp", "kind", "event_id")
 BAN_FIELDS = ("until",)  # only on ban events, only where the caller keeps it
@@ -158,8 +159,10 @@ def validate_event(
         raise EventError(index, "timestamp", str(exc)) from None
     if timestamp < MIN_TIMESTAMP:
         raise EventError(index, "timestamp", "before 2000-01-01")
-    if timestamp > now + FUTURE_SKEW_S:
-        raise EventError(index, "timestamp", "more than a day in the future")
+    if timestamp > MAX_TIMESTAMP:
+        raise EventError(index, "timestamp", "after 2099-12-31")
+    if timestamp > now + FUTURE_SKEW_S:  # a device clock far ahead: the event happened now
+        timestamp = int(now)
     event_id = None if raw.get("event_id") is None else _text(index, raw, "event_id")
     until = _until(index, raw, kind, now)
     return Event(user_id, artist, kind, plays, timestamp, event_id=event_id, until=until)

@@ -42,6 +42,7 @@ from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, build_dataset
 from musicrec.data.sources import RawInteractions, load
 from musicrec.errors import RetrainError
+from musicrec.events.forget import forget_key, without_forgotten
 from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.events.store import DEFAULT_URL, EventStore
 from musicrec.fsutil import atomic_dir, read_json, write_json_atomic
@@ -239,7 +240,7 @@ def retrain(
     with exclusive(config.workdir):
         store = EventStore(config.events_url)
         watermark = store.training_watermark()
-        key = cycle_key(config, watermark)
+        key = forget_key(cycle_key(config, watermark), store)  # a new tombstone: a new cycle
         state_path = config.workdir / STATE_FILE
         state = read_json(state_path) if state_path.exists() else {}
         if not force and state.get("key") == key:
@@ -263,7 +264,7 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
 
     started = time.perf_counter()
     events = store.read(after=0, upto=watermark)
-    raw = merge_events(load(config.source, config.input), events)
+    raw = without_forgotten(merge_events(load(config.source, config.input), events), store)
     summary = build_dataset(raw, data_dir, config.prepare, source=f"{config.source}+events")
     seconds["prepare"] = time.perf_counter() - started
 

@@ -244,6 +244,7 @@ def run_traffic(
     concurrency: int = 2,
     timeout: float = 10.0,
     seed: int = 0,
+    api_key: str | None = None,
 ) -> TrafficSummary:
     """Send a realistic request mix at ``rate`` per second for at most ``duration`` seconds.
 
@@ -256,10 +257,12 @@ def run_traffic(
         concurrency: Sender threads (a slow answer does not stall the others).
         timeout: Per-request timeout in seconds.
         seed: Seed of the request mix.
+        api_key: Sent as ``X-API-Key`` (a key with the read scope) when the API has keys.
     """
     _check_load(rate, duration, max_requests, concurrency)
     base = check_target(url, allow_remote)
-    with httpx.Client(base_url=base, timeout=timeout) as client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
         pools = fetch_pools(client)
     if not pools.users or not pools.artists:
         raise TrafficError("the API returned no users or artists to build requests from")
@@ -276,7 +279,7 @@ def run_traffic(
     def sender(worker: int) -> None:
         rng = random.Random(seed * 1000 + worker)
         next_at = started + worker * interval / threads
-        with httpx.Client(base_url=base, timeout=timeout) as client:
+        with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
             while True:
                 now = time.perf_counter()
                 if next_at > now:

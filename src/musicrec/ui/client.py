@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from musicrec.access.keys import CLIENT_KEY_ENV, CLIENT_KEY_FILE_ENV, client_key
 from musicrec.api.schemas import (
     ArtistSearchResponse,
     ChartsResponse,
@@ -117,20 +118,25 @@ class ApiClient:
     base_url: str = DEFAULT_API_URL
     timeout: float = DEFAULT_TIMEOUT_S
     transport: httpx.BaseTransport | None = None
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        headers = {"User-Agent": "musicrec-ui"}
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT_S, self.timeout)),
             transport=self.transport,
-            headers={"User-Agent": "musicrec-ui"},
+            headers=headers,
         )
 
     @classmethod
     def from_env(cls) -> ApiClient:
-        """A client for ``$MUSICREC_API_URL`` with ``$MUSICREC_API_TIMEOUT``."""
-        return cls(api_url_from_env(), timeout_from_env())
+        """A client for ``$MUSICREC_API_URL`` with ``$MUSICREC_API_TIMEOUT`` and the API key
+        of ``$MUSICREC_API_KEY`` (or the file named by ``$MUSICREC_API_KEY_FILE``)."""
+        return cls(api_url_from_env(), timeout_from_env(), api_key=client_key())
 
     def close(self) -> None:
         self._http.close()
@@ -174,6 +180,19 @@ class ApiClient:
                     "The recommendation service is up but has no model ready yet"
                     + (f" ({detail})" if detail else "")
                     + ". Try again in a moment.",
+                    status=status,
+                )
+            if status in (401, 403):
+                raise ApiUnavailable(
+                    f"The recommendation service refused the UI's API key ({detail}). "
+                    f"Give the UI a key with the read scope: ${CLIENT_KEY_ENV} or "
+                    f"${CLIENT_KEY_FILE_ENV}.",
+                    status=status,
+                )
+            if status == 429:
+                raise ApiUnavailable(
+                    "The recommendation service is busy for this UI (over its quota). "
+                    "Try again in a moment.",
                     status=status,
                 )
             if status >= 500:

@@ -9,6 +9,7 @@ from musicrec.api.routes import (
     artists,
     embedding,
     events,
+    forget,
     health,
     listeners,
     model,
@@ -26,4 +27,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     model.router,
     admin.router,
     events.router,
+    forget.router,
 )

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409)},
+    responses={code: {"model": ErrorResponse} for code in (401, 403, 404, 409)},
 )
 def reload_model(
     request: Request, _: AdminDep, settings: SettingsDep, body: ReloadRequest | None = None
@@ -31,12 +31,12 @@ def reload_model(
     """
     target = (body.model if body else None) or settings.model
     if not target:
-        raise HTTPException(400, "no model given and none configured (MUSICREC_MODEL)")
+        raise HTTPException(409, "no model given and none configured (MUSICREC_MODEL)")
     started = time.perf_counter()
     try:
         previous = swap(request.app, target, "admin", blocking=False)
-    except ModelLoadError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    except ModelLoadError as exc:  # nothing loadable there: the model named is not found
+        raise HTTPException(404, str(exc)) from exc
     if previous is False:
         raise HTTPException(409, "a reload is already in progress")
     recommender = request.app.state.recommender

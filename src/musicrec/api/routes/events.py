@@ -15,7 +15,6 @@ from musicrec.api.convert import elapsed_ms
 from musicrec.api.errors import error_response
 from musicrec.api.events_schemas import (
     EventBatch,
-    EventRejection,
     EventsAccepted,
     EventStats,
     StoredEvent,
@@ -47,30 +46,32 @@ def _store(request: Request) -> EventStore:
     responses={
         200: {"model": EventsAccepted, "description": "Every event was stored already."},
         404: {"model": ErrorResponse},
-        422: {"model": EventRejection},
         503: {"model": ErrorResponse},
     },
 )
 async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
     """Store a batch of listening events; answered only once the batch is durable.
 
-    A batch is all-or-nothing: the first invalid event is named by ``index`` with its
-    ``field`` and ``reason`` (422) and nothing is stored. The listener's next
-    recommendations fold the new events in. An event whose ``event_id`` the listener already
-    has is acknowledged but not stored again (``duplicates``), so a batch may be retried
-    safely; when nothing in it was new the answer is 200 instead of 201.
+    A batch is all-or-nothing: one the schema refuses is answered 422, one holding an
+    event of a forgotten listener 409 (the event named by ``index``, ``field`` and
+    ``reason``), and nothing of it is stored. The listener's next recommendations fold the
+    new events in. An event whose ``event_id`` the listener already has is acknowledged but
+    not stored again (``duplicates``), so a batch may be retried safely; when nothing in it
+    was new the answer is 200 instead of 201.
     """
     started = time.perf_counter()
     store = _store(request)
     live: LiveMetrics = request.app.state.live_metrics
     try:
-        events = validate_batch(body.events)
+        events = validate_batch(body.raw())
     except EventError as exc:
         live.rejected.labels(reason="invalid").inc()
-        rejection = EventRejection(
-            detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason
-        )
-        return Response(rejection.model_dump_json(), 422, media_type="application/json")
+        return _refusal(422, exc)
+    try:
+        request.app.state.forgotten.check_events(events)
+    except EventError as exc:
+        live.rejected.labels(reason="forgotten").inc()
+        return _refusal(409, exc)
     try:  # through the host's writer without a thread when there is one (--workers N)
         if store.async_writer is not None:
             appended = (await store.async_writer.append_batches([events]))[0]
@@ -97,6 +98,11 @@ async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Re
     # Serialised here: the hot path of ingestion skips FastAPI's response validation.
     status = 201 if ids else 200
     return Response(accepted.model_dump_json(), status, media_type="application/json")
+
+
+def _refusal(status: int, exc: EventError) -> Response:
+    body = ErrorResponse(detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason)
+    return Response(body.model_dump_json(), status, media_type="application/json")
 
 
 @router.get(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
-from musicrec.api.deps import MetricsDep, RecommenderDep, live_events, runtime
+from musicrec.api.deps import MetricsDep, RecommenderDep, listener_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -16,11 +16,13 @@ from musicrec.api.schemas import (
     ChartsResponse,
     ErrorResponse,
     MoodInfo,
+    MoodQuery,
     MoodsResponse,
     RecommendRequest,
     RecommendResponse,
     SimilarRequest,
     SimilarResponse,
+    UserQuery,
 )
 from musicrec.serving import live
 
@@ -36,18 +38,21 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
     recommender, metrics = runtime(request)
-    if body.type == "user":
-        assert body.user_id is not None
-        recs = live.user_recommendations(recommender, body.user_id, body.k, live_events(request))
+    user_id = mood = None
+    if isinstance(body, UserQuery):
+        user_id = body.user_id
+        recs = live.user_recommendations(
+            recommender, user_id, body.k, listener_events(request, recommender, user_id)
+        )
         metrics.lookup("user", known=True)
-    elif body.type == "mood":
-        assert body.mood is not None
-        recs = recommender.recommend_mood(body.mood, body.k)
-        metrics.mood_requests.labels(mood=recommender.mood(body.mood).spec.name).inc()
+    elif isinstance(body, MoodQuery):
+        mood = body.mood
+        recs = recommender.recommend_mood(mood, body.k)
+        metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()
     else:
         recs = recommender.recommend_random(body.k)
     metrics.served(body.type, recs)
-    return recommend_body(body.type, recs, recommender, started, body.user_id, body.mood)
+    return recommend_body(body.type, recs, recommender, started, user_id, mood)
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)

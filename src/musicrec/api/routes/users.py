@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from musicrec.api.convert import JSONBody, recommend_body
-from musicrec.api.deps import RecommenderDep, live_events, runtime
+from musicrec.api.deps import RecommenderDep, listener_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -25,10 +25,11 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 @router.get("", response_model=UserSampleResponse)
 def sample_users(
-    recommender: RecommenderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    request: Request, recommender: RecommenderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> UserSampleResponse:
     """A deterministic sample of user ids the model knows (demos, load tests)."""
-    return UserSampleResponse(users=recommender.sample_users(limit), total=recommender.n_users)
+    users = request.app.state.forgotten.visible(recommender.sample_users(limit))
+    return UserSampleResponse(users=users, total=recommender.n_users)
 
 
 @router.get(
@@ -53,7 +54,12 @@ async def user_recommendations(
     started = time.perf_counter()
     recommender, metrics = runtime(request)
     recs = live.user_recommendations(
-        recommender, user_id, k, live_events(request), mood or None, exclude_recent_days
+        recommender,
+        user_id,
+        k,
+        listener_events(request, recommender, user_id),
+        mood or None,
+        exclude_recent_days,
     )
     metrics.lookup("user", known=True)
     if mood:
