@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from musicrec.cli import app
 from musicrec.data import prepare as prepare_module
+from musicrec.data.splitting import TEST
 from musicrec.data.synth import synthesize
 from musicrec.data.validate import find_violations, validate_dataset_dir, validate_frames
 from musicrec.errors import DataError
@@ -186,13 +187,13 @@ def test_prepare_cli_fails_on_a_violation_with_the_report(
     """A split that leaves a user without train rows is caught before anything is written."""
     raw, out = tmp_path / "raw", tmp_path / "dataset"
     synthesize(raw, n_users=60, n_artists=60, seed=3)
-    real_split = prepare_module.split_holdout
+    real_split = prepare_module.split_parts
 
     def all_of_user_zero_in_test(users: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
-        test = real_split(users, *args, **kwargs)  # type: ignore[arg-type]
-        return test | (users == 0)
+        parts = real_split(users, *args, **kwargs)  # type: ignore[arg-type]
+        return np.where(users == 0, TEST, parts).astype(np.int8)
 
-    monkeypatch.setattr(prepare_module, "split_holdout", all_of_user_zero_in_test)
+    monkeypatch.setattr(prepare_module, "split_parts", all_of_user_zero_in_test)
     result = CliRunner().invoke(
         app, ["data", "prepare", "--source", "lastfm360k", "--input", str(raw), "--out", str(out)]
     )

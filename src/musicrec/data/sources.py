@@ -10,6 +10,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from musicrec.data.identity import distinct_names
 from musicrec.errors import DataError
 
 SOURCES = ("lastfm360k", "lastfm1k", "hetrec2k", "csv")
@@ -58,13 +60,17 @@ def fold_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def load(source: str, path: str | Path) -> RawInteractions:
-    """Read ``path`` in the format named by ``source`` (one of :data:`SOURCES`)."""
+def load(source: str, path: str | Path, merge_names: bool = True) -> RawInteractions:
+    """Read ``path`` in the format named by ``source`` (one of :data:`SOURCES`).
+
+    ``merge_names=False`` keeps artists the source tells apart by id (``hetrec2k``, ``csv``)
+    apart even when their names normalize alike (:func:`musicrec.data.identity.distinct_names`).
+    """
     loaders: dict[str, Callable[[Path], RawInteractions]] = {
         "lastfm360k": load_lastfm360k,
         "lastfm1k": load_lastfm1k,
-        "hetrec2k": load_hetrec2k,
-        "csv": load_table,
+        "hetrec2k": partial(load_hetrec2k, merge_names=merge_names),
+        "csv": partial(load_table, merge_names=merge_names),
     }
     if source not in loaders:
         raise DataError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -319,7 +325,7 @@ def load_lastfm1k(path: Path) -> RawInteractions:
     )
 
 
-def load_hetrec2k(path: Path) -> RawInteractions:
+def load_hetrec2k(path: Path, merge_names: bool = True) -> RawInteractions:
     """HetRec 2011 Last.fm-2K directory: user_artists.dat, artists.dat and the tag files."""
     if not path.is_dir():
         raise DataError(f"{path}: expected the hetrec2011-lastfm-2k directory")
@@ -330,6 +336,7 @@ def load_hetrec2k(path: Path) -> RawInteractions:
     ua = _read_table(root / "user_artists.dat", ["userID", "artistID", "weight"])
     artists = _read_table(root / "artists.dat", ["id", "name"])
     names = pd.Series(artists["name"].astype(str).values, index=artists["id"].values)
+    names = names if merge_names else distinct_names(names, normalize_name)
     plays = pd.to_numeric(ua["weight"], errors="coerce")
     frame = pd.DataFrame(
         {
@@ -351,7 +358,7 @@ def load_hetrec2k(path: Path) -> RawInteractions:
     return raw
 
 
-def load_table(path: Path) -> RawInteractions:
+def load_table(path: Path, merge_names: bool = True) -> RawInteractions:
     """Generic CSV or Parquet: ``user_id,artist_id,plays[,artist_name,timestamp]``."""
     if path.is_dir():
         raise DataError(f"{path}: expected a .csv or .parquet file, got a directory")
@@ -378,10 +385,13 @@ def load_table(path: Path) -> RawInteractions:
     if frame.empty:
         raise DataError(f"{path}: file has no data rows")
     names = frame["artist_name"] if "artist_name" in frame else frame["artist_id"]
+    names = names.where(names.notna(), frame["artist_id"]).astype(str)
+    if not merge_names:
+        names = distinct_names(names.set_axis(frame["artist_id"].astype(str)), normalize_name)
     out = pd.DataFrame(
         {
             "user": frame["user_id"].astype(str),
-            "artist": names.where(names.notna(), frame["artist_id"]).astype(str),
+            "artist": names.to_numpy(),
             "plays": pd.to_numeric(frame["plays"], errors="coerce"),
         }
     )

@@ -176,6 +176,7 @@ KIND_CLASSES: dict[str, str] = {
     "ease": "musicrec.models.itemitem:EASEModel",
     "itemknn": "musicrec.models.itemitem:ItemKNNModel",
     "rp3beta": "musicrec.models.itemitem:RP3BetaModel",
+    "dlae": "musicrec.models.dlae:DLAEModel",
     "blend": "musicrec.models.blend:BlendModel",
 }
 

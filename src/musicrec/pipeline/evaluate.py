@@ -175,7 +175,10 @@ def evaluate_dataset(
     baselines: Sequence[str] = ("popularity",),
     show_progress: bool = False,
 ) -> Report:
-    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines."""
+    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines.
+
+    On a dataset with a validation part, test rankings exclude validation items too.
+    """
     unknown = set(baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
@@ -184,9 +187,10 @@ def evaluate_dataset(
         "popularity": StaticRanker.popularity(train),
         "random": RandomRanker(train.shape[1]),
     }
+    # Histories come from train; the ranking excludes train and validation items (``seen``).
     return evaluate(
         ModelRanker(model, train),
-        train,
+        dataset.seen,
         test,
         ks,
         baselines=[rankers[name] for name in baselines],

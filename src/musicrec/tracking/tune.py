@@ -1,4 +1,7 @@
-"""Hyperparameter search over model kinds: Optuna TPE on a validation split carved from train.
+"""Hyperparameter search over model kinds: Optuna TPE on a validation split.
+
+A dataset prepared with a validation part (``musicrec data prepare --protocol ratio``) is
+searched on that part; otherwise a validation split is carved from train as described below.
 
 ``kinds`` (default ALS alone) share the trial budget (and the time budget) equally; each kind
 has its own TPE study over its parameters (:data:`SPACES`), started from its defaults, so no
@@ -69,7 +72,7 @@ L2 = (20.0, 1e4)  # EASE, log scale
 NEIGHBOURS = (10, 1000)  # itemknn / rp3beta, integer, log scale
 RP3_ALPHA = (0.2, 1.5)
 RP3_BETA = (0.0, 1.0)
-TUNABLE_KINDS = ("als", "ease", "itemknn", "rp3beta")
+TUNABLE_KINDS = ("als", "ease", "itemknn", "rp3beta", "dlae")
 BLEND_WEIGHTS = (0.3, 0.5, 0.7)
 # Every parameter a trial may set, per kind (the columns of trials.csv).
 SPACES: dict[str, tuple[str, ...]] = {
@@ -77,6 +80,7 @@ SPACES: dict[str, tuple[str, ...]] = {
     "ease": ("l2", "weighting"),
     "itemknn": ("similarity", "neighbours", "weighting"),
     "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", "weighting"),
+    "dlae": ("l2", "dropout", "weighting"),
 }
 
 
@@ -207,6 +211,10 @@ def suggest_config(
         )
     if kind == "ease":
         return start.override(l2=trial.suggest_float("l2", *L2, log=True), weighting=weighting)
+    if kind == "dlae":
+        from musicrec.models.dlae import DLAEModel
+
+        return DLAEModel.suggest(trial, start.override(weighting=weighting))
     if kind == "itemknn":
         return start.override(
             similarity=trial.suggest_categorical("similarity", ["cosine", "bm25", "tfidf"]),
@@ -333,7 +341,10 @@ def tune(
         raise ConfigError("tuning supports the implicit engine only")
     client = client or get_client()
     dataset = Dataset.load(data_dir)
-    split = validation_split(dataset.train, valid_fraction, seed)
+    given = dataset.validation_parts()  # a protocol's own validation part, else carve one
+    split = (
+        ValidationSplit(*given) if given else validation_split(dataset.train, valid_fraction, seed)
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), base.engine, base.kind)
@@ -356,6 +367,7 @@ def tune(
         parent.log_params(
             {"n_trials": n_trials, "timeout": timeout, "seed": seed, "prune": prune}
             | {"valid_fraction": valid_fraction, "checkpoint_every": CHECKPOINT_EVERY}
+            | {"validation": "dataset" if dataset.has_valid else "carved from train"}
             | {"kinds": ",".join(kinds), "blend": blend}
             | {f"base.{k}": v for k, v in base.to_dict().items()}
             | dataset_params(dataset)
