@@ -234,3 +234,38 @@ def test_tune_trains_the_winner_on_train_only_and_tests_without_valid_items(
     out = CliRunner().invoke(app, [*command, "--no-track", "--no-record"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["ndcg@10"] == pytest.approx(report.model["ndcg@10"])
+
+
+def test_no_filter_keeps_artists_the_source_tells_apart_by_id(tmp_path: Path) -> None:
+    from musicrec.data.identity import distinct_names
+    from musicrec.data.sources import normalize_name
+
+    names = pd.Series(["Slot", "СЛОТ", "Слот", "Air", "air"], index=[1, 2, 3, 4, 5])
+    assert distinct_names(names, normalize_name).tolist() == [
+        "Slot",
+        "СЛОТ",
+        "Слот [3]",
+        "Air",
+        "air [5]",
+    ]
+    rows = [(f"u{u}", "a1", "Radiohead", 1) for u in range(3)]
+    rows += [(f"u{u}", "a2", "radiohead", 2) for u in range(3)]
+    rows += [(f"u{u}", f"a{u + 3}", f"other {u}", 1) for u in range(3)]
+    frame = pd.DataFrame(rows, columns=["user_id", "artist_id", "artist_name", "plays"])
+    frame.to_csv(tmp_path / "plays.csv", index=False)
+    loose = PrepareConfig(min_user_items=2, min_item_users=1, seed=0)
+    merged = prepare("csv", tmp_path / "plays.csv", tmp_path / "merged", loose)
+    kept = prepare(
+        "csv",
+        tmp_path / "plays.csv",
+        tmp_path / "kept",
+        PrepareConfig(protocol="ratio", no_filter=True, seed=0),
+    )
+    assert merged.stats["kept"]["items"] == 4  # the two ids of "radiohead" are one artist
+    assert (
+        merged.stats["kept"]["interactions"] == 6
+        and merged.stats["dropped"]["duplicate_rows_merged"] == 3
+    )
+    assert kept.stats["kept"]["items"] == 5 and kept.stats["kept"]["interactions"] == 9
+    names_kept = set(Dataset.load(tmp_path / "kept").items.artist_name)
+    assert {"Radiohead", "radiohead [a2]"} <= names_kept
