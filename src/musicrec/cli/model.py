@@ -24,7 +24,8 @@ def train(
     out: Annotated[Path, typer.Option(help="Model artifact directory to write.")],
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     kind: Annotated[
-        str | None, typer.Option(help="als | ease | itemknn | rp3beta | blend (default: als).")
+        str | None,
+        typer.Option(help="als | ease | itemknn | rp3beta | dlae | blend (default: als)."),
     ] = None,
     param: Annotated[
         list[str] | None,
