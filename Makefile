@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install lock images os-deps demo demo-data demo-train demo-serve stop test test-fast lint format clean repro dvc-remote mlflow-ui
 
-install: $(VENV)/.installed ## Create .venv: the locked dependencies (dev, spark), then musicrec
+install: $(VENV)/.installed ## Create .venv: the locked dependencies (dev, spark, postgres), then musicrec
 
 # requirements.lock pins every dependency with its hashes; `make lock` regenerates it. uv (pinned
 # in the same lock) installs it, pip when uv cannot be had: scripts/install-python-deps.sh.
@@ -22,12 +22,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 # Resolve pyproject.toml into the hashed locks (uv, from the dev extra). Existing pins are kept
-# unless UPGRADE=1; the image lock is the runtime subset of the full one, at the same versions.
+# unless UPGRADE=1; the image lock is the runtime subset of the full one (with the PostgreSQL
+# driver, for a shared event store), at the same versions.
 UV_COMPILE = UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml \
 	--universal --python-version 3.10 --generate-hashes --quiet
 lock: $(BIN)/uv ## Refresh requirements.lock and requirements-runtime.lock (UPGRADE=1: newest allowed)
-	$(UV_COMPILE) --extra dev --extra spark $(if $(UPGRADE),--upgrade) -o requirements.lock
-	$(UV_COMPILE) -c requirements.lock -o requirements-runtime.lock
+	$(UV_COMPILE) --extra dev --extra spark --extra postgres $(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(UV_COMPILE) --extra postgres -c requirements.lock -o requirements-runtime.lock
 
 # uv comes from the lock; a stale lock may not have it yet, so any uv bootstraps the first lock.
 $(BIN)/uv:

@@ -109,10 +109,18 @@ def free_port() -> int:
 class Server:
     """``musicrec serve`` as a subprocess on loopback; ``ready_s`` is start -> /ready."""
 
-    def __init__(self, model: Path, workers: int, log_path: Path, extra: list[str]):
+    def __init__(
+        self,
+        model: Path,
+        workers: int,
+        log_path: Path,
+        extra: list[str],
+        env_extra: dict[str, str] | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
+        env |= env_extra or {}
         cmd = [sys.executable, "-c", "from musicrec.cli import app; app()", "serve"]
         cmd += ["--model", str(model), "--port", str(self.port), "--workers", str(workers)]
         cmd += extra
@@ -245,6 +253,7 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
         "mean_ms": raw["mean_us"] / 1000,
         "errors": errors,
         "non_2xx": raw["status"],
+        "timeouts": raw["timeout"],
     }
 
 

@@ -9,6 +9,8 @@
 #     netavark calls to set a network up), mmdebstrap (a local Debian base image, no registry
 #     needed), and prometheus-alertmanager (amtool checks the config)
 #   - wrk                     (HTTP load generator of benchmarks/bench_wrk.py)
+#   - postgresql              (the shared event store: tests/system/test_postgres.py and
+#                              benchmarks/bench_events.py start a throwaway server on loopback)
 #
 # Idempotent: packages whose command is already available are skipped.
 # `install-os-deps.sh --check` installs nothing: it names each missing helper of the container
@@ -28,6 +30,15 @@ have_any() {
     local cmd
     for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 && return 0; done
     return 1
+}
+# postgres_bin: the directory of PostgreSQL's initdb (Debian keeps it off PATH), or nothing.
+postgres_bin() {
+    local found
+    if found=$(command -v initdb 2>/dev/null); then
+        dirname "$found"
+        return
+    fi
+    find /usr/lib/postgresql -path '*/bin/initdb' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1
 }
 
 # Container helpers, as "package:test" entries. podman runs with runc (deploy/podman/containers.conf)
@@ -99,6 +110,7 @@ have_any chromium chromium-browser google-chrome google-chrome-stable || missing
 have_all chromedriver || missing+=(chromium-driver)
 have_all java || missing+=(default-jre-headless)
 have_all wrk || missing+=(wrk)
+[ -n "$(postgres_bin)" ] || missing+=(postgresql)
 # Colour emoji for the UI's mood cards in browser screenshots (a font, so no command to test).
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 mapfile -t -O "${#missing[@]}" missing < <(missing_helpers)
@@ -145,5 +157,10 @@ for tool in prometheus promtool chromium chromedriver java wrk amtool; do
         echo "install-os-deps: WARNING $tool still missing" >&2
     fi
 done
+if [ -n "$(postgres_bin)" ]; then
+    echo "install-os-deps: postgresql -> $(postgres_bin)"
+else
+    echo "install-os-deps: WARNING postgresql still missing" >&2
+fi
 # The container stack cannot start without any one of its helpers: name each missing package.
 report_helpers

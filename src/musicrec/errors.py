@@ -68,6 +68,17 @@ class StoreError(MusicrecError):
     """The event store cannot be opened, read or written."""
 
 
+# Online experiments
+
+
+class ExperimentError(MusicrecError):
+    """An experiment definition is invalid or conflicts with a running one (API: 409/422)."""
+
+
+class UnknownExperimentError(NotFoundError):
+    """No experiment of that name exists."""
+
+
 # Tracking, registry and retraining
 
 

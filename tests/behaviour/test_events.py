@@ -89,7 +89,7 @@ def test_store_appends_durably_with_increasing_ids(tmp_path: Path) -> None:
     assert store.max_id() == 0 and store.user_events("u").empty  # nothing created by reads
     assert not (tmp_path / "ev.db").exists()
     batch = validate_batch([{"user_id": "u", "artist": f"a{i}"} for i in range(3)], now=NOW)
-    ids = store.append(batch)
+    ids = store.append(batch).ids
     assert ids == [1, 2, 3]
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -121,7 +121,7 @@ def test_group_commit_shares_transactions_and_keeps_batches_whole(tmp_path: Path
     def writer(n: int) -> None:
         for j in range(20):
             batch = [{"user_id": f"w{n}", "artist": f"a{j}-{i}"} for i in range(3)]
-            results.append(store.append(validate_batch(batch, now=NOW)))
+            results.append(store.append(validate_batch(batch, now=NOW)).ids)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     for t in threads:

@@ -15,7 +15,9 @@ from musicrec.errors import TrackingError
 from musicrec.models.als import loss_sweeps
 from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.evaluate import evaluate_model
+from musicrec.pipeline.segments import Segments
 from musicrec.pipeline.train import train
+from musicrec.pipeline.userscores import UserScores
 from musicrec.tracking import (
     LOSS_METRIC,
     artifact_location,
@@ -68,7 +70,15 @@ def test_metric_names_are_mlflow_safe() -> None:
         "ndcg@10": 0.3,
         "users_evaluated": 12,
         "popularity": {"ndcg@10": 0.1},
-        "slices": {"cold_users": {"users": 3, "ndcg@10": 0.2}},
+        "intervals": {"ndcg@10": {"low": 0.28, "high": 0.32}},
+        "segments": {
+            "thresholds": {"cold": "<= 5 training artists"},
+            "cold": {
+                "users": 3,
+                "ndcg@10": 0.2,
+                "intervals": {"ndcg@10": {"low": 0.1, "high": 0.3}},
+            },
+        },
     }
     flat = report_metrics(report)
     assert metric_key("share_of_recommendations@10") == "share_of_recommendations_at_10"
@@ -76,8 +86,12 @@ def test_metric_names_are_mlflow_safe() -> None:
         "ndcg_at_10": 0.3,
         "users_evaluated": 12.0,
         "popularity.ndcg_at_10": 0.1,
-        "slice.cold_users.users": 3.0,
-        "slice.cold_users.ndcg_at_10": 0.2,
+        "ndcg_at_10.low": 0.28,
+        "ndcg_at_10.high": 0.32,
+        "segment.cold.users": 3.0,
+        "segment.cold.ndcg_at_10": 0.2,
+        "segment.cold.ndcg_at_10.low": 0.1,
+        "segment.cold.ndcg_at_10.high": 0.3,
     }
 
 
@@ -151,7 +165,7 @@ def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path)
     metrics = client.get_run(tracked.run_id).data.metrics
     assert metrics["ndcg_at_10"] == pytest.approx(report["ndcg@10"])
     assert metrics["popularity.ndcg_at_10"] == pytest.approx(report["popularity"]["ndcg@10"])
-    assert "slice.cold_users.ndcg_at_10" in metrics
+    assert "segment.light.ndcg_at_10" in metrics and "ndcg_at_10.low" in metrics
     assert "evaluation/metrics.json" in {
         a.path for a in client.list_artifacts(tracked.run_id, "evaluation")
     }
@@ -175,21 +189,42 @@ def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
     assert "ndcg_at_10" in get_client().get_run(run_id).data.metrics  # evaluate found the run
     assert runner.invoke(app, ["promote"]).exit_code == 0
     assert runner.invoke(app, ["promote", "--version", "1"]).exit_code == 0  # already champion
-    train_and_evaluate("m2")  # same data, same seed: the same score, which does not beat it
+    train_and_evaluate("m2")  # same data, same seed: the same lists, no gain beyond the margin
     refused = runner.invoke(app, ["promote", "--version", "latest"])
-    assert refused.exit_code == 1 and "does not beat" in refused.output
+    assert refused.exit_code == 1 and "superiority gate fails" in refused.output
+    assert "+0.0000 [+0.0000, +0.0000]" in refused.output  # the paired difference of twins
+    tags = get_client().get_model_version("musicrec-als", "2").tags
+    assert tags["gate.decision"] == "kept" and tags["gate.check.superiority"] == "fail"
+    rescored = runner.invoke(app, ["promote", "--data", str(synth_dataset), "--allow-refusal"])
+    assert rescored.exit_code == 0 and "superiority gate fails" in rescored.output  # scored now
+    tolerated = runner.invoke(app, ["promote", "--gate", "non-inferiority", "--delta", "0.01"])
+    assert tolerated.exit_code == 0, tolerated.output  # an identical model is not inferior
     assert runner.invoke(app, ["promote", "--allow-refusal"]).exit_code == 0
     train_and_evaluate("m3", "--no-track")
     assert "mlflow_run_id" not in ModelArtifact.load("m3").manifest
 
 
+def synthetic_scores(ndcg: float, fingerprint: str, n: int = 300) -> UserScores:
+    """Per-user values with mean ``ndcg``: a shared per-user level plus a little own noise."""
+    shared = np.random.default_rng(0).normal(0.0, 0.1, n)
+    own = np.random.default_rng(round(ndcg * 1000)).normal(0.0, 0.005, n)
+    top = ((np.arange(n)[:, None] + np.arange(10)) % 50).astype(np.int32)
+    listener = (np.arange(n) % 3).astype(np.int8)
+    segments = Segments(listener, np.zeros(50, dtype=np.int8), 10, 5, 1)
+    values = {"ndcg@10": ndcg + shared + own, "novelty@10": np.full(n, 5.0)}
+    return UserScores(np.arange(n), values, top, segments, (10,), 50, fingerprint)
+
+
 def _version_with_ndcg(client, name: str, ndcg: float, fingerprint: str, tmp: Path) -> str:  # type: ignore[no-untyped-def]
-    """Register a version whose run carries a known ndcg_at_10 (contents are irrelevant here)."""
+    """Register a version whose run carries a known ndcg_at_10 and per-user values of that
+    mean (the model files are irrelevant here)."""
     with start_run(client, "gate", tags={"dataset_fingerprint": fingerprint}) as run:
         run.log_metrics({"ndcg_at_10": ndcg})
         (tmp / "m").mkdir(exist_ok=True)
         (tmp / "m" / "manifest.json").write_text("{}")
         run.log_artifacts(tmp / "m", "model")
+        path = synthetic_scores(ndcg, fingerprint).save(tmp / "m" / "evaluation.npz")
+        run.log_artifact(path, "evaluation")
     return str(register_version(client, name, run.run_id, fingerprint).version)
 
 
@@ -209,8 +244,13 @@ def test_promotion_gate_and_rollback(store: str, tmp_path: Path) -> None:
     other_data = promote(name, v[3])
     assert not other_data.promoted and "not comparable" in other_data.reason
     assert champion() == v[2]
-    assert not promote(name, v[4], margin=0.02).promoted  # 0.26 is not > 0.25 + 0.02
+    narrow = promote(name, v[4], margin=0.02)  # +0.01 [about +0.009, +0.011] is not > 0.02
+    assert not narrow.promoted and narrow.evidence is not None
+    assert narrow.evidence.comparison.metrics["ndcg@10"].low == pytest.approx(0.01, abs=0.002)
     assert promote(name, v[4], margin=0.005).promoted and champion() == v[4]
+    tags = client.get_model_version(name, v[4]).tags
+    assert tags["gate.decision"] == "promoted" and tags["gate.mode"] == "superiority"
+    assert "gate.ndcg_at_10.interval" in tags and "gate.ndcg_at_10.p_value_t" in tags
     assert promote(name, v[3], force=True).promoted and champion() == v[3]
 
     assert rollback(name).candidate.version == v[4] and champion() == v[4]
@@ -276,8 +316,12 @@ def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> Non
     assert files.runs == 2
     table = files.markdown.read_text()
     assert "als-f8-i2" in table and "als-f16-i3" in table
+    assert "ndcg@10 per segment" in table and "| run | light | heavy | head | mid | tail |" in table
     assert files.plot.read_bytes()[:4] == b"\x89PNG"
-    assert files.csv.read_text().splitlines()[0].startswith("run,")
+    header = files.csv.read_text().splitlines()[0]
+    assert header.startswith("run,") and "ndcg_at_10.low" in header  # the error bars' data
+    logged = {a.path for a in client.list_artifacts(runs[0].run_id, "evaluation")}
+    assert {"evaluation/evaluation.npz", "evaluation/intervals.png"} <= logged
 
 
 def test_dvc_data_version_links_a_run_to_the_dvc_lock(

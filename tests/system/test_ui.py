@@ -16,7 +16,14 @@ import musicrec.ui
 from musicrec.cli import app as cli_app
 from musicrec.cli.ui import streamlit_command
 from musicrec.serving.moods import load_mood_specs
-from musicrec.ui.charts import OTHER_ARTISTS, map_chart, map_frame, metrics_frame, spread_labels
+from musicrec.ui.charts import (
+    OTHER_ARTISTS,
+    map_chart,
+    map_frame,
+    metrics_chart,
+    metrics_frame,
+    spread_labels,
+)
 from musicrec.ui.client import ApiClient, ApiRequestError, ApiUnavailable, ArtistMap, MapPoint
 from musicrec.ui.profiles import PROFILES
 
@@ -302,7 +309,11 @@ def test_metrics_frame_lines_up_model_and_popularity():
     assert lifted.loc["ndcg@10", "lift"] == pytest.approx(3.0)
     assert np.isnan(lifted.loc["precision@10", "lift"])  # no division by a zero baseline
     assert np.isnan(lifted.loc["coverage@10", "popularity"])
+    assert np.isnan(lifted.loc["ndcg@10", "low"])  # no interval recorded
     assert metrics_frame({}).empty
+    bounded = metrics_frame({"ndcg@10": 0.3, "intervals": {"ndcg@10": {"low": 0.28, "high": 0.32}}})
+    assert bounded.loc[0, ["low", "high"]].tolist() == [0.28, 0.32]
+    assert metrics_chart(bounded).to_dict()["layer"]  # bars and error bars
 
 
 # ----------------------------------------------------------------------------- artist map

@@ -123,6 +123,29 @@ def test_evaluate_k_must_be_positive(tmp_path: Path, k: str) -> None:
     assert f"--k must be at least 1, got {k}" in err
 
 
+def test_evaluate_k_larger_than_the_catalogue(synth_dataset: Path, synth_model: Path) -> None:
+    err = fails(
+        "evaluate", "--data", str(synth_dataset), "--model", str(synth_model), "--k", "99999"
+    )
+    assert "must be smaller than the catalogue" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "a"], "--model must be given exactly twice"),
+        (["--model", "a", "--model", "b", "--bootstrap", "0"], "at least 1"),
+    ],
+)
+def test_compare_options(tmp_path: Path, args: list[str], message: str) -> None:
+    assert message in fails("compare", "--data", str(tmp_path), *args)
+
+
+def test_gate_options() -> None:
+    assert "--gate must be one of" in fails("promote", "--gate", "best")
+    assert "0 or more" in fails("promote", "--delta", "-1")
+
+
 def test_evaluate_output_is_a_directory(tmp_path: Path) -> None:
     err = fails(
         "evaluate", "--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path)

@@ -553,6 +553,29 @@ def test_compose_configuration_comes_from_environment() -> None:
     assert api_env["MUSICREC_ADMIN_API_KEY"] == "${MUSICREC_ADMIN_API_KEY:-}"
 
 
+def test_compose_postgres_is_a_shared_event_store_the_api_can_use() -> None:
+    compose = load_compose()
+    postgres = compose["services"]["postgres"]
+    assert postgres["profiles"] == ["postgres"]  # opt-in: the default stack stays as it is
+    assert (
+        postgres["restart"] == "unless-stopped" and "pg_isready" in postgres["healthcheck"]["test"]
+    )
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "ports" not in postgres  # reachable on the compose network only
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:-")
+    environment = postgres["environment"]
+    api_url = compose["services"]["api"]["environment"]["MUSICREC_EVENTS_URL"]
+    assert api_url == "${MUSICREC_EVENTS_URL:-sqlite:///events.db}"
+    documented = re.search(
+        r"MUSICREC_EVENTS_URL=(postgresql\+psycopg://\S+)", COMPOSE_FILE.read_text()
+    )
+    assert documented is not None
+    target = urllib.parse.urlsplit(documented.group(1).replace("$POSTGRES_PASSWORD", "pw"))
+    assert (target.hostname, target.port, target.path) == ("postgres", 5432, "/musicrec")
+    assert target.username == environment["POSTGRES_USER"] == "musicrec"
+    assert "psycopg" in lock_pins(RUNTIME_LOCK)  # the API image has the driver
+
+
 def test_compose_prometheus_uses_compose_config_and_shared_rules() -> None:
     services = load_compose()["services"]
     volumes = services["prometheus"]["volumes"]
@@ -845,7 +868,7 @@ def test_install_script_is_valid_noninteractive_and_idempotent() -> None:
     assert "--no-install-recommends" in text
     assert "policy-rc.d" in text and "exit 101" in text
     packages = ["prometheus", "chromium", "chromium-driver", "default-jre-headless"]
-    packages += ["prometheus-alertmanager"]
+    packages += ["prometheus-alertmanager", "postgresql"]
     for package in packages:
         assert re.search(rf"missing\+=\({re.escape(package)}\)", text), package
     for helper in ["podman", "runc", "conmon", "netavark", "aardvark-dns", "iptables"]:

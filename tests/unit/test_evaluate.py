@@ -91,7 +91,9 @@ def test_quality_floor_on_lastfm_2k(hetrec_dataset: Path, hetrec_model: Path) ->
     ndcg, popularity = report.model["ndcg@10"], report.baselines["popularity"]["ndcg@10"]
     assert ndcg >= 0.21
     assert ndcg >= 2.5 * popularity
-    assert report.slices["cold_users"]["users"] > 0
+    segments = report.segments
+    assert sum(segments[name]["users"] for name in ("cold", "light", "heavy")) == report.n_users
+    assert segments["cold"]["users"] > 0 and segments["tail"]["users"] > 0
     assert 0 < report.model["coverage@10"] <= 1
 
 

@@ -6,6 +6,7 @@ in ``lifespan`` (never at import) and kept on ``app.state.recommender``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -37,7 +38,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ApiMetrics = app.state.metrics
     if settings.events_url:
         try:
-            app.state.event_store = EventStore(settings.events_url, group_commit=True)
+            app.state.event_store = EventStore(
+                settings.events_url, group_commit=True, writer=settings.events_writer
+            )
         except (MusicrecError, ImportError) as exc:  # e.g. a server database without its driver
             log.error("event store unavailable (%s); serving without events", exc)
     watcher = app.state.watcher = ModelWatcher(app, settings.watch_interval_s)
@@ -50,6 +53,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.error("%s; serving without a model until POST /admin/reload", exc)
     elif not target:
         log.warning("no model configured (MUSICREC_MODEL); /ready answers 503")
+    # What is loaded now lives as long as the process: keep it out of the cyclic collector,
+    # whose full passes over a full-scale model's objects (117 ms) paused every request.
+    gc.collect()
+    gc.freeze()
     metrics.set_model(app.state.recommender)
     app.state.live_metrics.set_model(app.state.recommender)
     if settings.watch_interval_s > 0:

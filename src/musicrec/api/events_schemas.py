@@ -20,17 +20,22 @@ class EventBatch(BaseModel):
         description=(
             "Events: user_id, artist (required); kind play|skip|love|ban (default play); "
             "plays (whole number, play events only, default 1); timestamp (epoch seconds "
-            "or ISO-8601, default now)."
+            "or ISO-8601, default now); event_id (optional, the sender's id: an event "
+            "whose event_id the listener already has is not stored again)."
         ),
     )
 
 
 class EventsAccepted(BaseModel):
-    """The batch is durable in the event store."""
+    """The batch is durable in the event store (201; 200 when nothing in it was new)."""
 
-    accepted: int
-    first_id: int
-    last_id: int
+    accepted: int = Field(description="Events of the batch, all of them now in the store.")
+    stored: int = Field(description="Events this request stored.")
+    duplicates: int = Field(
+        description="Events whose event_id the listener already had: stored once, not again."
+    )
+    first_id: int | None = Field(description="Id of the first stored event (null if none).")
+    last_id: int | None = Field(description="Id of the last stored event (null if none).")
     took_ms: float
 
 

@@ -41,6 +41,10 @@ class LiveMetrics:
             "events_ingested_total", "Events stored (acknowledged), by kind.", ["kind"],
             registry=reg,
         )  # fmt: skip
+        self.duplicates = Counter(
+            "events_duplicate_total", "Events not stored again: their event_id was known.",
+            registry=reg,
+        )  # fmt: skip
         self.rejected = Counter(
             "events_rejected_total", "Event batches refused, by reason.", ["reason"],
             registry=reg,
@@ -49,6 +53,12 @@ class LiveMetrics:
             "fold_in_seconds",
             "Reading a listener's events and re-solving their vector (fold-in).",
             buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.fold_in_cache = Counter(
+            "fold_in_cache_total",
+            "Recommendations of listeners with events: kept answer (hit) or folded in (miss).",
+            ["result"],
             registry=reg,
         )
         self.swaps = Counter(

@@ -55,8 +55,20 @@ class Settings(BaseSettings):
         default="sqlite:///events.db",
         description="Event store (SQLAlchemy URL; SQLite file by default); empty disables events.",
     )
-    events_per_user: int = Field(
-        default=10_000, ge=1, description="Most recent events of a listener read per request."
+    artists_per_user: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most recently active artists of a listener whose events a request folds in.",
+    )
+    fold_in_cache: int = Field(
+        default=10_000,
+        ge=0,
+        description="Answers for listeners with events kept per worker until their events "
+        "change (0: none).",
+    )
+    events_writer: str | None = Field(
+        default=None,
+        description="Socket of this host's event writer; `musicrec serve --workers N` sets it.",
     )
     fresh_weight: float = Field(
         default=0.5,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from musicrec.cli import data, events, model, monitor, serve, tracking, ui
+from musicrec.cli import data, evaluation, events, model, monitor, online, serve, tracking, ui
 from musicrec.cli.common import console, friendly_errors
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-COMMAND_MODULES = (data, model, tracking, events, serve, ui, monitor)
+COMMAND_MODULES = (data, model, evaluation, tracking, events, online, serve, ui, monitor)
 
 
 @app.callback()

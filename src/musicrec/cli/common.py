@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,6 +14,19 @@ from musicrec.errors import MusicrecError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_EVENTS_URL = "sqlite:///events.db"  # musicrec.events.store.DEFAULT_URL
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--events-url", help="Event store URL (default: $MUSICREC_EVENTS_URL or ./events.db)."
+    ),
+]
+
+
+def events_url(url: str | None) -> str:
+    """The event store URL: the option, else ``$MUSICREC_EVENTS_URL``, else ./events.db."""
+    return url or os.environ.get("MUSICREC_EVENTS_URL") or DEFAULT_EVENTS_URL
 
 
 def friendly_errors(func: F) -> F:

@@ -6,7 +6,6 @@ Logic lives in :mod:`musicrec.events` and :mod:`musicrec.tracking.retrain`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,26 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from musicrec.cli.common import console, friendly_errors
+from musicrec.cli.common import StoreOption, console, friendly_errors
+from musicrec.cli.common import events_url as _events_url
 
 app = typer.Typer()  # this module's commands; musicrec.cli merges them
 
-DEFAULT_EVENTS_URL = "sqlite:///events.db"  # musicrec.events.store.DEFAULT_URL
-
 events_app = typer.Typer(help="Listening events: import, replay, counts.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
-
-
-def _events_url(url: str | None) -> str:
-    return url or os.environ.get("MUSICREC_EVENTS_URL") or DEFAULT_EVENTS_URL
-
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--events-url", help="Event store URL (default: $MUSICREC_EVENTS_URL or ./events.db)."
-    ),
-]
 
 
 @events_app.command("import")
@@ -48,9 +34,11 @@ def events_import(
     from musicrec.events.store import EventStore
 
     summary = import_events(EventStore(_events_url(events_url)), file)
+    ids = f"ids {summary.first_id}..{summary.last_id}" if summary.rows else "no new ids"
+    skipped = f", {summary.duplicates:,} already stored" if summary.duplicates else ""
     Console().print(
-        f"imported {summary.rows:,} events from {summary.path} (ids {summary.first_id}.."
-        f"{summary.last_id}) in {summary.seconds:.2f}s",
+        f"imported {summary.rows:,} events from {summary.path} ({ids}{skipped}) "
+        f"in {summary.seconds:.2f}s",
         highlight=False,
     )
 
@@ -170,7 +158,15 @@ def retrain(
     min_item_users: Annotated[int, typer.Option(help="k-core: listeners per artist.")] = 3,
     test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
-    margin: Annotated[float, typer.Option(help="NDCG@10 the candidate must gain.")] = 0.0,
+    gate: Annotated[
+        str, typer.Option(help="non-inferiority (lower bound > -delta) | superiority (> margin).")
+    ] = "non-inferiority",
+    delta: Annotated[
+        float | None, typer.Option(help="Non-inferiority: NDCG@10 loss the lower bound may reach.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Superiority: NDCG@10 gain the lower bound must exceed.")
+    ] = None,
     model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     force: Annotated[bool, typer.Option(help="Run even if this cycle already ran.")] = False,
@@ -182,11 +178,15 @@ def retrain(
 ) -> None:
     """Base data + stored events -> prepare -> train -> evaluate -> gate -> promote.
 
+    The gate scores candidate and champion on test pairs neither trained on and decides on
+    the interval of the NDCG@10 difference (non-inferiority by default), with guardrails.
+
     Idempotent: a cycle whose inputs, events and parameters already ran returns its result.
     Exit code 0 when the cycle completed (promoted, kept by the gate, or up to date).
     """
     from musicrec.config import TrainConfig
     from musicrec.data.prepare import PrepareConfig
+    from musicrec.pipeline.gate import gate_config
     from musicrec.tracking.retrain import RetrainConfig
     from musicrec.tracking.retrain import retrain as run_retrain
 
@@ -199,7 +199,7 @@ def retrain(
         train=TrainConfig.from_yaml(config) if config else TrainConfig(),
         model_name=model_name,
         experiment=experiment,
-        margin=margin,
+        gate=gate_config(gate, delta=delta, margin=margin),
     )
     with console.status("retraining"):
         result = run_retrain(cfg, force=force, publish_to=publish)

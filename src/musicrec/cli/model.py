@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from musicrec.cli.common import console, friendly_errors
 from musicrec.errors import ConfigError
@@ -98,23 +97,6 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def metrics_table(report_dict: dict[str, Any], ks: list[int]) -> Table:
-    """The model's metrics next to each baseline's, one row per metric@K."""
-    baselines = [name for name in ("popularity", "random") if name in report_dict]
-    table = Table(title=f"evaluation · {report_dict['users_evaluated']:,} test users")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    for name in baselines:
-        table.add_column(name, justify="right")
-    for metric in ("precision", "recall", "map", "ndcg", "coverage"):
-        for k in ks:
-            key = f"{metric}@{k}"
-            row = [key, f"{report_dict[key]:.4f}"]
-            row += [f"{report_dict[name][key]:.4f}" for name in baselines]
-            table.add_row(*row)
-    return table
-
-
 @app.command()
 @friendly_errors
 def evaluate(
@@ -131,14 +113,25 @@ def evaluate(
     record: Annotated[
         bool, typer.Option(help="Store the metrics in the model's manifest.json.")
     ] = True,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples of test users for the intervals (0: none).")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
 ) -> None:
-    """Evaluate a model on its dataset's test split against baselines; log to its MLflow run."""
+    """Evaluate a model on its dataset's test split against baselines; log to its MLflow run.
+
+    Every metric comes with a 95 % interval from a seeded bootstrap over test users, overall
+    and per segment (listeners by history size, test artists by popularity).
+    """
+    from musicrec.cli.evaluation import metrics_table, segments_table
     from musicrec.fsutil import write_json_atomic
     from musicrec.pipeline.evaluate import evaluate_model
 
     ks = sorted(set(k or [10, 20]))
     if ks[0] < 1:
         raise ConfigError(f"--k must be at least 1, got {ks[0]}")
+    if bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
     report = evaluate_model(
@@ -148,6 +141,8 @@ def evaluate(
         baselines=baseline or ["popularity"],
         show_progress=not as_json,
         record=record,
+        bootstrap=bootstrap,
+        seed=seed,
     )
     payload = report.to_dict()
     if output:
@@ -162,5 +157,4 @@ def evaluate(
         return
     out = Console()
     out.print(metrics_table(payload, ks))
-    for name, values in report.slices.items():
-        out.print(f"[bold]{name}[/bold]: " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    out.print(segments_table(report.segments, ks[0]))

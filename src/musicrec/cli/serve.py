@@ -51,6 +51,38 @@ def multiprocess_metrics_dir(workers: int) -> Iterator[Path | None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+WRITER_ENV = "MUSICREC_EVENTS_WRITER"
+
+
+@contextlib.contextmanager
+def host_event_writer(workers: int) -> Iterator[str | None]:
+    """With several workers and an event store: one writer for all of them (group commit).
+
+    It runs in this process, which only supervises the workers; they find its socket in
+    ``MUSICREC_EVENTS_WRITER`` (see :mod:`musicrec.events.writer`). One worker needs none.
+    """
+    from musicrec.api.settings import Settings
+    from musicrec.events.store import EventStore
+    from musicrec.events.writer import WriterService
+
+    url = Settings().events_url  # type: ignore[call-arg]
+    if workers <= 1 or not url:
+        yield None
+        return
+    try:
+        service = WriterService(EventStore(url))
+    except (MusicrecError, ImportError) as exc:  # the workers report it and serve without
+        console.print(f"[yellow]warning:[/yellow] no event writer: {exc}", soft_wrap=True)
+        yield None
+        return
+    os.environ[WRITER_ENV] = service.address
+    try:
+        yield service.address
+    finally:
+        os.environ.pop(WRITER_ENV, None)
+        service.stop()
+
+
 BLAS_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -161,7 +193,7 @@ def serve(
     # Workers are fresh processes: settings travel in the environment.
     os.environ["MUSICREC_MODEL"] = model
     os.environ["MUSICREC_INDEX"] = index
-    with multiprocess_metrics_dir(workers), single_threaded_blas():
+    with multiprocess_metrics_dir(workers), single_threaded_blas(), host_event_writer(workers):
         uvicorn.run(
             "musicrec.api.app:create_app",
             factory=True,

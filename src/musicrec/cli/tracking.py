@@ -81,6 +81,10 @@ def _print_decision(decision: Decision) -> None:
     out = Console()
     verb = "promoted" if decision.promoted else "kept"
     target = decision.candidate.version if decision.promoted else _champion(decision)
+    if decision.evidence is not None:
+        from musicrec.cli.evaluation import gate_table
+
+        out.print(gate_table(decision.evidence, decision.candidate.version, _champion(decision)))
     out.print(
         f"{decision.name}: {verb} champion = version {target} · {decision.reason}", soft_wrap=True
     )
@@ -99,23 +103,44 @@ def promote(
         Path | None,
         typer.Option(help="A local model dir instead of --version (registered first if needed)."),
     ] = None,
-    margin: Annotated[float, typer.Option(help="NDCG@10 the candidate must gain.")] = 0.0,
+    gate: Annotated[
+        str, typer.Option(help="superiority (lower bound > margin) | non-inferiority (> -delta).")
+    ] = "superiority",
+    margin: Annotated[
+        float | None, typer.Option(help="Superiority: NDCG@10 gain the lower bound must exceed.")
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(help="Non-inferiority: NDCG@10 loss the lower bound may reach.")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score both versions on this dataset (default: their logged evaluations)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of resamples and permutations.")] = 0,
     force: Annotated[bool, typer.Option(help="Move the alias even if the gate refuses.")] = False,
     allow_refusal: Annotated[
         bool, typer.Option(help="Exit 0 when the gate refuses (the reason is still printed).")
     ] = False,
 ) -> None:
-    """Make a version the champion if its NDCG@10 beats the champion's on the same data.
+    """Make a version the champion if it passes the paired gate against the champion.
 
+    Both versions' per-user values on the same test users: the 95 % interval of the NDCG@10
+    difference decides, guardrails on coverage@10, novelty@10 and every segment can veto.
     Exit code 0: the version is champion (promoted now or already); 1: the gate refused.
     """
+    from musicrec.pipeline.gate import gate_config
     from musicrec.tracking import register_and_promote
     from musicrec.tracking.registry import promote as run_promote
 
+    config = gate_config(gate, delta=delta, margin=margin, seed=seed)
     if model is not None:
-        decision = register_and_promote(model, name, margin=margin, force=force)
+        decision = register_and_promote(
+            model, name, margin=margin, force=force, gate_config=config, data_dir=data
+        )
     else:
-        decision = run_promote(name, version, margin, force)
+        decision = run_promote(name, version, margin, force, gate_config=config, data_dir=data)
     _print_decision(decision)
     if not decision.is_champion and not allow_refusal:
         raise typer.Exit(1)

@@ -2,7 +2,8 @@
 
 Every row goes through :func:`~musicrec.events.schema.validate_event`, the validation of
 ``POST /events``; one invalid row refuses the file (its row number and reason are reported)
-and the valid file is stored in one transaction, so an import is all-or-nothing too.
+and the valid file is stored in one transaction, so an import is all-or-nothing too. Rows with
+an ``event_id`` the listener already has are skipped, so importing a file again adds nothing.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ SUFFIXES = {".tsv": "\t", ".csv": ","}
 @dataclass(frozen=True)
 class ImportSummary:
     path: str
-    rows: int
-    first_id: int
-    last_id: int
+    rows: int  # events stored
+    first_id: int | None  # None when every row was stored already
+    last_id: int | None
     seconds: float
+    duplicates: int = 0  # rows whose event_id the listener already had
 
 
 def read_events_file(path: str | Path) -> pd.DataFrame:
-    """The file's rows; columns among ``user_id, artist, plays, timestamp, kind``."""
+    """The file's rows; columns among ``user_id, artist, plays, timestamp, kind, event_id``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -39,7 +41,8 @@ def read_events_file(path: str | Path) -> pd.DataFrame:
     if suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif suffix in SUFFIXES:
-        frame = pd.read_csv(path, sep=SUFFIXES[suffix], dtype={"user_id": str, "artist": str})
+        text_columns = {"user_id": str, "artist": str, "event_id": str}
+        frame = pd.read_csv(path, sep=SUFFIXES[suffix], dtype=text_columns)
     else:
         raise DataError(f"{path}: expected .tsv, .csv or .parquet, got {suffix or 'no suffix'}")
     unknown = sorted(set(frame.columns) - set(FIELDS))
@@ -70,5 +73,13 @@ def import_events(store: EventStore, path: str | Path) -> ImportSummary:
                 f"{path}: row {index + 1} (after the header): {exc.reason}"
                 f" ({exc.field or 'event'}); nothing imported"
             ) from None
-    ids = store.append(events)
-    return ImportSummary(str(path), len(ids), ids[0], ids[-1], time.perf_counter() - started)
+    appended = store.append(events)
+    ids = appended.ids
+    return ImportSummary(
+        str(path),
+        len(ids),
+        ids[0] if ids else None,
+        ids[-1] if ids else None,
+        time.perf_counter() - started,
+        appended.duplicates,
+    )

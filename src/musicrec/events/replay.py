@@ -72,7 +72,7 @@ def http_sink(url: str, timeout: float = 10.0) -> tuple[Sink, Callable[[], None]
 
     def send(batch: list[dict[str, object]]) -> int:
         answer = client.post("/events", json={"events": batch})
-        if answer.status_code != 201:
+        if not answer.is_success:  # 201, or 200 when every event was stored already
             raise DataError(f"POST /events answered {answer.status_code}: {answer.text[:200]}")
         return int(answer.json()["accepted"])
 
@@ -82,7 +82,8 @@ def http_sink(url: str, timeout: float = 10.0) -> tuple[Sink, Callable[[], None]
 def store_sink(store: EventStore) -> Sink:
     def send(batch: list[dict[str, object]]) -> int:
         events: list[Event] = validate_batch(batch)
-        return len(store.append(events))
+        appended = store.append(events)
+        return len(appended.ids) + appended.duplicates
 
     return send
 

@@ -14,6 +14,9 @@ events into plays, used by serving fold-in and by retraining alike):
   out of the listener's recommendations while the ``exclude_recent_days`` filter covers it.
 - ``ban``: the artist never comes back in that listener's recommendations and their plays of it
   are dropped from fold-in and from retraining.
+
+An event may carry ``event_id``, a string its sender chose: the store keeps each id once per
+listener, so a batch sent again after a lost answer is not stored twice.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ MAX_TEXT = 200  # user ids and artist names, as in the rest of the API
 MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
 FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
-FIELDS = ("user_id", "artist", "plays", "timestamp", "kind")
+FIELDS = ("user_id", "artist", "plays", "timestamp", "kind", "event_id")
 WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
 
 
@@ -51,6 +54,7 @@ class Event:
     kind: str = "play"
     plays: int = 1
     timestamp: int = 0  # epoch seconds, UTC
+    event_id: str | None = None  # the sender's id: stored once per listener
 
 
 def _text(index: int, raw: Mapping[str, Any], name: str) -> str:
@@ -132,7 +136,8 @@ def validate_event(index: int, raw: Mapping[str, Any], now: float | None = None)
         raise EventError(index, "timestamp", "before 2000-01-01")
     if timestamp > now + FUTURE_SKEW_S:
         raise EventError(index, "timestamp", "more than a day in the future")
-    return Event(user_id, artist, kind, plays, timestamp)
+    event_id = None if raw.get("event_id") is None else _text(index, raw, "event_id")
+    return Event(user_id, artist, kind, plays, timestamp, event_id)
 
 
 def validate_batch(

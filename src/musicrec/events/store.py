@@ -2,14 +2,19 @@
 
 The default is an embedded SQLite file in WAL mode with ``synchronous=FULL``: a batch is
 acknowledged only after its transaction committed and the WAL was synced, so neither a killed
-process nor a power cut loses it. Any SQLAlchemy URL works (``postgresql://...``) when several
-hosts must share the store.
+process nor a power cut loses it. A PostgreSQL URL (``postgresql+psycopg://...``, with
+``synchronous_commit`` left on) serves several hosts. Concurrent appends share commits
+(:mod:`musicrec.events.writer`); each listener's events are also kept aggregated per artist,
+updated in the same transaction (:mod:`musicrec.events.state`), which is what serving reads.
 
-Event ids increase with every committed batch (SQLite serialises writers), so "every event up
-to id N" is a well-defined watermark: retraining records the highest id it included and serving
-folds in only what came after (see :mod:`musicrec.serving.profile`). With a server database
-whose concurrent transactions can commit ids out of order, keep one writer per store or accept
-that such an event is folded in but misses one retraining cycle.
+Event ids increase with every committed batch, so "every event up to id N" is a well-defined
+watermark: retraining takes it from :meth:`EventStore.training_watermark` and serving folds in
+only what the model has not seen (see :mod:`musicrec.serving.profile`). SQLite serialises
+writers; on PostgreSQL every write transaction holds a shared advisory lock and the watermark
+is read under the exclusive one, so no event below it can commit after it was read.
+
+An event with an ``event_id`` is stored once per listener: a unique index on (listener,
+event id), checked before inserting; a batch sent again reports its events as duplicates.
 
 The same database keeps two small tables for serving replicas: the model pointer set by
 ``/admin/reload`` and one heartbeat row per API worker (see :mod:`musicrec.api.watch`).
@@ -17,14 +22,12 @@ The same database keeps two small tables for serving replicas: the model pointer
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,49 +37,36 @@ import pandas as pd
 import sqlalchemy as sa
 
 from musicrec.errors import StoreError
+from musicrec.events import state
+from musicrec.events.ingest import store_batches
 from musicrec.events.schema import Event
+from musicrec.events.tables import (
+    SCHEMA_VERSION,
+    WRITE_LOCK,
+    events_table,
+    migrate,
+    pointer_table,
+    workers_table,
+)
+from musicrec.events.writer import (
+    Appended,
+    AsyncRemoteWriter,
+    Batches,
+    GroupCommit,
+    RemoteWriter,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///events.db"
 BUSY_TIMEOUT_MS = 30_000
 ALL_ROWS = 2**62  # a LIMIT every database accepts (SQLite alone takes -1)
-
-metadata = sa.MetaData()
-events_table = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.String(200), nullable=False),
-    sa.Column("artist", sa.String(200), nullable=False),
-    sa.Column("kind", sa.String(8), nullable=False),
-    sa.Column("plays", sa.Integer, nullable=False),
-    sa.Column("timestamp", sa.BigInteger, nullable=False),
-    sa.Column("received_at", sa.Float, nullable=False),
-    sa.Index("events_user_id", "user_id", "id"),
-    sqlite_autoincrement=True,  # ids are never reused: they are watermarks
-)
-pointer_table = sa.Table(
-    "model_pointer",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),  # replicas of one configured model
-    sa.Column("target", sa.String(1000), nullable=False),
-    sa.Column("generation", sa.Integer, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-workers_table = sa.Table(
-    "serving_workers",
-    metadata,
-    sa.Column("worker", sa.String(200), primary_key=True),
-    sa.Column("version", sa.String(200), nullable=True),
-    sa.Column("path", sa.String(1000), nullable=True),
-    sa.Column("seen_at", sa.Float, nullable=False),
-)
+WRITE_ATTEMPTS = 3  # a transaction that lost an event-id race to another host is retried
 COLUMNS = ["id", "user_id", "artist", "kind", "plays", "timestamp"]
 INT_COLUMNS = {"id", "plays", "timestamp"}
 
 
-_USER_EVENTS = (  # built once: this query runs on every user-recommendation request
+_USER_EVENTS = (
     sa.select(*(events_table.c[c] for c in COLUMNS))
     .where(events_table.c.user_id == sa.bindparam("user_id"))
     .order_by(events_table.c.id.desc())
@@ -94,7 +84,8 @@ class Pointer:
     updated_at: float
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # transactions begin in _sqlite_begin
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -102,10 +93,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class EventStore:
-    """Append and read listening events; thread-safe, one instance per process."""
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # A write transaction takes the write lock first (BEGIN IMMEDIATE): one that read first
+    # and then wrote would fail at once, without waiting, when another process wrote between.
+    # Reads run without an explicit transaction (each statement sees a committed state; the
+    # few multi-statement reads bound later statements by ids the first one returned).
+    mode = conn.get_execution_options().get("sqlite_begin")
+    if mode:
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
-    def __init__(self, url: str = DEFAULT_URL, group_commit: bool = False):
+
+class EventStore:
+    """Append and read listening events; thread-safe, one instance per process.
+
+    ``group_commit``: concurrent appends of this process share transactions. ``writer``: the
+    socket of this host's writer (:class:`~musicrec.events.writer.WriterService`), which
+    shares them across processes; appends then go there.
+    """
+
+    def __init__(
+        self, url: str = DEFAULT_URL, group_commit: bool = False, writer: str | None = None
+    ):
         self.url = url
         try:
             parsed = sa.engine.make_url(url)
@@ -116,12 +124,23 @@ class EventStore:
             if not parsed.database or parsed.database == ":memory:":
                 raise StoreError("the event store must be a file, not an in-memory database")
             self.sqlite_path = Path(parsed.database)
+        elif parsed.get_backend_name() != "postgresql":
+            raise StoreError(f"the event store is SQLite or PostgreSQL, not {url!r}")
         self.engine = sa.create_engine(url, pool_pre_ping=self.sqlite_path is None)
         if self.sqlite_path is not None:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", _sqlite_connect)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+        # Every write transaction, here and in the modules that keep tables in this store
+        # (impressions, experiments, deletions), goes through this engine: on SQLite a plain
+        # ``engine.begin()`` starts no transaction at all (see _sqlite_begin).
+        self.writes = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._schema_ready = False
         self._schema_lock = threading.Lock()
-        self._committer = GroupCommit(self) if group_commit else None
+        self._remote = RemoteWriter(writer) if writer else None
+        self.async_writer = AsyncRemoteWriter(writer) if writer else None
+        self._committer = (
+            GroupCommit(self._write_batches, repr(self)) if group_commit and not writer else None
+        )
 
     def __repr__(self) -> str:
         return f"EventStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -134,7 +153,7 @@ class EventStore:
         return self._schema_ready or self.sqlite_path is None or self.sqlite_path.exists()
 
     def ensure_schema(self) -> None:
-        """Create the tables once (idempotent, safe from several processes)."""
+        """Create the tables, or upgrade an older store in place, once per process."""
         if self._schema_ready:
             return
         with self._schema_lock:
@@ -143,10 +162,12 @@ class EventStore:
             if self.sqlite_path is not None:
                 self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                metadata.create_all(self.engine, checkfirst=True)
-            except sa.exc.OperationalError as exc:
-                if "already exists" not in str(exc):  # a concurrent creator won the race
-                    raise StoreError(f"cannot create the event store at {self}: {exc}") from exc
+                with self.writes.begin() as conn:
+                    version = migrate(conn)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"cannot open the event store at {self}: {exc}") from exc
+            if version not in (0, SCHEMA_VERSION):
+                log.info("event store %s upgraded from schema version %d", self, version)
             self._schema_ready = True
 
     def _readable(self) -> bool:
@@ -159,46 +180,65 @@ class EventStore:
                 return False
         return True
 
+    @contextlib.contextmanager
+    def _write_transaction(self, exclusive: bool = False) -> Iterator[sa.Connection]:
+        """A transaction holding the write lock (SQLite) or the writers' advisory lock."""
+        with self.writes.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+                conn.execute(sa.text(f"SELECT {function}(:key)"), {"key": WRITE_LOCK})
+            yield conn
+
     # ------------------------------------------------------------------ events
 
-    def append(self, events: Sequence[Event], chunk: int = 5000) -> list[int]:
-        """Store ``events`` in one transaction; their ids once the commit is durable.
+    def append(self, events: Sequence[Event]) -> Appended:
+        """Store ``events`` in one transaction; answered once the commit is durable.
 
-        Rows go to the database ``chunk`` at a time, all inside that one transaction. With
-        ``group_commit``, batches that arrive together from several threads share one
-        transaction (one WAL sync); each is still stored entirely or not at all.
+        Events whose ``event_id`` the listener already has are not stored again (counted in
+        ``duplicates``). With ``group_commit`` or a ``writer``, batches that arrive together
+        share one transaction (one sync); each is still stored entirely or not at all.
         """
-        if not events:
-            return []
-        if self._committer is not None:
-            return self._committer.submit(events)
-        return self._write(events, chunk)
+        return self.append_batches([events])[0]
 
-    def _write(self, events: Sequence[Event], chunk: int = 5000) -> list[int]:
+    def append_batches(self, batches: Batches) -> list[Appended]:
+        """Several batches in one transaction (the group commit's unit)."""
+        if not any(batches):
+            return [Appended([]) for _ in batches]
+        if self._remote is not None:
+            return self._remote.append_batches(batches)
+        if self._committer is not None:
+            return self._committer.submit(batches)
+        return self._write_batches(batches)
+
+    def _write_batches(self, batches: Batches) -> list[Appended]:
         self.ensure_schema()
         received = time.time()
-        statement = sa.insert(events_table).returning(
-            events_table.c.id, sort_by_parameter_order=True
-        )
-        ids: list[int] = []
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._write_transaction() as conn:
+                    return store_batches(conn, batches, received)
+            except sa.exc.IntegrityError as exc:
+                # Another host stored one of these event ids after this transaction looked.
+                if attempt == WRITE_ATTEMPTS:
+                    raise StoreError(f"cannot store events in {self}: {exc}") from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"cannot store events in {self}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def training_watermark(self) -> int:
+        """The highest stored id, for a model trained on every event up to it.
+
+        It also starts a new epoch of the per-listener aggregates (:mod:`~musicrec.events.state`),
+        so serving that model reads its listeners' state without going back to their events.
+        """
+        if not self.exists:
+            return 0  # no SQLite file yet: nothing stored, nothing created
+        self.ensure_schema()
         try:
-            with self.engine.begin() as conn:
-                for start in range(0, len(events), chunk):
-                    rows = [
-                        {
-                            "user_id": e.user_id,
-                            "artist": e.artist,
-                            "kind": e.kind,
-                            "plays": e.plays,
-                            "timestamp": e.timestamp,
-                            "received_at": received,
-                        }
-                        for e in events[start : start + chunk]
-                    ]
-                    ids += [int(row[0]) for row in conn.execute(statement, rows)]
+            with self._write_transaction(exclusive=True) as conn:
+                return state.advance_epoch(conn)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot store events in {self}: {exc}") from exc
-        return ids
+            raise StoreError(f"cannot read the event store at {self}: {exc}") from exc
 
     def user_events(self, user_id: str, limit: int | None = None) -> pd.DataFrame:
         """A user's events, oldest first (the newest ``limit`` when given)."""
@@ -210,7 +250,6 @@ class EventStore:
             rows = found.all()[::-1]
         if not rows:  # most requests: no frame to build (callers never modify it)
             return _NO_EVENTS
-        # Plain object/int64 columns: this runs on every request of a listener with events.
         columns = list(zip(*rows, strict=True))
         return pd.DataFrame(
             {
@@ -218,6 +257,30 @@ class EventStore:
                 for name, values in zip(COLUMNS, columns, strict=True)
             }
         )
+
+    def compacted_events(
+        self, user_id: str, watermark: int, limit: int | None = None
+    ) -> pd.DataFrame:
+        """What the fold-in needs of a user's events, from their per-artist state.
+
+        Same columns as :meth:`user_events`; at most a few rows per artist (see
+        :func:`musicrec.events.state.compacted_events`), so the cost follows the listener's
+        artists, never their number of events. ``limit``: most recently active artists read.
+        """
+        if not self._readable():
+            return _NO_EVENTS
+        with self.engine.connect() as conn:
+            frame = state.compacted_events(
+                conn, user_id, watermark, limit if limit is not None else ALL_ROWS
+            )
+        return _NO_EVENTS if frame is None else frame
+
+    def listener_version(self, user_id: str) -> int:
+        """Id of the user's newest event (0 without events): a key for answers built on them."""
+        if not self._readable():
+            return 0
+        with self.engine.connect() as conn:
+            return state.listener_version(conn, user_id)
 
     def read(self, after: int = 0, upto: int | None = None) -> pd.DataFrame:
         """Events with ``after < id <= upto``, in id order."""
@@ -271,7 +334,7 @@ class EventStore:
         """Point every replica at ``target`` (a new generation, even for the same target)."""
         self.ensure_schema()
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             current = conn.execute(
                 sa.select(pointer_table.c.generation).where(pointer_table.c.name == name)
             ).scalar()
@@ -307,7 +370,7 @@ class EventStore:
             return
         now = time.time()
         values = {"version": version, "path": path, "seen_at": now}
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             updated = conn.execute(
                 sa.update(workers_table).where(workers_table.c.worker == worker).values(**values)
             ).rowcount
@@ -328,75 +391,17 @@ class EventStore:
     def forget_worker(self, worker: str) -> None:
         if not self._readable():
             return
-        with self.engine.begin() as conn:
+        with self.writes.begin() as conn:
             conn.execute(sa.delete(workers_table).where(workers_table.c.worker == worker))
 
     def close(self) -> None:
         if self._committer is not None:
             self._committer.stop()
+        if self._remote is not None:
+            self._remote.close()
+        if self.async_writer is not None:
+            self.async_writer.close()
         self.engine.dispose()
-
-
-class GroupCommit:
-    """One writer thread: concurrent appends of a process share a transaction and its sync.
-
-    Every caller waits for the commit that holds its batch, so an answer still means durable.
-    A failed transaction fails every batch in it (none of them is stored).
-    """
-
-    def __init__(self, store: EventStore, max_events: int = 5000, timeout_s: float = 60.0):
-        self.store = store
-        self.max_events = max_events
-        self.timeout_s = timeout_s
-        self._queue: queue.Queue[tuple[Sequence[Event], Future[list[int]]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
-        self._started = False
-        self._lock = threading.Lock()
-
-    def submit(self, events: Sequence[Event]) -> list[int]:
-        with self._lock:
-            if not self._started:
-                self._thread.start()
-                self._started = True
-        done: Future[list[int]] = Future()
-        self._queue.put((events, done))
-        try:
-            return done.result(timeout=self.timeout_s)
-        except FutureTimeout:
-            raise StoreError(f"no commit within {self.timeout_s:g}s in {self.store}") from None
-
-    def stop(self) -> None:
-        if self._started:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            pending = [item]
-            size = len(item[0])
-            while size < self.max_events:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # stop after this commit
-                    break
-                pending.append(more)
-                size += len(more[0])
-            try:
-                ids = self.store._write([e for events, _ in pending for e in events])
-            except Exception as exc:  # every waiter gets the failure; the writer carries on
-                for _, done in pending:
-                    done.set_exception(exc)
-                continue
-            start = 0
-            for events, done in pending:
-                done.set_result(ids[start : start + len(events)])
-                start += len(events)
 
 
 def worker_id() -> str:

@@ -26,6 +26,14 @@ LOOPBACK_NAMES = ("localhost",)
 BAD_SHARE = 0.05
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address or a name) is this machine's loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() in LOOPBACK_NAMES
+
+
 def check_target(url: str, allow_remote: bool = False) -> str:
     """The base URL without a trailing slash; non-loopback hosts need ``allow_remote``."""
     parts = urlsplit(url)
@@ -36,11 +44,7 @@ def check_target(url: str, allow_remote: bool = False) -> str:
         parts.port  # noqa: B018 - raises ValueError when out of range
     except ValueError as exc:
         raise TrafficError(f"{url!r}: {exc}") from None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host.lower() in LOOPBACK_NAMES
-    if not loopback and not allow_remote:
+    if not is_loopback(host) and not allow_remote:
         raise TrafficError(f"{host} is not a loopback address; pass --allow-remote to target it")
     return url.rstrip("/")
 

@@ -1,12 +1,9 @@
-"""Ranking metrics, defined once, computed for every test user in vectorized batches.
+"""Evaluate a ranker on a split: metrics with intervals, segments and baselines.
 
-Definitions (K = cut-off, rel = test items of the user, training items never ranked):
-
-- precision@K = hits in top-K / K
-- recall@K    = hits in top-K / |rel|
-- ndcg@K      = DCG@K / IDCG@K, gain 1/log2(rank + 1), IDCG over min(K, |rel|) hits
-- map@K       = mean over users of AP@K = sum_k P@k * rel_k / min(K, |rel|)
-- coverage@K  = distinct items recommended in anyone's top-K / catalogue size
+Every test user is ranked once (:func:`musicrec.pipeline.userscores.score_users`, where the
+metrics are defined); means, bootstrap intervals over users and the segment table come from
+those per-user values (:mod:`musicrec.pipeline.summary`). ``coverage@K`` is the share of the
+catalogue in anyone's top K; the beyond-accuracy metrics are in :mod:`musicrec.pipeline.beyond`.
 
 implicit's ``ranking_metrics_at_k`` reports as "precision" hits / min(K, |rel|), which is
 not precision@K; we do not reuse that number.
@@ -15,14 +12,12 @@ not precision@K; we do not reuse that number.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
-from rich.progress import Progress
 
 from musicrec import layout
 from musicrec.data.dataset import Dataset
@@ -30,52 +25,38 @@ from musicrec.errors import ArtifactError
 from musicrec.fsutil import read_json, write_json_atomic
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.base import Model
+from musicrec.pipeline.beyond import ItemSpace
+from musicrec.pipeline.summary import DEFAULT_RESAMPLES, summarize
+from musicrec.pipeline.userscores import UserScores, ranking_metrics, score_users
 from musicrec.ranking import ModelRanker, RandomRanker, Ranker, StaticRanker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS: tuple[int, ...] = (10, 20)
-COLD_USER_MAX_TRAIN = 10
-HEAD_SHARE = 0.2  # top 20% artists by training listeners are the head; the rest is the tail
-
-
-def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Per-user metrics from a boolean ``hits`` matrix (users x >=k, ranked best first)."""
-    hits = hits[:, :k].astype(np.float64)
-    n_hits = hits.sum(axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ discounts
-    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
-    precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
-    ap = (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, k)
-    return {
-        "precision": n_hits / k,
-        "recall": n_hits / n_relevant,
-        "ndcg": dcg / ideal,
-        "map": ap,
-    }
+SCORES_FILE = "evaluation.npz"  # per-user values beside the manifest, for paired comparisons
+__all__ = ["DEFAULT_KS", "Report", "evaluate", "evaluate_model", "ranking_metrics"]
 
 
 @dataclass
 class Report:
-    """Evaluation result: overall metrics, per-slice metrics and baselines."""
+    """Evaluation result: metrics with intervals, segments and baselines."""
 
     model: dict[str, float]
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    segments: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     n_users: int = 0
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    scores: UserScores | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.model)
         out["users_evaluated"] = self.n_users
-        out["slices"] = self.slices
+        out["intervals"] = self.intervals
+        out["segments"] = self.segments
+        out["bootstrap"] = self.bootstrap
         out.update(self.baselines)
         return out
-
-
-def _batches(users: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(users), batch_size):
-        yield users[start : start + batch_size]
 
 
 def evaluate_ranker(
@@ -85,67 +66,12 @@ def evaluate_ranker(
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 4096,
     show_progress: bool = False,
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Metrics at each K for every user with test items, plus cold-user and long-tail slices."""
-    ks = sorted(set(ks))
-    k_max = ks[-1]
-    n_items = train.shape[1]
-    if k_max >= n_items:
-        raise ValueError(f"k={k_max} must be smaller than the catalogue ({n_items} items)")
-    test = sp.csr_matrix(test)
-    n_rel = np.diff(test.indptr)
-    users = np.flatnonzero(n_rel > 0)
-    n_train = np.diff(train.indptr)
-
-    listeners = np.bincount(train.indices, minlength=n_items)
-    head_cut = max(1, round(HEAD_SHARE * n_items))
-    is_tail = np.ones(n_items, dtype=bool)
-    is_tail[np.argsort(-listeners, kind="stable")[:head_cut]] = False
-
-    per_user: dict[str, list[np.ndarray]] = {}
-    tail_hits, tail_rel, tail_recs = 0, 0, 0
-    recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
-    with Progress(disable=not show_progress, transient=True) as progress:
-        task = progress.add_task(f"evaluating {ranker.name}", total=len(users))
-        for batch in _batches(users, batch_size):
-            top = ranker.rank(batch, k_max, train[batch])
-            filled = top >= 0  # -1 pads users with fewer unplayed items than k
-            top = np.where(filled, top, 0)
-            rows = np.arange(len(batch))[:, None]
-            hits = (np.asarray(test[batch][rows, top].todense()) != 0) & filled
-            for k in ks:
-                for name, values in ranking_metrics(hits, n_rel[batch], k).items():
-                    per_user.setdefault(f"{name}@{k}", []).append(values)
-                recommended[k][top[:, :k][filled[:, :k]]] = True
-            k10 = top[:, : ks[0]]
-            tail_recs += int((is_tail[k10] & filled[:, : ks[0]]).sum())
-            tail_hits += int((hits[:, : ks[0]] & is_tail[k10]).sum())
-            tail_rel += int(is_tail[test[batch].indices].sum())
-            progress.advance(task, len(batch))
-
-    metrics = {name: float(np.concatenate(parts).mean()) for name, parts in per_user.items()}
-    for k in ks:
-        metrics[f"coverage@{k}"] = float(recommended[k].mean())
-    cold = n_train[users] <= COLD_USER_MAX_TRAIN
-    k0 = ks[0]
-    slices = {
-        "cold_users": {
-            "users": int(cold.sum()),
-            f"ndcg@{k0}": _masked_mean(per_user[f"ndcg@{k0}"], cold),
-            f"recall@{k0}": _masked_mean(per_user[f"recall@{k0}"], cold),
-        },
-        "long_tail": {
-            "items": int(is_tail.sum()),
-            f"recall@{k0}": tail_hits / tail_rel if tail_rel else float("nan"),
-            f"share_of_recommendations@{k0}": tail_recs / max(1, len(users) * k0),
-        },
-    }
-    return metrics, slices
-
-
-def _masked_mean(parts: list[np.ndarray], mask: np.ndarray) -> float:
-    values = np.concatenate(parts)[mask]
-    return float(values.mean()) if len(values) else float("nan")
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Accuracy and coverage at each K for every user with test items, and the segments
+    (no intervals, no beyond-accuracy metrics: what tuning needs)."""
+    scores = score_users(ranker, train, test, ks, None, batch_size, show_progress)
+    summary = summarize(scores, n_resamples=0)
+    return summary.metrics, summary.segments
 
 
 def evaluate(
@@ -155,13 +81,25 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     baselines: Sequence[Ranker] = (),
     show_progress: bool = False,
+    *,
+    items: ItemSpace | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> Report:
-    """Evaluate ``ranker`` and each baseline on the same split."""
-    metrics, slices = evaluate_ranker(ranker, train, test, ks, show_progress=show_progress)
-    report = Report(model=metrics, slices=slices, n_users=int((np.diff(test.indptr) > 0).sum()))
+    """Evaluate ``ranker`` (with intervals from ``bootstrap`` resamples) and each baseline."""
+    scores = score_users(ranker, train, test, ks, items, show_progress=show_progress)
+    summary = summarize(scores, bootstrap, seed)
+    report = Report(
+        model=summary.metrics,
+        segments=summary.segments,
+        n_users=len(scores.users),
+        intervals=summary.intervals,
+        bootstrap={"resamples": bootstrap, "seed": seed, "confidence": 0.95, "unit": "user"},
+        scores=scores,
+    )
     for baseline in baselines:
-        base_metrics, _ = evaluate_ranker(baseline, train, test, ks, show_progress=show_progress)
-        report.baselines[baseline.name] = base_metrics
+        base = score_users(baseline, train, test, ks, items, show_progress=show_progress)
+        report.baselines[baseline.name] = summarize(base, n_resamples=0).metrics
     return report
 
 
@@ -174,6 +112,9 @@ def evaluate_dataset(
     ks: Sequence[int] = DEFAULT_KS,
     baselines: Sequence[str] = ("popularity",),
     show_progress: bool = False,
+    *,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> Report:
     """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines.
 
@@ -188,42 +129,60 @@ def evaluate_dataset(
         "random": RandomRanker(train.shape[1]),
     }
     # Histories come from train; the ranking excludes train and validation items (``seen``).
-    return evaluate(
+    report = evaluate(
         ModelRanker(model, train),
         dataset.seen,
         test,
         ks,
         baselines=[rankers[name] for name in baselines],
         show_progress=show_progress,
+        items=ItemSpace.build(train, dataset.tags, model.similar_items),
+        bootstrap=bootstrap,
+        seed=seed,
     )
+    if report.scores is not None:
+        report.scores.fingerprint = dataset.fingerprint
+    return report
 
 
 def record_metrics(model_dir: str | Path, report: Report) -> None:
-    """Store the report in the artifact's manifest.json (atomic rewrite)."""
+    """Store the report in the artifact's manifest.json and the per-user values beside it."""
     path = Path(model_dir) / layout.MANIFEST
+    if report.scores is not None:
+        report.scores.save(Path(model_dir) / SCORES_FILE)
     manifest = read_json(path)
     manifest["metrics"] = report.to_dict()
     write_json_atomic(path, manifest)
 
 
+def check_trained_on(dataset: Dataset, artifact: ModelArtifact, model_dir: str | Path) -> None:
+    """One-line error unless the artifact was trained on ``dataset`` (same fingerprint)."""
+    trained_on = artifact.manifest.get("dataset", {}).get("fingerprint")
+    if trained_on != dataset.fingerprint:
+        raise ArtifactError(
+            f"{model_dir} was trained on dataset {trained_on}, but {dataset.path} is "
+            f"{dataset.fingerprint}; evaluate on the dataset the model was trained on"
+        )
+
+
 def evaluate_model(
-    data_dir: str | Path,
+    data_dir: str | Path | Dataset,
     model_dir: str | Path,
     ks: Sequence[int] = DEFAULT_KS,
     baselines: Sequence[str] = ("popularity",),
     show_progress: bool = False,
     record: bool = True,
+    *,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> Report:
     """Evaluate an artifact on its dataset's test split; store the metrics in its manifest."""
-    dataset = Dataset.load(data_dir)
+    dataset = data_dir if isinstance(data_dir, Dataset) else Dataset.load(data_dir)
     artifact = ModelArtifact.load(model_dir)
-    trained_on = artifact.manifest.get("dataset", {}).get("fingerprint")
-    if trained_on != dataset.fingerprint:
-        raise ArtifactError(
-            f"{model_dir} was trained on dataset {trained_on}, but {data_dir} is "
-            f"{dataset.fingerprint}; evaluate on the dataset the model was trained on"
-        )
-    report = evaluate_dataset(dataset, artifact.model, ks, baselines, show_progress)
+    check_trained_on(dataset, artifact, model_dir)
+    report = evaluate_dataset(
+        dataset, artifact.model, ks, baselines, show_progress, bootstrap=bootstrap, seed=seed
+    )
     if record:
         record_metrics(model_dir, report)
     return report

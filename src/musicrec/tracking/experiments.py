@@ -3,8 +3,9 @@
 The grid loads the dataset once and runs the one train -> evaluate sequence
 (:func:`musicrec.pipeline.sequence.train_and_evaluate`) per config, each observed by MLflow as a
 child run of one ``grid`` run.
-The report reads runs back from MLflow (a query, not paths) into a CSV, a Markdown table and a
-plot of NDCG@10 against training time with the Pareto front (no faster run scores higher).
+The report reads runs back from MLflow (a query, not paths) into a CSV, a Markdown table (with
+the metric per segment) and a plot of NDCG@10 against training time with the 95 % intervals as
+error bars and the Pareto front (no faster run scores higher).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from musicrec.tracking import (
     run_tags,
     start_run,
 )
+from musicrec.tracking.plots import error_bars, interval_columns, segment_markdown
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -147,6 +149,7 @@ def collect_runs(
         row[metric] = metrics[metric]
         row |= {name: metrics.get(name) for name in REPORT_METRICS if name != metric}
         row["popularity.ndcg_at_10"] = metrics.get("popularity.ndcg_at_10")
+        row |= interval_columns(metrics, metric)
         row["dataset_fingerprint"] = run.data.tags.get("dataset_fingerprint")
         rows.append(row)
     if not rows:
@@ -231,6 +234,7 @@ def plot_runs(frame: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
             xytext=(4, -10),
             fontsize=7,
         )
+    error_bars(axes, frame, metric)
     axes.set(xlabel="training time (s)", ylabel=metric.replace("_at_", "@"), title=title)
     if frame["train_seconds"].max() > 10 * max(frame["train_seconds"].min(), 1e-3):
         axes.set_xscale("log")
@@ -268,7 +272,8 @@ def experiment_report(
     stem = out_dir / experiment
     csv_path = stem.with_suffix(".csv")
     write_text_atomic(csv_path, frame.to_csv(index=False, float_format="%.6g"))
-    shown = frame.drop(columns=["run_id"])
+    segments = segment_markdown(frame, metric)
+    shown = frame.drop(columns=["run_id", *(c for c in frame if str(c).startswith("segment."))])
     fingerprints = sorted(frame["dataset_fingerprint"].dropna().unique())
     note = (
         f"{len(frame)} runs of MLflow experiment `{experiment}` on dataset "
@@ -278,7 +283,7 @@ def experiment_report(
     if len(fingerprints) > 1:
         note += "\n**Runs on different datasets are not comparable.**\n"
     md_path = stem.with_suffix(".md")
-    write_text_atomic(md_path, f"# {experiment}\n\n{note}\n{to_markdown(shown)}")
+    write_text_atomic(md_path, f"# {experiment}\n\n{note}\n{to_markdown(shown)}{segments}")
     label = metric.replace("_at_", "@")
     plot = plot_runs(frame, metric, stem.with_suffix(".png"), f"{experiment}: {label} vs time")
     return ReportFiles(csv_path, md_path, plot, len(frame))

@@ -4,8 +4,9 @@ A tracked train run records the :class:`~musicrec.config.TrainConfig` and the da
 the training loss (metric ``train_loss``, step = sweep; after the last sweep unless
 ``loss_every`` asks for more), a loss-curve PNG and the model artifact
 directory (under ``model/``), then registers that directory as a new version of a registered
-model. An evaluation adds every metric at each K, the baselines and the slices to the same run,
-found through ``mlflow_run_id`` in the artifact's manifest.
+model. An evaluation adds every metric at each K with its interval, the baselines, the segments,
+the per-user values and a plot of the intervals to the same run, found through ``mlflow_run_id``
+in the artifact's manifest.
 """
 
 from __future__ import annotations
@@ -44,23 +45,39 @@ from musicrec.tracking.store import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from musicrec.pipeline.gate import GateConfig
     from musicrec.pipeline.train import TrainResult
 
 
 def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """Flatten an evaluation report: ``ndcg_at_10``, ``popularity.ndcg_at_10``,
-    ``slice.cold_users.ndcg_at_10``. Non-numeric entries are skipped."""
+    """Flatten an evaluation report: ``ndcg_at_10``, its interval ``ndcg_at_10.low`` /
+    ``.high``, ``popularity.ndcg_at_10``, ``segment.cold.ndcg_at_10`` (and its interval),
+    ``bootstrap.resamples``. Non-numeric entries are skipped."""
     out: dict[str, float] = {}
     for key, value in report.items():
-        if isinstance(value, Mapping):
-            groups = value.items() if key == "slices" else [(key, value)]
-            for group, values in groups:
-                prefix = f"slice.{group}" if key == "slices" else group
-                for name, number in values.items():
-                    if isinstance(number, (int, float)):
-                        out[f"{metric_key(prefix)}.{metric_key(name)}"] = float(number)
+        if key == "segments" and isinstance(value, Mapping):
+            for group, values in value.items():
+                if isinstance(values, Mapping):
+                    out |= _flat(values, f"segment.{metric_key(group)}.")
+        elif isinstance(value, Mapping):
+            out |= _flat(value, "" if key == "intervals" else f"{metric_key(key)}.")
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[metric_key(key)] = float(value)
+    return out
+
+
+def _flat(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """Numbers of one group; an ``intervals`` mapping adds ``<metric>.low`` / ``.high``."""
+    out: dict[str, float] = {}
+    for name, number in values.items():
+        if name == "intervals" and isinstance(number, Mapping):
+            out |= _flat(number, prefix)
+        elif isinstance(number, Mapping):  # one interval: {"low": ..., "high": ...}
+            for bound in ("low", "high"):
+                if isinstance(number.get(bound), (int, float)):
+                    out[f"{prefix}{metric_key(name)}.{bound}"] = float(number[bound])
+        elif isinstance(number, (int, float)) and not isinstance(number, bool):
+            out[f"{prefix}{metric_key(name)}"] = float(number)
     return out
 
 
@@ -250,13 +267,13 @@ class MlflowObserver:
                     self.client, self.experiment, "evaluate", tags=tags | {"stage": "evaluate"}
                 ) as run:
                     run.log_params(manifest.get("params", {}))
-                    _log_evaluation(run, report)
+                    _log_evaluation(run, report, Path(model_dir))
                 manifest = read_json(manifest_path)
                 manifest.update(mlflow_run_id=run.run_id, mlflow_experiment=self.experiment)
                 write_json_atomic(manifest_path, manifest)
                 self.run = run
                 return
-            _log_evaluation(run, report)
+            _log_evaluation(run, report, Path(model_dir))
             run.log_artifact(manifest_path, MODEL_PATH)
             self.run = run
 
@@ -331,9 +348,13 @@ def track_evaluation(
     return observer.run_id
 
 
-def _log_evaluation(run: Run, report: Mapping[str, Any]) -> None:
+def _log_evaluation(run: Run, report: Mapping[str, Any], model_dir: Path | None = None) -> None:
     run.log_metrics(report_metrics(report))
     run.log_json(dict(report), "evaluation/metrics.json")
+    if model_dir is not None:
+        from musicrec.tracking.gating import log_evaluation_files
+
+        log_evaluation_files(run, report, model_dir)
     run.set_tags({"evaluated": "true"})
 
 
@@ -368,7 +389,7 @@ def track_artifact(
         if "train_seconds" in manifest:
             run.log_metrics({"train_seconds": float(manifest["train_seconds"])})
         if manifest.get("metrics"):
-            _log_evaluation(run, manifest["metrics"])
+            _log_evaluation(run, manifest["metrics"], Path(model_dir))
         return publish_model(run, model_dir, experiment, model_name, fingerprint, losses)
 
 
@@ -377,9 +398,11 @@ def register_and_promote(
     name: str = DEFAULT_MODEL_NAME,
     *,
     experiment: str = DEFAULT_EXPERIMENT,
-    margin: float = 0.0,
+    margin: float | None = None,
     force: bool = False,
     client: MlflowClient | None = None,
+    gate_config: GateConfig | None = None,
+    data_dir: Path | None = None,
 ) -> Decision:
     """Promote the registered version of a local artifact, registering it first if needed.
 
@@ -399,4 +422,6 @@ def register_and_promote(
             version = str(found.version)
     if version is None:
         version = track_artifact(model_dir, experiment=experiment, model_name=name, client=client)
-    return promote(name, str(version), margin, force, client=client)
+    return promote(
+        name, str(version), margin, force, client=client, gate_config=gate_config, data_dir=data_dir
+    )

@@ -5,9 +5,11 @@ downloaded as plain files and opened with :class:`~musicrec.models.artifact.Mode
 loading a registered model never unpickles. MLflow 3's ``create_model_version`` accepts such a
 run-artifact source without a logged MLflow model (no ``MLmodel`` file is needed).
 
-Promotion gate: a version becomes champion only if its test NDCG@10 (run metric ``ndcg_at_10``)
-is greater than the champion's plus a margin, both measured on the same dataset fingerprint. The
-champion it replaces is recorded on the new version (tag ``previous_champion``) for rollback.
+Promotion gate: a version becomes champion only if it was evaluated on the champion's dataset
+fingerprint and passes the paired gate (:mod:`musicrec.tracking.gating`): both versions' per-user
+values on the same test users, the interval of the NDCG@10 difference against a margin
+(superiority) or a tolerance (non-inferiority), and guardrails on coverage, novelty and segments.
+The champion it replaces is recorded on the new version (tag ``previous_champion``) for rollback.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from musicrec.tracking.store import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+    from musicrec.pipeline.gate import GateConfig, GateResult
 
 CHAMPION = "champion"
 GATE_METRIC = "ndcg_at_10"
@@ -64,6 +68,7 @@ class Decision:
     champion: VersionInfo | None  # before the decision
     promoted: bool
     reason: str
+    evidence: GateResult | None = None  # the paired comparison behind the decision
 
     @property
     def is_champion(self) -> bool:
@@ -169,19 +174,37 @@ def _move_alias(client: MlflowClient, name: str, alias: str, version: str) -> No
 def promote(
     name: str = DEFAULT_MODEL_NAME,
     version: str = "latest",
-    margin: float = 0.0,
+    margin: float | None = None,
     force: bool = False,
     *,
     alias: str = CHAMPION,
     client: MlflowClient | None = None,
+    gate_config: GateConfig | None = None,
+    data_dir: Path | None = None,
 ) -> Decision:
-    """Move ``alias`` to ``version`` if it passes :func:`gate` (or ``force``); say why."""
+    """Move ``alias`` to ``version`` if it passes the gate (or ``force``); say why.
+
+    :func:`gate` settles the plain cases (no champion, already champion, other dataset); two
+    comparable versions go through the paired gate with ``gate_config`` (default: superiority
+    with margin ``margin``), on their logged per-user values or scored on ``data_dir``;
+    ``force`` moves the alias without asking it.
+    """
     client = client or get_client()
+    evidence = None
     with mlflow_errors(f"promoting {name} version {version}"):
         candidate = version_info(client, get_version(client, name, version))
         current = alias_version(client, name, alias)
         champion = version_info(client, current) if current else None
-        ok, reason = gate(candidate, champion, margin)
+        ok, reason = gate(candidate, champion, margin or 0.0)
+        if _paired(candidate, champion) and not force:
+            from musicrec.tracking.gating import paired_gate
+
+            assert champion is not None
+            config = gate_config or _superiority(margin)
+            evidence = paired_gate(
+                client, name, candidate, champion, config, data_dir, resolve_model
+            )
+            ok, reason = evidence.passed, evidence.reason
         if not ok and force and not (champion and champion.version == candidate.version):
             ok, reason = True, f"forced past the gate: {reason}"
         if ok:
@@ -190,7 +213,28 @@ def promote(
                     name, candidate.version, f"previous_{alias}", champion.version
                 )
             _move_alias(client, name, alias, candidate.version)
-    return Decision(name, candidate, champion, ok, reason)
+    if evidence is not None:
+        from musicrec.tracking.gating import record_gate
+
+        record_gate(client, name, candidate.version, candidate.run_id, evidence, ok)
+    return Decision(name, candidate, champion, ok, reason, evidence)
+
+
+def _paired(candidate: VersionInfo, champion: VersionInfo | None) -> bool:
+    """Two versions the paired gate can compare (the plain rules decide the rest)."""
+    return (
+        champion is not None
+        and champion.version != candidate.version
+        and candidate.ndcg is not None
+        and champion.ndcg is not None
+        and candidate.fingerprint == champion.fingerprint
+    )
+
+
+def _superiority(margin: float | None) -> GateConfig:
+    from musicrec.pipeline.gate import DEFAULT_MARGIN, GateConfig
+
+    return GateConfig(mode="superiority", margin=DEFAULT_MARGIN if margin is None else margin)
 
 
 def rollback(

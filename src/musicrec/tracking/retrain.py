@@ -15,8 +15,8 @@ One call of :func:`retrain` is one cycle, and it is safe to repeat:
   old dataset) is not comparable. Both are scored on the new split's test pairs that neither
   was trained on (the champion saw part of the new test set in its own training rows), the
   champion the way serving would use it: its item factors mapped onto the new catalogue by
-  artist and every user folded in from their new training row. The candidate must beat that
-  by ``margin``.
+  artist and every user folded in from their new training row. The paired gate
+  (:mod:`musicrec.pipeline.gate`, non-inferiority by default) decides on those per-user values.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.events.store import DEFAULT_URL, EventStore
 from musicrec.fsutil import read_json, write_json_atomic
 from musicrec.models.confidence import confidence
+from musicrec.pipeline.gate import GateConfig, GateResult
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class RetrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model_name: str = "musicrec-als"
     experiment: str = "musicrec"
-    margin: float = 0.0
+    gate: GateConfig = field(default_factory=lambda: GateConfig(mode="non-inferiority"))
     ks: tuple[int, ...] = (10, 20)
 
 
@@ -201,27 +202,32 @@ def folded_in_factors(artifact: Any, dataset: Dataset) -> tuple[np.ndarray, np.n
     return np.asarray(users, dtype=np.float32), factors
 
 
-def compare_on_unseen(
-    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, ks: tuple[int, ...]
-) -> tuple[float, float, int]:
-    """NDCG@10 of candidate and (folded-in) champion on test pairs neither was trained on."""
+def gate_on_unseen(
+    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, config: GateConfig
+) -> tuple[GateResult | None, int]:
+    """The paired gate on test pairs neither model trained on (``None`` when there are none).
+
+    A champion trained on another dataset is folded in as serving would use it.
+    """
     from musicrec.models.artifact import ModelArtifact
-    from musicrec.pipeline.evaluate import evaluate_ranker
-    from musicrec.ranking import FactorRanker
+    from musicrec.pipeline.gate import gate_rankers
+    from musicrec.ranking import FactorRanker, ModelRanker
 
     dataset = Dataset.load(data_dir)
     champion = ModelArtifact.load(champion_dir)
     candidate = ModelArtifact.load(candidate_dir)
-    test = unseen_test(dataset, champion)
+    same_data = champion.manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint
+    test = dataset.test if same_data else unseen_test(dataset, champion)
     if test.nnz == 0:
-        return float("nan"), float("nan"), 0
-    train = dataset.train
-    ranker = FactorRanker(candidate.user_factors, candidate.item_factors)
-    ours, _ = evaluate_ranker(ranker, train, test, ks)
-    theirs, _ = evaluate_ranker(
-        FactorRanker(*folded_in_factors(champion, dataset)), train, test, ks
+        return None, 0
+    theirs = (
+        ModelRanker(champion.model, dataset.train)
+        if same_data
+        else FactorRanker(*folded_in_factors(champion, dataset))
     )
-    return ours["ndcg@10"], theirs["ndcg@10"], int(test.nnz)
+    ours = ModelRanker(candidate.model, dataset.train)
+    result = gate_rankers(theirs, ours, dataset, test, config, candidate.model.similar_items)
+    return result, int(test.nnz)
 
 
 # ----------------------------------------------------------------------------- the cycle
@@ -248,7 +254,7 @@ def cycle_key(config: RetrainConfig, watermark: int) -> str:
         "prepare": asdict(config.prepare),
         "train": config.train.to_dict(),
         "model_name": config.model_name,
-        "margin": config.margin,
+        "gate": config.gate.to_dict(),
         "ks": list(config.ks),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -309,7 +315,7 @@ def retrain(
         raise RetrainError(f"{config.input}: no such file or directory")
     with exclusive(config.workdir):
         store = EventStore(config.events_url)
-        watermark = store.max_id()
+        watermark = store.training_watermark()
         key = cycle_key(config, watermark)
         state_path = config.workdir / STATE_FILE
         state = read_json(state_path) if state_path.exists() else {}
@@ -330,9 +336,9 @@ def retrain(
 def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -> RetrainResult:
     from musicrec.pipeline.evaluate import evaluate_model
     from musicrec.tracking import get_client, mlflow_errors, track_evaluation, tracked_train
+    from musicrec.tracking.gating import record_gate
     from musicrec.tracking.registry import (
         CHAMPION,
-        VersionInfo,
         alias_version,
         gate,
         promote,
@@ -391,21 +397,16 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
         candidate = version_info(client, client.get_model_version(name, version))
         current = alias_version(client, name, CHAMPION)
         champion = version_info(client, current) if current is not None else None
-    note = ""
-    if champion is not None and champion.fingerprint != candidate.fingerprint:
-        # Same held-out pairs for both: the new split's test pairs the champion never saw.
+    ok, reason = gate(candidate, champion)
+    evidence = None
+    if champion is not None and champion.version != candidate.version:
         champion_dir = resolve_model(f"models:/{name}/{champion.version}")
-        ours, theirs, pairs = compare_on_unseen(model_dir, champion_dir, data_dir, config.ks)
-        fingerprint = candidate.fingerprint
-        if pairs:
-            candidate = VersionInfo(candidate.version, candidate.run_id, ours, fingerprint)
-            champion = VersionInfo(champion.version, champion.run_id, theirs, fingerprint)
-            note = f" (on {pairs:,} held-out pairs neither model trained on)"
-        else:
-            candidate = VersionInfo(candidate.version, candidate.run_id, None, fingerprint)
-            note = " (no held-out pair unseen by the champion)"
-    ok, reason = gate(candidate, champion, config.margin)
-    reason += note
+        evidence, pairs = gate_on_unseen(model_dir, champion_dir, data_dir, config.gate)
+        ok = evidence is not None and evidence.passed
+        reason = evidence.reason if evidence else "no held-out pair unseen by the champion"
+        reason += f" (on {pairs:,} held-out pairs neither model trained on)" if pairs else ""
+        if evidence is not None:
+            record_gate(client, name, version, tracked.run_id, evidence, ok)
     if ok:
         promote(name, version, force=True, client=client)  # the gate above decided
     seconds["gate"] = time.perf_counter() - started
@@ -420,7 +421,7 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
         champion=version if ok else (champion.version if champion else None),
         fingerprint=summary.fingerprint,
         model_dir=str(model_dir),
-        candidate_ndcg=candidate.ndcg,
-        champion_ndcg=champion.ndcg if champion else None,
+        candidate_ndcg=evidence.comparison.metrics["ndcg@10"].b if evidence else candidate.ndcg,
+        champion_ndcg=evidence.comparison.metrics["ndcg@10"].a if evidence else None,
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )

@@ -45,27 +45,36 @@ def metrics_frame(
     if not isinstance(popularity, Mapping):
         popularity = baseline or {}
     keys = sorted((k for k in metrics if METRIC_KEY.match(k)), key=_metric_sort_key)
+    intervals = metrics.get("intervals")
+    intervals = intervals if isinstance(intervals, Mapping) else {}
     rows = []
     for key in keys:
         model = float(metrics[key])
         base = popularity.get(key)
         base_value = float(base) if isinstance(base, int | float) else float("nan")
         lift = model / base_value if base_value and base_value == base_value else float("nan")
-        rows.append({"metric": key, "model": model, BASELINE: base_value, "lift": lift})
-    return pd.DataFrame(rows, columns=["metric", "model", BASELINE, "lift"])
+        bounds = intervals.get(key) or {}
+        low, high = bounds.get("low", float("nan")), bounds.get("high", float("nan"))
+        rows.append(
+            {"metric": key, "model": model, "low": low, "high": high, BASELINE: base_value}
+            | {"lift": lift}
+        )
+    return pd.DataFrame(rows, columns=["metric", "model", "low", "high", BASELINE, "lift"])
 
 
-def metrics_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Grouped bars: model vs popularity for each accuracy metric (coverage left out)."""
+def metrics_chart(frame: pd.DataFrame) -> alt.Chart | alt.LayerChart:
+    """Grouped bars: model vs popularity for each accuracy metric (coverage left out), with the
+    model's 95 % interval as an error bar where the evaluation has one."""
     accuracy = frame[~frame["metric"].str.startswith("coverage")]
     long = accuracy.melt(
         id_vars="metric", value_vars=["model", BASELINE], var_name="ranker", value_name="value"
     ).dropna()
-    return (
+    order = list(accuracy["metric"])
+    bars = (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("metric:N", sort=list(accuracy["metric"]), title=None),
+            x=alt.X("metric:N", sort=order, title=None),
             xOffset="ranker:N",
             y=alt.Y("value:Q", title="score"),
             color=alt.Color("ranker:N", title=None),
@@ -73,6 +82,25 @@ def metrics_chart(frame: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=280)
     )
+    bounded = accuracy.dropna(subset=["low", "high"]).assign(ranker="model")
+    if bounded.empty:
+        return bars
+    whiskers = (
+        alt.Chart(bounded)
+        .mark_rule(color="black")
+        .encode(
+            x=alt.X("metric:N", sort=order, title=None),
+            xOffset=alt.XOffset("ranker:N", scale=alt.Scale(domain=["model", BASELINE])),
+            y="low:Q",
+            y2="high:Q",
+            tooltip=[
+                "metric",
+                alt.Tooltip("low:Q", format=".4f"),
+                alt.Tooltip("high:Q", format=".4f"),
+            ],
+        )
+    )
+    return alt.LayerChart(layer=[bars, whiskers])
 
 
 def charts_chart(recs: Sequence[Recommendation]) -> alt.Chart:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from musicrec.api.convert import elapsed_ms
@@ -44,17 +45,20 @@ def _store(request: Request) -> EventStore:
     status_code=201,
     response_model=EventsAccepted,
     responses={
+        200: {"model": EventsAccepted, "description": "Every event was stored already."},
         404: {"model": ErrorResponse},
         422: {"model": EventRejection},
         503: {"model": ErrorResponse},
     },
 )
-def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
+async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response:
     """Store a batch of listening events; answered only once the batch is durable.
 
     A batch is all-or-nothing: the first invalid event is named by ``index`` with its
     ``field`` and ``reason`` (422) and nothing is stored. The listener's next
-    recommendations fold the new events in.
+    recommendations fold the new events in. An event whose ``event_id`` the listener already
+    has is acknowledged but not stored again (``duplicates``), so a batch may be retried
+    safely; when nothing in it was new the answer is 200 instead of 201.
     """
     started = time.perf_counter()
     store = _store(request)
@@ -67,19 +71,32 @@ def post_events(request: Request, body: EventBatch) -> EventsAccepted | Response
             detail=str(exc), index=exc.index, field=exc.field, reason=exc.reason
         )
         return Response(rejection.model_dump_json(), 422, media_type="application/json")
-    try:
-        ids = store.append(events)
+    try:  # through the host's writer without a thread when there is one (--workers N)
+        if store.async_writer is not None:
+            appended = (await store.async_writer.append_batches([events]))[0]
+        else:
+            appended = await run_in_threadpool(store.append, events)
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         live.rejected.labels(reason="store_unavailable").inc()
         return error_response(503, f"events not stored: {exc}", headers={"Retry-After": "1"})
-    for kind, count in Counter(e.kind for e in events).items():
+    ids = appended.ids
+    skipped = set(appended.skipped)
+    kinds = Counter(e.kind for i, e in enumerate(events) if i not in skipped)
+    for kind, count in kinds.items():
         live.ingested.labels(kind=kind).inc(count)
-    return EventsAccepted(
-        accepted=len(ids),
-        first_id=ids[0],
-        last_id=ids[-1],
+    if appended.duplicates:
+        live.duplicates.inc(appended.duplicates)
+    accepted = EventsAccepted(
+        accepted=len(events),
+        stored=len(ids),
+        duplicates=appended.duplicates,
+        first_id=ids[0] if ids else None,
+        last_id=ids[-1] if ids else None,
         took_ms=elapsed_ms(started, time.perf_counter()),
     )
+    # Serialised here: the hot path of ingestion skips FastAPI's response validation.
+    status = 201 if ids else 200
+    return Response(accepted.model_dump_json(), status, media_type="application/json")
 
 
 @router.get(

@@ -50,7 +50,8 @@ def metrics_section(card: ModelCard) -> None:
         "Held-out plays of "
         + (f"{evaluated:,} test listeners" if isinstance(evaluated, int) else "the test split")
         + "; the popularity baseline recommends the most listened artists to everyone. "
-        "Lift = model / popularity."
+        "Lift = model / popularity; low and high bound the model's 95 % interval (bootstrap "
+        "over test listeners), drawn as error bars."
     )
     table, chart = st.columns([1, 1])
     with table:
@@ -59,6 +60,8 @@ def metrics_section(card: ModelCard) -> None:
             hide_index=True,
             column_config={
                 "model": st.column_config.NumberColumn(format="%.4f"),
+                "low": st.column_config.NumberColumn("95 % low", format="%.4f"),
+                "high": st.column_config.NumberColumn("95 % high", format="%.4f"),
                 "popularity": st.column_config.NumberColumn(format="%.4f"),
                 "lift": st.column_config.NumberColumn(format="%.1f×"),
             },

@@ -1,0 +1,176 @@
+"""Exploration: lists sampled Plackett-Luce style, their propensities, and SNIPS replay.
+
+An arm that explores ranks its top candidates as usual, then samples the ``k`` artists it
+shows without replacement, each next one with probability proportional to
+``exp(z / temperature)`` among those left, where ``z`` is the candidate's score standardised
+over the candidates (so one temperature means the same for every model kind, whatever its
+score scale). A low temperature approaches the plain ranking; a high one a uniform shuffle.
+
+Three propensities come with every sampled list:
+
+- ``step[i]``: the probability of the artist at position ``i`` given the artists above it
+  (exact); their product, :attr:`Exploration.propensity`, is the probability of the list.
+- ``marginal[i]``: the probability that this artist is shown at position ``i`` at all,
+  whatever is above it. This is what item-position inverse propensity scoring needs. It is
+  exact at position 0 and, below, a Rao-Blackwellised Monte-Carlo estimate: the average over
+  sampled prefixes of the exact probability of picking the artist next, which is never zero
+  for a shown artist (so its inverse is finite) and has far less variance than counting.
+
+:func:`snips` is the self-normalised inverse propensity estimate of a target model's
+listen-through from logged impressions: each logged (position, artist, reward) is weighted by
+the target's probability of showing that artist at that position over the logging
+propensity, and the weighted rewards are divided by the sum of the weights. For a
+deterministic target the numerator counts only impressions where the logged artist is the
+one the target puts at that position. Under a position-based click model (a play depends
+on the artist and its position) it estimates the target's plays per impression.
+:func:`snips_by_listener` gives the per-listener sums that a bootstrap over listeners needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MIN_LOG_WEIGHT = -600.0  # exp() stays a positive float64: every candidate keeps a chance
+MARGINAL_SAMPLES = 256  # see benchmarks/bench_exploration.py for the error at each size
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """A sampled list: candidate indices in shown order and their propensities."""
+
+    order: np.ndarray  # int64, indices into the candidates, length k
+    step: np.ndarray  # float64, P(artist at i | artists above it)
+    marginal: np.ndarray  # float64, P(this artist is shown at position i)
+
+    @property
+    def propensity(self) -> float:
+        """Probability of showing exactly this list in this order."""
+        return float(np.prod(self.step))
+
+
+def log_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Plackett-Luce log-weights of candidates: standardised scores over the temperature."""
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive number, not {temperature}")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
+        raise ValueError("scores must be a non-empty 1-d array of finite numbers")
+    spread = float(values.std())
+    z = (values - values.max()) / (spread if spread > 0 else 1.0)
+    return np.maximum(z / temperature, MIN_LOG_WEIGHT)
+
+
+def _race(weights: np.ndarray, k: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` Plackett-Luce orderings of length ``k``, shape (n, k).
+
+    The exponential race (equivalent to Gumbel-top-k): each candidate draws an arrival time
+    ``Exp(1) / weight``; the first ``k`` arrivals in order are a Plackett-Luce sample.
+    """
+    keys = rng.standard_exponential(size=(n, len(weights))) / weights[None, :]
+    if k < len(weights):
+        top = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(len(weights)), (n, len(weights))).copy()
+    ranked = np.take_along_axis(keys, top, axis=1)
+    return np.take_along_axis(top, np.argsort(ranked, axis=1), axis=1)
+
+
+def position_marginals(
+    log_w: np.ndarray, order: np.ndarray, rng: np.random.Generator, n: int = MARGINAL_SAMPLES
+) -> np.ndarray:
+    """P(``order[i]`` is shown at position ``i``) for every ``i`` (Rao-Blackwellised).
+
+    For each of ``n`` sampled prefixes, the exact probability of drawing ``order[i]`` right
+    after the prefix's first ``i`` artists (zero if they hold it); averaged over prefixes.
+    """
+    k = len(order)
+    weights = np.exp(log_w)
+    total = weights.sum()
+    marginal = np.empty(k, dtype=np.float64)
+    marginal[0] = weights[order[0]] / total
+    if k == 1:
+        return marginal
+    prefixes = _race(weights, k - 1, rng, n)  # (n, k-1)
+    removed = np.zeros((n, k), dtype=np.float64)
+    removed[:, 1:] = np.cumsum(weights[prefixes], axis=1)
+    # where each shown artist sits in each sampled prefix (k-1 when it is not in it)
+    where = np.full((n, len(weights)), k - 1, dtype=np.int64)
+    where[np.arange(n)[:, None], prefixes] = np.arange(k - 1)[None, :]
+    rank = where[:, order]  # (n, k)
+    positions = np.arange(k)
+    free = rank >= positions[None, :]  # not among the first i of the prefix
+    remaining = np.maximum(total - removed, weights[order][None, :])
+    chance = np.where(free, weights[order][None, :] / remaining, 0.0)
+    marginal[1:] = chance[:, 1:].mean(axis=0)
+    return marginal
+
+
+def sample_list(
+    scores: np.ndarray,
+    k: int,
+    temperature: float,
+    rng: np.random.Generator,
+    marginal_samples: int = MARGINAL_SAMPLES,
+) -> Exploration:
+    """Sample ``k`` of the candidates (``min(k, len(scores))``) with their propensities."""
+    log_w = log_weights(scores, temperature)
+    k = min(int(k), len(log_w))
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    weights = np.exp(log_w)  # the largest is 1: log_w <= 0
+    order = _race(weights, k, rng, 1)[0].astype(np.int64)
+    before = np.concatenate(([0.0], np.cumsum(weights[order])[:-1]))
+    step = weights[order] / np.maximum(weights.sum() - before, weights[order])
+    marginal = position_marginals(log_w, order, rng, marginal_samples)
+    return Exploration(order=order, step=step, marginal=marginal)
+
+
+def _weights(propensities: np.ndarray, target: np.ndarray) -> np.ndarray:
+    logged = np.asarray(propensities, dtype=np.float64)
+    if len(logged) and not ((logged > 0) & (logged <= 1)).all():
+        raise ValueError("logged propensities must be in (0, 1]")
+    target = np.asarray(target, dtype=np.float64)
+    if target.shape != logged.shape:
+        raise ValueError("one target probability per logged impression")
+    return target / logged
+
+
+def snips(rewards: np.ndarray, propensities: np.ndarray, target: np.ndarray) -> float:
+    """Self-normalised IPS estimate of the target's mean reward per impression.
+
+    ``target``: the target's probability of showing each logged artist at its logged
+    position (0 or 1 for a deterministic model). NaN when no logged impression matches.
+    """
+    weights = _weights(propensities, target)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    denominator = weights.sum()
+    return float((weights * rewards).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def effective_sample_size(propensities: np.ndarray, target: np.ndarray) -> float:
+    """Kish's effective number of impressions behind a SNIPS estimate."""
+    weights = _weights(propensities, target)
+    squares = float((weights**2).sum())
+    return float(weights.sum() ** 2 / squares) if squares > 0 else 0.0
+
+
+def snips_by_listener(
+    listeners: np.ndarray, rewards: np.ndarray, propensities: np.ndarray, target: np.ndarray
+) -> pd.DataFrame:
+    """Per listener: the weighted-reward sum and the weight sum (``numerator``, ``denominator``).
+
+    The SNIPS estimate is ``numerator.sum() / denominator.sum()``; resampling listeners and
+    recomputing that ratio gives its interval.
+    """
+    weights = _weights(propensities, target)
+    frame = pd.DataFrame(
+        {
+            "listener": np.asarray(listeners, dtype=object),
+            "numerator": weights * np.asarray(rewards, dtype=np.float64),
+            "denominator": weights,
+        }
+    )
+    return frame.groupby("listener", sort=True).sum().reset_index()

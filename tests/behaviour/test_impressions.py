@@ -1,0 +1,191 @@
+"""The impression log: batched writes off the request path, and outcomes joined to them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from online_stores import BACKENDS, empty_store
+
+from musicrec.events.impressions import (
+    ImpressionWriter,
+    impressions_of,
+    read_impressions,
+    write_impressions,
+)
+from musicrec.events.outcomes import attribute, experiment_outcomes, record_requests
+from musicrec.events.schema import validate_batch
+from musicrec.events.store import EventStore
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    yield from empty_store(request.param, tmp_path)
+
+
+def a_list(
+    request: str, listener: str = "u", at: float = NOW, arm: str | None = "a", exp: str = "exp"
+) -> list:
+    experiment = exp if arm is not None else None
+    return impressions_of(
+        request, listener, ["A", "B", "C"], [3.0, 2.0, 1.0], "v1", experiment, arm, at=at
+    )
+
+
+def test_writer_batches_and_a_clean_stop_loses_nothing(store: EventStore) -> None:
+    writer = ImpressionWriter(store, flush_interval_s=30.0, batch_rows=50).start()
+    threads = [
+        threading.Thread(target=lambda t=t: [writer.write(a_list(f"r{t}-{i}")) for i in range(100)])
+        for t in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = writer.stop()
+    frame = read_impressions(store)
+    assert len(frame) == 4 * 100 * 3 == stats.written and stats.dropped == 0
+    assert stats.batches >= 1200 // 50 - 1  # committed by size, not one row at a time
+    assert frame.groupby("request_id")["position"].apply(list).map([0, 1, 2].__eq__).all()
+    assert not writer.write(a_list("late"))  # stopped: refused and counted
+    assert writer.stats.dropped == 3
+    with pytest.raises(RuntimeError, match="starts once"):
+        writer.start()
+
+
+def test_writer_commits_within_its_interval(store: EventStore) -> None:
+    writer = ImpressionWriter(store, flush_interval_s=0.2).start()
+    writer.write(a_list("r1"))
+    deadline = time.monotonic() + 20
+    while len(read_impressions(store)) < 3:
+        assert time.monotonic() < deadline, "not committed"
+        time.sleep(0.05)
+    writer.stop()
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    writer = ImpressionWriter(store, flush_interval_s=30.0, max_queued=2)
+    writer._accepting = True  # accept without a thread draining the queue
+    assert writer.write(a_list("r1")) and writer.write(a_list("r2"))
+    started = time.perf_counter()
+    assert not writer.write(a_list("r3"))
+    assert time.perf_counter() - started < 0.5
+    assert writer.stats.dropped == 3
+
+
+KILLED_WRITER = """
+import sys, time
+from musicrec.events.impressions import ImpressionWriter, impressions_of
+from musicrec.events.store import EventStore
+writer = ImpressionWriter(EventStore(sys.argv[1]), flush_interval_s=0.2).start()
+print("ready", flush=True)
+i = 0
+while True:
+    writer.write(impressions_of(f"r{i}", "u", ["A", "B"], [1.0, 0.5], "v1", at=time.time()))
+    i += 1
+    time.sleep(0.002)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_last_moments(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(2.0)
+    finally:
+        killed_at = time.time()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    stored = read_impressions(EventStore(url))
+    assert len(stored) > 0
+    newest = stored["time"].max()
+    assert killed_at - newest < 2.0  # far less than that unless the machine is very busy
+    counts = stored.groupby("request_id").size()
+    assert (counts == 2).all()  # a list is stored whole or not at all
+
+
+# ----------------------------------------------------------------------------- attribution
+
+
+def shown_frame() -> pd.DataFrame:
+    rows = (
+        a_list("r1", at=NOW)
+        + a_list("r2", at=NOW + 100, arm="b")
+        + a_list("r3", "v", at=NOW + 50, arm=None)
+    )
+    frame = pd.DataFrame([{f: getattr(r, f) for f in r.__slots__} for r in rows])
+    return frame.assign(id=range(1, len(frame) + 1))
+
+
+def events(*rows: tuple) -> pd.DataFrame:
+    columns = ["listener", "artist", "kind", "timestamp", "request_id", "position"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_attribution_by_request_position_then_window() -> None:
+    shown = shown_frame()
+    out = attribute(
+        events(
+            ("u", "C", "play", NOW + 500, "r1", 2),  # by request and position
+            ("u", "b", "skip", NOW + 500, "r1", None),  # by request and artist, any case
+            ("u", "A", "play", NOW + 101, None, None),  # window: the latest impression of A
+            ("u", "A", "play", NOW + 99, None, None),  # window: r2 came after it
+            ("u", "A", "ban", NOW + 200_000, None, None),  # outside 24 h
+            ("u", "Z", "play", NOW + 10, None, None),  # never shown
+            ("u", "A", "play", NOW + 60, "r3", 0),  # another listener's request: window
+            ("u", "B", "love", NOW + 1, "nope", 1),  # unknown request: window
+        ),
+        shown,
+    )
+    ids = out["impression_id"].astype("float").fillna(-1).astype(int).tolist()
+    assert ids == [3, 2, 4, 1, -1, -1, 1, 2]
+    assert out["attributed_by"].fillna("-").tolist() == [
+        "request", "request", "window", "window", "-", "-", "window", "window",
+    ]  # fmt: skip
+    assert out["arm"].tolist()[:4] == ["a", "a", "b", "a"]
+    assert out["shown_position"].tolist()[:3] == [2, 1, 0]
+
+
+def test_an_impression_counts_until_the_end_of_the_events_second() -> None:
+    shown = shown_frame()  # r1 at NOW (whole second), r2 at NOW + 100
+    out = attribute(events(("u", "A", "play", NOW - 1, None, None)), shown)
+    assert out["impression_id"].isna().all()  # shown after the event
+    out = attribute(events(("u", "A", "play", NOW, None, None)), shown, window_s=60)
+    assert out["impression_id"].tolist() == [1]
+
+
+def test_experiment_outcomes_from_the_store(store: EventStore) -> None:
+    store.append(validate_batch([{"user_id": "u", "artist": "old", "timestamp": NOW - 10}]))
+    write_impressions(store, a_list("r1", at=NOW) + a_list("r9", "other", at=NOW, arm=None))
+    ids = store.append(
+        validate_batch(
+            [
+                {"user_id": "u", "artist": "A", "kind": "play", "timestamp": NOW + 5},
+                {"user_id": "u", "artist": "B", "kind": "skip", "timestamp": NOW + 6},
+                {"user_id": "u", "artist": "nothing shown", "timestamp": NOW + 7},
+                {"user_id": "other", "artist": "A", "timestamp": NOW + 8},
+            ]
+        )
+    ).ids
+    assert record_requests(store, ids, ["r1", None, None, None], [0, None, None, None]) == 1
+    out = experiment_outcomes(store, "exp")
+    assert out[["listener", "artist", "kind", "attributed_by"]].values.tolist() == [
+        ["u", "A", "play", "request"],
+        ["u", "B", "skip", "window"],
+    ]
+    assert experiment_outcomes(store, "no such experiment").empty
