@@ -171,7 +171,8 @@ class ValidationFirst(Model):
         )
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        ids = (items[:, None] + np.arange(1, k + 1)) % self.valid.shape[1]
+        return ids, np.ones(ids.shape, np.float32)
 
     def save(self, directory: Path) -> None:
         raise NotImplementedError
@@ -190,6 +191,30 @@ def test_test_rankings_exclude_validation_items(ratio_dataset: Path) -> None:
     assert int(np.diff(ds.test.indptr).max()) <= 20
     assert report.model["recall@20"] == pytest.approx(1.0)
     assert report.model["ndcg@20"] == pytest.approx(1.0)
+
+
+def test_compare_and_the_gate_exclude_validation_items(
+    ratio_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`musicrec compare` and the promotion gate rank test items as `evaluate` does."""
+    from types import SimpleNamespace
+
+    from musicrec.pipeline import gate
+    from musicrec.pipeline.compare import score_artifacts
+    from musicrec.ranking import ModelRanker
+
+    ds = Dataset.load(ratio_dataset)
+    model = ValidationFirst(ds.valid, ds.test).fit(ds.train)
+    artifact: Any = SimpleNamespace(model=model)
+    (compared,) = score_artifacts(ds, [artifact], ks=(20,))
+    assert np.nanmean(compared.values["recall@20"]) == pytest.approx(1.0)
+    gated: list[Any] = []
+    monkeypatch.setattr(gate, "gate_scores", lambda a, b, config: gated.extend([a, b]))
+    ranker = ModelRanker(model, ds.train)
+    gate.gate_rankers(ranker, ranker, ds, ds.test, gate.GateConfig())
+    assert np.nanmean(gated[1].values["recall@10"]) == pytest.approx(
+        np.nanmean(np.minimum(1.0, 10 / np.diff(ds.test.indptr)[gated[1].users]))
+    )
 
 
 def test_tune_searches_on_the_validation_part_and_never_reads_test(

@@ -113,7 +113,8 @@ def score_artifacts(
     scores = []
     for number, artifact in enumerate(artifacts):
         ranker = ModelRanker(artifact.model, train, name=f"model {'ab'[number % 2]}")
-        scored = score_users(ranker, train, test, ks, items, show_progress=show_progress)
+        # Train and validation items are out of the ranking, as in ``evaluate``.
+        scored = score_users(ranker, dataset.seen, test, ks, items, show_progress=show_progress)
         scored.fingerprint = dataset.fingerprint
         scores.append(scored)
     return scores
