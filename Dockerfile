@@ -98,7 +98,7 @@ CMD ["sh", "-c", "exec musicrec ui --api-url \"$MUSICREC_API_URL\" --host 0.0.0.
 FROM runtime AS api
 
 # MUSICREC_MODEL: a model directory (mount model artifacts at /models) or a registry URI such
-# as models:/musicrec-als@champion (then set MLFLOW_TRACKING_URI). With several workers the
+# as models:/musicrec@champion (then set MLFLOW_TRACKING_URI). With several workers the
 # Prometheus client aggregates metrics through PROMETHEUS_MULTIPROC_DIR, which is emptied at
 # start-up so counters of a previous container life are not reported again.
 ENV MUSICREC_MODEL=/models/current \

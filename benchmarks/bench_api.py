@@ -238,21 +238,22 @@ def bench_server(
 
 
 def ann_recall(model: Path, sample: int) -> dict[str, float]:
-    from musicrec.ranking.hnsw import open_indexes, recall_at_k
+    from musicrec.models.ann import open_indexes, recall_at_k
     from musicrec.serving.recommender import Recommender
 
     rec = Recommender.load(model)
-    exact = open_indexes(rec.artifact.path, rec.vectors, "exact")
+    model = rec.model
+    exact = open_indexes(None, model.vectors, "exact")
     rng = np.random.default_rng(1)
     users = rng.choice(rec.n_users, size=min(sample, rec.n_users), replace=False)
-    queries = np.asarray(rec.user_factors[users])
+    queries = np.asarray(model.user_factors[users])
     excludes = [rec.train[u].indices.astype(np.int64) for u in users]
     items = rng.choice(rec.n_items, size=min(sample, rec.n_items), replace=False)
     return {
-        "user": recall_at_k(rec.indexes.inner, exact.inner, queries, 10, excludes),
-        "similar": recall_at_k(rec.indexes.cosine, exact.cosine, rec.unit_items[items], 10),
-        "ef": float(getattr(rec.indexes.inner, "ef", 0)),
-        "ef_cosine": float(getattr(rec.indexes.cosine, "ef", 0)),
+        "user": recall_at_k(model.index.inner, exact.inner, queries, 10, excludes),
+        "similar": recall_at_k(model.index.cosine, exact.cosine, model.vectors.unit_all[items], 10),
+        "ef": float(getattr(model.index.inner, "ef", 0)),
+        "ef_cosine": float(getattr(model.index.cosine, "ef", 0)),
     }
 
 
@@ -276,17 +277,15 @@ def main() -> None:
         work, args.users, args.artists, args.factors, args.random_factors
     )
 
-    from musicrec import layout
     from musicrec.models.artifact import ModelArtifact
-    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
 
     index_seconds = float("nan")
-    if not ((model / layout.ITEM_INDEX).exists() and (model / COSINE_INDEX).exists()):
+    artifact = ModelArtifact.load(model)
+    if not all((model / name).exists() for name in artifact.model.index_files()):
         started = time.perf_counter()
-        build_item_index(model)
+        artifact.model.build_index(model)
         index_seconds = time.perf_counter() - started
         log(f"built both HNSW graphs in {index_seconds:.1f}s")
-    artifact = ModelArtifact.load(model)
     n_users, n_items = artifact.user_factors.shape[0], artifact.item_factors.shape[0]
     n_factors = artifact.item_factors.shape[1]
     engine = artifact.manifest.get("engine")

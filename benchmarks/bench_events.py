@@ -231,11 +231,12 @@ def main() -> None:
     model = args.model or build_model(
         work, args.users_data, args.artists, args.factors, args.random_factors
     )
-    from musicrec import layout
-    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
+    from musicrec.models.artifact import ModelArtifact
 
-    if not ((model / layout.ITEM_INDEX).exists() and (model / COSINE_INDEX).exists()):
-        build_item_index(model)
+    loaded = ModelArtifact.load(model).model
+    if not all((model / name).exists() for name in loaded.index_files()):
+        loaded.build_index(model)
+    del loaded
 
     log("store ingestion")
     rates = store_rates(

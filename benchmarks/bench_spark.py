@@ -27,9 +27,9 @@ from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
 from musicrec.data.synth import synthesize
 from musicrec.models.als import Factors, fit_als
+from musicrec.models.exact import FactorRanker
 from musicrec.models.spark_als import fit_spark, spark_reg_param, spark_session
 from musicrec.pipeline.evaluate import evaluate_ranker
-from musicrec.ranking import FactorRanker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
 
@@ -55,7 +55,7 @@ def machine_info(master: str) -> str:
 
 def ndcg10(dataset: Dataset, factors: Factors) -> float:
     ranker = FactorRanker(factors.user_factors, factors.item_factors)
-    metrics, _ = evaluate_ranker(ranker, dataset.train, dataset.test, (10,))
+    metrics, _ = evaluate_ranker(ranker.rank, dataset.train, dataset.test, (10,))
     return metrics["ndcg@10"]
 
 

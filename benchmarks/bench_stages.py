@@ -142,19 +142,17 @@ def main() -> None:
         )
         add("user: recommend_user (all stages)", lambda i: rec.recommend_user(users[i], 10))
         add("user: id lookup", lambda i: rec.user_index(users[i]))
-        histories = [rec.history(p) for p in positions]
-        add("user: history + confidence", lambda i: rec.history(positions[i]))
-        queries = [np.asarray(rec.user_factors[p], dtype=np.float32) for p in positions]
-        found = [
-            rec.indexes.inner.search(q, 10, exclude=h[0])
-            for q, h in zip(queries, histories, strict=True)
+        model = rec.model
+        add("user: history + confidence (query)", lambda i: model.user_query(positions[i]))
+        queries = [model.user_query(p) for p in positions]
+        found = [model.rank(q, 10) for q in queries]
+        add("user: index search, played excluded", lambda i: model.rank(queries[i], 10))
+        add("user: explanations", lambda i: model.explain(queries[i], found[i][0]))
+        names = rec.catalogue.names
+        reasons = [
+            [tuple(str(names[h]) for h in r) for r in model.explain(q, f[0])]
+            for q, f in zip(queries, found, strict=True)
         ]
-        add(
-            "user: index search, played excluded",
-            lambda i: rec.indexes.inner.search(queries[i], 10, exclude=histories[i][0]),
-        )
-        add("user: explanations", lambda i: rec._explain(found[i][0], *histories[i]))
-        reasons = [rec._explain(f[0], *h) for f, h in zip(found, histories, strict=True)]
         add(
             "user: result objects",
             lambda i: [

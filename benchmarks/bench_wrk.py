@@ -280,12 +280,13 @@ def served_recall(model: Path, sample: int, k: int = 10) -> dict[str, float]:
     import numpy as np
 
     from musicrec.api.settings import Settings
-    from musicrec.ranking.hnsw import open_indexes
+    from musicrec.models.ann import open_indexes
     from musicrec.serving.recommender import Recommender
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     rec = Recommender.load(model, ef=settings.hnsw_ef, ef_cosine=settings.hnsw_ef_similar)
-    exact = open_indexes(rec.artifact.path, rec.vectors, "exact")
+    model = rec.model
+    exact = open_indexes(None, model.vectors, "exact")
     rng = np.random.default_rng(1)
     hits = {"user": [0, 0], "similar": [0, 0], "mood": [0, 0]}
 
@@ -295,11 +296,11 @@ def served_recall(model: Path, sample: int, k: int = 10) -> dict[str, float]:
 
     for user in rng.choice(rec.n_users, size=min(sample, rec.n_users), replace=False):
         history, _ = rec.history(int(user))
-        query = np.asarray(rec.user_factors[user], dtype=np.float32)
+        query = np.asarray(model.user_factors[user], dtype=np.float32)
         truth, _ = exact.inner.search(query, k, exclude=history)
         count("user", [r.item for r in rec.recommend_user(str(rec.user_ids[user]), k)], truth)
     for item in rng.choice(rec.n_items, size=min(sample, rec.n_items), replace=False):
-        query = rec.vectors.unit(np.array([item]))[0]
+        query = model.vectors.unit(np.array([item]))[0]
         truth, _ = exact.cosine.search(query, k, exclude=np.array([item]))
         name = str(rec.catalogue.names[item])
         if rec.catalogue.resolve(name) != item:  # a more popular namesake answers this name

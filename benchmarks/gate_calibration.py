@@ -26,12 +26,11 @@ import numpy as np
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
-from musicrec.models.base import build
+from musicrec.models.kinds import build
 from musicrec.pipeline.beyond import ItemSpace
 from musicrec.pipeline.compare import compare_scores
 from musicrec.pipeline.gate import GUARDED, PRIMARY, GateConfig, decide, segment_check
 from musicrec.pipeline.userscores import UserScores, score_users
-from musicrec.ranking import ModelRanker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
 WORSE = {"factors": 4, "iterations": 1}
@@ -41,8 +40,7 @@ def scored(dataset: Dataset, config: TrainConfig, items: ItemSpace | None) -> Us
     model = build(config).fit(dataset.train)
     if items is None:
         items = ItemSpace.build(dataset.train, dataset.tags, model.similar_items)
-    ranker = ModelRanker(model, dataset.train)
-    scores = score_users(ranker, dataset.train, dataset.test, (10,), items)
+    scores = score_users(model, dataset.train, dataset.test, (10,), items)
     scores.fingerprint = dataset.fingerprint
     return scores
 

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from musicrec.data.prepare import PrepareConfig, prepare
-from musicrec.tracking.tune import tune
+from musicrec.pipeline.tune import tune
 
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
 

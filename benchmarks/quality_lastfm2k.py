@@ -21,9 +21,9 @@ from threadpoolctl import threadpool_limits
 from musicrec.config import KINDS, TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, prepare
+from musicrec.models.als import ALSModel, Factors
 from musicrec.pipeline.evaluate import evaluate, evaluate_model
 from musicrec.pipeline.train import train
-from musicrec.ranking import FactorRanker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-2k"
 
@@ -39,8 +39,10 @@ def seed_configuration(dataset: Path) -> dict[str, float]:
     )
     with threadpool_limits(1, "blas"):
         model.fit(confidence, show_progress=False)
-    ranker = FactorRanker(np.asarray(model.user_factors), np.asarray(model.item_factors))
-    return evaluate(ranker, ds.train, ds.test).model
+    factors = Factors(np.asarray(model.user_factors), np.asarray(model.item_factors), [])
+    return evaluate(
+        ALSModel.from_factors(TrainConfig(factors=150), factors, ds.train), ds.train, ds.test
+    ).model
 
 
 def main() -> None:

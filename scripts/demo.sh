@@ -48,7 +48,7 @@ mkdir -p "$DEMO_DIR"
 # The promotion gate: the first model becomes champion; later runs must beat it.
 "$BIN/musicrec" promote --allow-refusal
 
-MODEL_URI="models:/musicrec-als@champion"
+MODEL_URI="models:/musicrec@champion"
 # Listening events go to an embedded SQLite store next to the demo's other files.
 export MUSICREC_EVENTS_URL="sqlite:///$(cd "$DEMO_DIR" && pwd)/events.db"
 setsid nohup "$BIN/musicrec" serve --model "$MODEL_URI" --port "$API_PORT" \

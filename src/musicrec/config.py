@@ -15,39 +15,74 @@ Weighting = Literal["none", "log1p", "bm25"]
 Engine = Literal["implicit", "spark"]
 WEIGHTINGS: tuple[str, ...] = ("none", "log1p", "bm25")
 ENGINES: tuple[str, ...] = ("implicit", "spark")
-KINDS: tuple[str, ...] = ("als", "ease", "itemknn", "rp3beta", "dlae", "blend")
 SIMILARITIES: tuple[str, ...] = ("cosine", "bm25", "tfidf")
 
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One model kind: its class, the :class:`TrainConfig` parameters it reads, its defaults.
+
+    ``target`` names the class as ``package.module:Class`` (an entry point): it is imported
+    only when a model of the kind is built or loaded (:func:`musicrec.models.kinds.model_class`),
+    so this table stays below the models in the import layers.
+    """
+
+    target: str
+    params: tuple[str, ...]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
 _WEIGHTING = ("weighting", "alpha", "bm25_k1", "bm25_b")
-# The parameters each model kind reads; any other one given for that kind is an error.
-KIND_PARAMS: dict[str, tuple[str, ...]] = {
-    "als": (
-        "factors",
-        "regularization",
-        "iterations",
-        *_WEIGHTING,
-        "seed",
-        "engine",
-        "use_gpu",
+# The registration of every model kind: adding a kind is its module in musicrec.models plus
+# one line here (or one register_kind call). Defaults not given are the field defaults (ALS's).
+KIND_SPECS: dict[str, KindSpec] = {
+    "als": KindSpec(
+        "musicrec.models.als:ALSModel",
+        ("factors", "regularization", "iterations", *_WEIGHTING, "seed", "engine", "use_gpu"),
     ),
-    "ease": ("l2", *_WEIGHTING),
-    "itemknn": ("similarity", "neighbours", *_WEIGHTING),
-    "rp3beta": ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING),
-    "dlae": ("l2", "dropout", *_WEIGHTING),
-    "blend": ("first", "second", "blend_weight"),
+    "ease": KindSpec(
+        "musicrec.models.itemitem:EASEModel",
+        ("l2", *_WEIGHTING),
+        {"l2": 500.0, "alpha": 1.0, "weighting": "log1p"},
+    ),
+    "itemknn": KindSpec(
+        "musicrec.models.itemitem:ItemKNNModel",
+        ("similarity", "neighbours", *_WEIGHTING),
+        {"similarity": "cosine", "neighbours": 100, "alpha": 1.0, "weighting": "log1p"},
+    ),
+    "rp3beta": KindSpec(
+        "musicrec.models.itemitem:RP3BetaModel",
+        ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING),
+        {"neighbours": 200, "alpha": 1.0, "weighting": "log1p"},
+    ),
+    # Defaults measured on HetRec Last.fm-2K validation (ratio 8:1:1, binary): docs/protocols.md.
+    "dlae": KindSpec(
+        "musicrec.models.dlae:DLAEModel",
+        ("l2", "dropout", *_WEIGHTING),
+        {"l2": 35.0, "dropout": 0.33, "alpha": 1.0, "weighting": "log1p"},
+    ),
+    "blend": KindSpec("musicrec.models.blend:BlendModel", ("first", "second", "blend_weight")),
+    "popularity": KindSpec("musicrec.models.baselines:PopularityModel", ()),
+    "random": KindSpec("musicrec.models.baselines:RandomModel", ("seed",), {"seed": 0}),
 }
-# Defaults that differ from the field defaults (which are ALS's), per kind.
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "als": {},
-    "ease": {"l2": 500.0, "alpha": 1.0, "weighting": "log1p"},
-    "itemknn": {"similarity": "cosine", "neighbours": 100, "alpha": 1.0, "weighting": "log1p"},
-    "rp3beta": {"neighbours": 200, "alpha": 1.0, "weighting": "log1p"},
-    # Measured on HetRec Last.fm-2K validation (ratio 8:1:1, binary): see models/dlae.py.
-    "dlae": {"l2": 35.0, "dropout": 0.33, "alpha": 1.0, "weighting": "log1p"},
-    "blend": {},
-}
+# The learned kinds (what `musicrec train --kind` is for); the baselines are kinds as well.
+KINDS: tuple[str, ...] = ("als", "ease", "itemknn", "rp3beta", "dlae", "blend")
+BASELINES: tuple[str, ...] = ("popularity", "random")
 BLEND_DEFAULT_FIRST: dict[str, Any] = {"kind": "ease"}
 BLEND_DEFAULT_SECOND: dict[str, Any] = {"kind": "als"}
+
+
+def register_kind(name: str, spec: KindSpec) -> None:
+    """Register model kind ``name`` (a plugin or a test; the shipped kinds are listed above)."""
+    KIND_SPECS[name] = spec
+
+
+def kind_spec(kind: str) -> KindSpec:
+    """The registration of ``kind`` (one-line error for an unknown kind)."""
+    spec = KIND_SPECS.get(kind)
+    if spec is None:
+        raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KIND_SPECS)}")
+    return spec
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -66,7 +101,7 @@ def read_yaml(path: str | Path, what: str) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train: a model ``kind`` and its parameters (``KIND_PARAMS[kind]``).
+    """What to train: a model ``kind`` and its parameters (``KIND_SPECS[kind].params``).
 
     The field defaults are ALS's; :meth:`for_kind` applies each kind's own defaults.
     ``alpha`` scales the weighted plays once, in :mod:`musicrec.models.confidence`, for every kind.
@@ -95,8 +130,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        kind_spec(self.kind)
         if self.factors < 1:
             raise ConfigError(f"factors must be >= 1, got {self.factors}")
         if self.iterations < 1:
@@ -155,7 +189,7 @@ class TrainConfig:
     @property
     def params(self) -> tuple[str, ...]:
         """The parameter names this kind reads."""
-        return KIND_PARAMS[self.kind]
+        return kind_spec(self.kind).params
 
     def part(self, name: str) -> TrainConfig:
         """A blend component (``first`` or ``second``) as its own config."""
@@ -191,10 +225,9 @@ class TrainConfig:
     @classmethod
     def for_kind(cls, kind: str, **params: Any) -> TrainConfig:
         """``kind`` with its defaults and ``params`` applied."""
-        if kind not in KINDS:
-            raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+        spec = kind_spec(kind)
         _check_belongs(kind, params)
-        return cls(kind=kind, **(KIND_DEFAULTS[kind] | params))
+        return cls(kind=kind, **(dict(spec.defaults) | params))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
@@ -218,28 +251,16 @@ class TrainConfig:
 
 
 def _check_belongs(kind: str, params: Mapping[str, Any]) -> None:
-    foreign = sorted(set(params) - set(KIND_PARAMS[kind]) - {"kind"})
+    known = kind_spec(kind).params
+    foreign = sorted(set(params) - set(known) - {"kind"})
     if foreign:
         raise ConfigError(
             f"parameter(s) {', '.join(foreign)} do not belong to model kind {kind!r} "
-            f"(its parameters: {', '.join(KIND_PARAMS[kind])})"
+            f"(its parameters: {', '.join(known) or 'none'})"
         )
 
 
-def config_name(config: TrainConfig) -> str:
-    """A short run name: the kind and its leading parameters (``als-f64-i15``, ``ease-l500``)."""
-    if config.kind == "als":
-        return f"als-f{config.factors}-i{config.iterations}"
-    if config.kind == "ease":
-        return f"ease-l{config.l2:g}"
-    if config.kind == "itemknn":
-        return f"itemknn-{config.similarity}-k{config.neighbours}"
-    if config.kind == "rp3beta":
-        return f"rp3beta-a{config.rp3_alpha:.2g}-b{config.rp3_beta:.2g}-k{config.neighbours}"
-    if config.kind == "dlae":
-        return f"dlae-l{config.l2:g}-p{config.dropout:.2g}"
-    first, second = config.part("first"), config.part("second")
-    return f"blend-{first.kind}-{second.kind}-w{config.blend_weight:.2g}"
+_NO_KIND = KindSpec("", ())
 
 
 def parse_params(items: list[str], base: TrainConfig) -> dict[str, Any]:
@@ -270,7 +291,9 @@ def parse_params(items: list[str], base: TrainConfig) -> dict[str, Any]:
             )
             if rest == "kind":
                 parts[head] = {"kind": value} | {
-                    k: v for k, v in parts[head].items() if k in KIND_PARAMS.get(str(value), ())
+                    k: v
+                    for k, v in parts[head].items()
+                    if k in KIND_SPECS.get(str(value), _NO_KIND).params
                 }
             else:
                 parts[head][rest] = value

@@ -27,6 +27,7 @@ Model artifact dir (written by ``musicrec train``)::
     manifest.json      format_version, kind, engine, params, metrics, dataset fingerprint/stats,
                        code version, created_at
     item_index.hnsw    optional approximate nearest-neighbour index over item factors
+    evaluation.npz     per-user metric values of the last evaluation (paired comparisons)
 
 No pickle anywhere: loading either directory never executes code.
 """
@@ -52,3 +53,4 @@ MANIFEST = "manifest.json"
 ITEM_INDEX = "item_index.hnsw"
 SIMILARITY = "similarity.npz"  # item-item kinds: sparse CSR items x items
 SIMILARITY_DENSE = "similarity.npy"  # EASE: dense float32 items x items
+USER_SCORES = "evaluation.npz"  # per-user values beside the manifest, for paired comparisons

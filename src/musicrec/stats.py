@@ -114,9 +114,17 @@ def weighted_means(values: np.ndarray) -> Statistic:
     return statistic
 
 
+def _columns(values: np.ndarray) -> np.ndarray:
+    """``values`` as units x columns (a 1-d array is one column; no units is fine)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1 or values.size == 0:
+        return values.reshape(len(values), values.shape[1] if values.ndim > 1 else 1)
+    return values.reshape(len(values), -1)
+
+
 def nanmean_columns(values: np.ndarray) -> np.ndarray:
     """Mean of each column over its finite entries (NaN for a column with none)."""
-    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    values = _columns(values)
     finite = np.isfinite(values)
     total = np.where(finite, values, 0.0).sum(axis=0)
     count = finite.sum(axis=0)
@@ -159,8 +167,7 @@ def bootstrap_mean_ci(
 ) -> list[Estimate]:
     """Mean of each column of ``values`` (units x columns, NaN = not applicable) with its
     percentile bootstrap interval over units."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values.reshape(len(values), -1)
+    values = _columns(values)
     point = nanmean_columns(values)
     if n_resamples <= 0 or len(values) == 0:
         return [Estimate(float(v), float("nan"), float("nan")) for v in point]
@@ -357,3 +364,19 @@ def srm_chi2(counts: list[int] | np.ndarray, shares: list[float] | np.ndarray) -
     expected = np.asarray(shares, dtype=np.float64)
     expected = expected / expected.sum() * observed.sum()
     return float(_scipy.chisquare(observed, expected).pvalue)
+
+
+def proportion_interval(
+    successes: int, trials: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (``scipy.stats.binomtest``).
+
+    For pooled counts where no per-unit values exist (a guardrail's bans per impression from
+    counters); NaNs for zero trials.
+    """
+    if trials <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in [0, trials]: {successes} of {trials}")
+    found = _scipy.binomtest(int(successes), int(trials)).proportion_ci(confidence, "wilson")
+    return float(found.low), float(found.high)

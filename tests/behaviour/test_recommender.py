@@ -16,7 +16,7 @@ from musicrec.errors import (
     UnknownMoodError,
     UnknownUserError,
 )
-from musicrec.ranking.hnsw import (
+from musicrec.models.ann import (
     COSINE_INDEX,
     build_item_index,
     open_indexes,
@@ -50,7 +50,7 @@ def test_index_is_built_once_and_persisted(model_dir: Path, rec: Recommender) ->
     assert (model_dir / layout.ITEM_INDEX).exists() and (model_dir / COSINE_INDEX).exists()
     assert stored_dim(model_dir / layout.ITEM_INDEX) == rec.n_factors
     again = Recommender.load(model_dir)
-    assert not again.indexes.built
+    assert not again.index_built
 
 
 def test_stale_or_corrupt_index_is_rebuilt(model_dir: Path, tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_stale_or_corrupt_index_is_rebuilt(model_dir: Path, tmp_path: Path) -> N
     shutil.copytree(model_dir, copy)
     (copy / layout.ITEM_INDEX).write_bytes(b"\x00" * 10)
     rebuilt = Recommender.load(copy)
-    assert rebuilt.indexes.built
+    assert rebuilt.index_built
     assert stored_dim(copy / layout.ITEM_INDEX) == rebuilt.n_factors
 
 
@@ -73,12 +73,13 @@ def test_build_item_index_hook(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_ann_matches_exact(rec: Recommender) -> None:
-    exact = open_indexes(rec.artifact.path, rec.vectors, "exact")
+    model = rec.model
+    exact = open_indexes(None, model.vectors, "exact")
     users = np.arange(0, rec.n_users, 7)
     excludes = [rec.train[u].indices.astype(np.int64) for u in users]
-    queries = np.asarray(rec.user_factors[users])
-    assert recall_at_k(rec.indexes.inner, exact.inner, queries, 10, excludes) >= 0.98
-    assert recall_at_k(rec.indexes.cosine, exact.cosine, rec.unit_items[:200], 10) >= 0.98
+    queries = np.asarray(model.user_factors[users])
+    assert recall_at_k(model.index.inner, exact.inner, queries, 10, excludes) >= 0.98
+    assert recall_at_k(model.index.cosine, exact.cosine, model.vectors.unit_all[:200], 10) >= 0.98
 
 
 def test_user_recommendations_skip_history(rec: Recommender) -> None:
@@ -90,8 +91,8 @@ def test_user_recommendations_skip_history(rec: Recommender) -> None:
     scores = [r.score for r in recs]
     assert scores == sorted(scores, reverse=True)
     expected = (
-        np.asarray(rec.item_factors)[[r.item for r in recs]]
-        @ rec.user_factors[rec.user_index(user_id)]
+        np.asarray(rec.model.item_factors)[[r.item for r in recs]]
+        @ rec.model.user_factors[rec.user_index(user_id)]
     )
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
 
@@ -120,9 +121,12 @@ def test_fold_in_weighting_matches_training(rec: Recommender) -> None:
     user = int(np.argmax(np.diff(rec.train.indptr)))
     from musicrec.models.confidence import confidence
 
-    weighted = confidence(rec.train[user], rec.config, totals=rec.totals)
-    folded = rec._solver.recalculate_user(0, weighted)
-    trained = np.asarray(rec.user_factors[user])
+    row = rec.train[user]
+    query = rec.model.fold_in(row.indices, row.data)
+    weighted = confidence(row, rec.model.config, totals=rec.model.item_totals)
+    np.testing.assert_array_equal(query.weights, weighted.data)  # weighted as in training
+    folded = query.vector
+    trained = np.asarray(rec.model.user_factors[user])
     cosine = folded @ trained / (np.linalg.norm(folded) * np.linalg.norm(trained))
     # Weighting the row differently (alpha applied twice, raw plays) moves it far off.
     assert cosine > 0.97
@@ -232,13 +236,14 @@ def test_jazz_artists_are_similar_to_jazz(hetrec_rec: Recommender, artist: str) 
 
 @pytest.mark.slow
 def test_ann_recall_on_real_data(hetrec_rec: Recommender) -> None:
-    exact = open_indexes(hetrec_rec.artifact.path, hetrec_rec.vectors, "exact")
+    model = hetrec_rec.model
+    exact = open_indexes(None, model.vectors, "exact")
     users = np.arange(hetrec_rec.n_users)
     excludes = [hetrec_rec.train[u].indices.astype(np.int64) for u in users]
-    queries = np.asarray(hetrec_rec.user_factors[users])
-    assert recall_at_k(hetrec_rec.indexes.inner, exact.inner, queries, 10, excludes) >= 0.98
-    sample = hetrec_rec.unit_items[:: max(1, hetrec_rec.n_items // 500)]
-    assert recall_at_k(hetrec_rec.indexes.cosine, exact.cosine, sample, 10) >= 0.98
+    queries = np.asarray(model.user_factors[users])
+    assert recall_at_k(model.index.inner, exact.inner, queries, 10, excludes) >= 0.98
+    sample = model.vectors.unit_all[:: max(1, hetrec_rec.n_items // 500)]
+    assert recall_at_k(model.index.cosine, exact.cosine, sample, 10) >= 0.98
 
 
 @pytest.mark.parametrize("weighting", ["log1p", "bm25", "none"])
@@ -248,22 +253,22 @@ def test_history_weights_equal_confidence_of_the_row(rec: Recommender, weighting
 
     from musicrec.models.confidence import confidence
 
-    original = rec.config
-    rec.config = replace(original, weighting=weighting, alpha=2.5)
+    original = rec.model.config
+    rec.model.config = replace(original, weighting=weighting, alpha=2.5)
     try:
         for user in range(0, rec.n_users, max(1, rec.n_users // 50)):
             items, weights = rec.history(user)
             row = rec.train[user]
-            expected = confidence(row, rec.config, totals=rec.totals)
+            expected = confidence(row, rec.model.config, totals=rec.model.item_totals)
             assert items.dtype == np.int64 and weights.dtype == np.float32
             np.testing.assert_array_equal(items, row.indices)
             np.testing.assert_array_equal(weights, expected.data.astype(np.float32))
     finally:
-        rec.config = original
+        rec.model.config = original
 
 
 def test_sorted_member_is_isin() -> None:
-    from musicrec.ranking.hnsw import sorted_member
+    from musicrec.models.ann import sorted_member
 
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -7,24 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from test_models import ModelContract, plays  # same directory (pytest rootdir import)
+from test_models import plays  # same directory (pytest rootdir import)
 
 from musicrec.config import TrainConfig
 from musicrec.errors import ConfigError
 from musicrec.models.dlae import DLAEModel
-from musicrec.models.registry import build
-from musicrec.ranking import check_ranking
+from musicrec.models.kinds import build
+from musicrec.models.topk import check_ranking
 
 DUAL_USERS = 30  # fewer listeners (30) than items (40): the users x users form
 
 
-class TestDLAEPrimal(ModelContract):
-    def config(self) -> TrainConfig:
-        return TrainConfig.for_kind("dlae", l2=5.0, dropout=0.25)
-
-
 def test_dual_form_ranks_saves_and_loads(tmp_path: Path) -> None:
-    """The users x users form (fewer listeners than items): the contract's key checks."""
+    """The users x users form (fewer listeners than items): the contract's key checks (the
+    primal form runs the whole contract suite, tests/contracts/test_models.py)."""
     train = sp.csr_matrix(plays()[:DUAL_USERS])
     model = build(TrainConfig.for_kind("dlae", l2=5.0, dropout=0.25)).fit(train)
     assert isinstance(model, DLAEModel) and model.dual and model.inverse.shape == (30, 30)
@@ -34,6 +30,12 @@ def test_dual_form_ranks_saves_and_loads(tmp_path: Path) -> None:
     for row in (0, 7, 29):
         single = model.recommend(users[[row]], train[[row]], 10)[0]
         np.testing.assert_array_equal(single[0], ids[row])
+    for row in (2, 11):  # served answers and exact explanations, as in the primal form
+        query = model.user_query(row)
+        served, served_scores = model.rank(query, 6)
+        np.testing.assert_array_equal(served, ids[row, :6])
+        terms = model.contributions(query, served)
+        np.testing.assert_allclose(terms.sum(axis=0), served_scores, rtol=2e-3, atol=1e-5)
     similar, _ = model.similar_items(np.array([3, 25]), 5)
     assert 3 not in similar[0] and 25 not in similar[1]
     model.save(tmp_path)

@@ -507,12 +507,14 @@ def test_multiprocess_dir_is_created_and_cleaned(
 
 
 def test_model_card_shows_metrics_and_baseline(model_dir: Path, tmp_path: Path) -> None:
-    from musicrec.models.artifact import ModelArtifact
+    from musicrec.fsutil import read_json, write_json_atomic
 
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     metrics = {"ndcg@10": 0.21, "popularity": {"ndcg@10": 0.07}, "users_evaluated": 500}
-    ModelArtifact.load(copy).update_manifest(metrics=metrics)
+    write_json_atomic(
+        copy / "manifest.json", read_json(copy / "manifest.json") | {"metrics": metrics}
+    )
     with TestClient(create_app(make_settings(copy))) as fresh:
         card = fresh.get("/model").json()
     assert card["metrics"]["ndcg@10"] == 0.21

@@ -20,9 +20,9 @@ from live_servers import WATCH_INTERVAL_S, EventPoster, api_server, worker_versi
 
 from musicrec.config import TrainConfig
 from musicrec.events.store import EventStore
+from musicrec.loop.retrain import RetrainConfig, retrain
 from musicrec.ops.traffic import run_traffic
 from musicrec.pipeline.gate import GateConfig
-from musicrec.tracking.retrain import RetrainConfig, retrain
 
 # Accepts any candidate: no NDCG bound, no guardrail can trip (coverage and novelty stay >= 0).
 LENIENT = GateConfig(

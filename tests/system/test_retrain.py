@@ -14,9 +14,9 @@ from musicrec.data.sources import RawInteractions, load
 from musicrec.errors import RetrainError
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
+from musicrec.loop.retrain import RetrainConfig, exclusive, merge_events, retrain
 from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.gate import GateConfig
-from musicrec.tracking.retrain import RetrainConfig, exclusive, merge_events, retrain
 
 # Accepts any candidate: no NDCG bound, no guardrail can trip (coverage and novelty stay >= 0).
 LENIENT = GateConfig(
@@ -141,7 +141,7 @@ def test_gate_compares_on_pairs_the_champion_never_trained_on(
     from types import SimpleNamespace
 
     from musicrec.data.dataset import Dataset
-    from musicrec.tracking.retrain import gate_on_unseen, unseen_test
+    from musicrec.loop.champion import gate_on_unseen, unseen_test
 
     dataset = Dataset.load(synth_dataset)
     champion = ModelArtifact.load(synth_model)
@@ -152,3 +152,38 @@ def test_gate_compares_on_pairs_the_champion_never_trained_on(
     assert pairs == dataset.test.nnz and result is not None
     ndcg = result.comparison.metrics["ndcg@10"]
     assert 0 < ndcg.a <= 1 and ndcg.difference == 0.0  # the same model on the same pairs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kinds",
+    [("ease", "ease"), ("itemknn", "rp3beta"), ("blend", "als"), ("als", "popularity")],
+    ids=lambda kinds: "-then-".join(kinds),
+)
+def test_retrain_gates_every_kind_on_new_data(
+    kinds: tuple[str, str], synth_raw: Path, tmp_path: Path
+) -> None:
+    """A champion of any kind is re-scored on the grown data by fold-in, against any kind."""
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    small = {"als": {"factors": 16, "iterations": 4}, "blend": {"second": {"kind": "als"}}}
+    first_kind, second_kind = kinds
+    config = RetrainConfig(
+        source="lastfm360k",
+        input=synth_raw,
+        workdir=tmp_path / "work",
+        events_url=store.url,
+        train=TrainConfig.for_kind(first_kind, **small.get(first_kind, {})),
+        model_name=f"kinds-{first_kind}",
+        experiment="retrain-kinds",
+    )
+    first = retrain(config)
+    assert first.status == "promoted"
+    assert ModelArtifact.load(first.model_dir).kind == first_kind  # type: ignore[arg-type]
+    metal = ["Metallica", "Slayer", "Megadeth", "Pantera", "Iron Maiden", "Anthrax"]
+    store.append(validate_batch([{"user_id": "newcomer", "artist": a} for a in metal], now=NOW))
+    train = TrainConfig.for_kind(second_kind, **small.get(second_kind, {}))
+    second = retrain(RetrainConfig(**{**config.__dict__, "train": train, "gate": LENIENT}))
+    assert second.status == "promoted", second.reason
+    assert "held-out pairs neither model trained on" in second.reason
+    assert second.candidate_ndcg is not None and second.champion_ndcg is not None
+    assert 0 < second.champion_ndcg <= 1

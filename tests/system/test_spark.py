@@ -27,9 +27,9 @@ from musicrec.errors import ConfigError
 from musicrec.models import spark_als
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.confidence import confidence
+from musicrec.models.exact import FactorRanker
 from musicrec.pipeline.evaluate import evaluate_model
 from musicrec.pipeline.train import train
-from musicrec.ranking import FactorRanker
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

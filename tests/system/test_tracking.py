@@ -12,38 +12,50 @@ from typer.testing import CliRunner
 from musicrec.cli import app
 from musicrec.config import TrainConfig
 from musicrec.errors import TrackingError
-from musicrec.models.als import loss_sweeps
+from musicrec.loop.gating import promote
 from musicrec.models.artifact import ModelArtifact
+from musicrec.models.factors import loss_sweeps
+from musicrec.models.kinds import config_name
 from musicrec.pipeline.evaluate import evaluate_model
+from musicrec.pipeline.grid import load_grid, run_grid
 from musicrec.pipeline.segments import Segments
-from musicrec.pipeline.train import train
+from musicrec.pipeline.sequence import train_and_evaluate
+from musicrec.pipeline.train import TrainResult, train
 from musicrec.pipeline.userscores import UserScores
 from musicrec.tracking import (
     LOSS_METRIC,
+    MlflowObserver,
     artifact_location,
+    default_model_name,
     display_uri,
     get_client,
     metric_key,
     register_and_promote,
     report_metrics,
     start_run,
-    track_evaluation,
-    tracked_train,
     tracking_uri,
     ui_command,
 )
-from musicrec.tracking.experiments import experiment_report, load_grid, pareto_front, run_grid
 from musicrec.tracking.registry import (
     VersionInfo,
     gate,
-    promote,
     register_version,
     resolve_model,
     rollback,
+    run_version,
 )
+from musicrec.tracking.report import experiment_report, pareto_front
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(factors=8, iterations=4)
+
+
+def tracked_train(
+    data: Path, out: Path, config: TrainConfig, model_name: str | None = "musicrec"
+) -> tuple[TrainResult, MlflowObserver]:
+    """The train stage observed by MLflow, registering the model (as ``musicrec train``)."""
+    observer = MlflowObserver(run_name=config_name(config), model_name=model_name)
+    return train(data, out, config, observer=observer), observer
 
 
 @pytest.fixture(scope="session")
@@ -135,9 +147,10 @@ def test_pareto_front() -> None:
     assert pareto_front(seconds, scores).tolist() == [True, True, False, True, False]
 
 
-def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path) -> None:
+def test_observed_train_and_a_later_evaluation_share_a_run(store: str, synth_dataset: Path) -> None:
     model_dir = Path("model")
-    tracked = tracked_train(synth_dataset, model_dir, TINY)
+    _, tracked = tracked_train(synth_dataset, model_dir, TINY)
+    assert tracked.run_id is not None
     client = get_client()
     run = client.get_run(tracked.run_id)
     assert run.info.status == "FINISHED"
@@ -156,12 +169,13 @@ def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path)
     logged_model = {a.path for a in client.list_artifacts(tracked.run_id, "model")}
     assert {"model/manifest.json", "model/user_factors.npy"} <= logged_model
     manifest = ModelArtifact.load(model_dir).manifest
-    assert manifest["mlflow_run_id"] == tracked.run_id
-    assert manifest["registered_model"] == {"name": "musicrec-als", "version": "1"}
-    assert tracked.model_version == "1"
+    assert manifest["mlflow_run_id"] == tracked.run_id  # written once, by the train stage
+    assert "registered_model" not in manifest  # tracking never writes into the directory
+    assert tracked.version == "1" == run_version(client, "musicrec", tracked.run_id)
 
-    report = evaluate_model(synth_dataset, model_dir).to_dict()
-    assert track_evaluation(model_dir, report) == tracked.run_id
+    evaluation = MlflowObserver()
+    report = evaluate_model(synth_dataset, model_dir, observer=evaluation).to_dict()
+    assert evaluation.run_id == tracked.run_id  # logged into the model's own run
     metrics = client.get_run(tracked.run_id).data.metrics
     assert metrics["ndcg_at_10"] == pytest.approx(report["ndcg@10"])
     assert metrics["popularity.ndcg_at_10"] == pytest.approx(report["popularity"]["ndcg@10"])
@@ -169,8 +183,42 @@ def test_tracked_train_and_evaluate_share_a_run(store: str, synth_dataset: Path)
     assert "evaluation/metrics.json" in {
         a.path for a in client.list_artifacts(tracked.run_id, "evaluation")
     }
-    second = tracked_train(synth_dataset, Path("model2"), TINY)
-    assert second.model_version == "2"
+    _, second = tracked_train(synth_dataset, Path("model2"), TINY)
+    assert second.version == "2"
+
+
+def test_train_then_evaluate_is_one_run_ended_after_the_evaluation(
+    store: str, synth_dataset: Path
+) -> None:
+    from musicrec.data.dataset import Dataset
+
+    observer = MlflowObserver(run_name="sequence", model_name="musicrec")
+    _, report = train_and_evaluate(Dataset.load(synth_dataset), Path("model"), TINY, observer)
+    client = get_client()
+    assert observer.run_id is not None
+    run = client.get_run(observer.run_id)
+    assert run.info.status == "FINISHED"
+    logged = client.get_metric_history(observer.run_id, "ndcg_at_10")
+    assert logged and logged[-1].value == pytest.approx(report.model["ndcg@10"])
+    assert run.info.end_time >= logged[-1].timestamp  # the run ended after the evaluation
+    manifest = ModelArtifact.load("model").manifest
+    assert manifest["metrics"]["ndcg@10"] == pytest.approx(report.model["ndcg@10"])
+    assert manifest["mlflow_run_id"] == observer.run_id
+    registered = resolve_model("models:/musicrec/1")
+    assert ModelArtifact.load(registered).manifest["metrics"] == manifest["metrics"]
+
+
+def test_a_store_from_before_kinds_keeps_working(store: str, synth_dataset: Path) -> None:
+    """Versions registered as musicrec-als: defaults use it; the new URI says what to use."""
+    tracked_train(synth_dataset, Path("model"), TINY, model_name="musicrec-als")
+    evaluate_model(synth_dataset, "model", observer=MlflowObserver())
+    assert default_model_name() == "musicrec-als"
+    runner = CliRunner()
+    promoted = runner.invoke(app, ["promote"])
+    assert promoted.exit_code == 0 and "musicrec-als" in promoted.output
+    with pytest.raises(TrackingError, match="models:/musicrec-als@champion"):
+        resolve_model("models:/musicrec@champion")
+    assert ModelArtifact.load(resolve_model("models:/musicrec-als@champion")).kind == "als"
 
 
 def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
@@ -185,6 +233,7 @@ def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
         assert result.exit_code == 0, result.output
 
     train_and_evaluate("m1")
+    assert default_model_name() == "musicrec"
     run_id = ModelArtifact.load("m1").manifest["mlflow_run_id"]
     assert "ndcg_at_10" in get_client().get_run(run_id).data.metrics  # evaluate found the run
     assert runner.invoke(app, ["promote"]).exit_code == 0
@@ -193,7 +242,7 @@ def test_cli_train_evaluate_promote(store: str, synth_dataset: Path) -> None:
     refused = runner.invoke(app, ["promote", "--version", "latest"])
     assert refused.exit_code == 1 and "superiority gate fails" in refused.output
     assert "+0.0000 [+0.0000, +0.0000]" in refused.output  # the paired difference of twins
-    tags = get_client().get_model_version("musicrec-als", "2").tags
+    tags = get_client().get_model_version("musicrec", "2").tags
     assert tags["gate.decision"] == "kept" and tags["gate.check.superiority"] == "fail"
     rescored = runner.invoke(app, ["promote", "--data", str(synth_dataset), "--allow-refusal"])
     assert rescored.exit_code == 0 and "superiority gate fails" in rescored.output  # scored now
@@ -263,23 +312,24 @@ def test_promotion_gate_and_rollback(store: str, tmp_path: Path) -> None:
 
 
 def test_resolve_model_downloads_once_and_loads(store: str, synth_dataset: Path) -> None:
-    tracked = tracked_train(synth_dataset, Path("model"), TINY)
-    track_evaluation(Path("model"), evaluate_model(synth_dataset, "model").to_dict())
+    _, tracked = tracked_train(synth_dataset, Path("model"), TINY)
+    evaluate_model(synth_dataset, "model", observer=MlflowObserver())
     assert promote().promoted
-    local = resolve_model("models:/musicrec-als@champion")
+    local = resolve_model("models:/musicrec@champion")
     loaded = ModelArtifact.load(local)
     np.testing.assert_array_equal(loaded.item_factors, ModelArtifact.load("model").item_factors)
-    assert loaded.manifest["registered_model"]["version"] == tracked.model_version
+    assert loaded.manifest["mlflow_run_id"] == tracked.run_id
     assert loaded.manifest["metrics"]["ndcg@10"] > 0  # evaluation reached the registered copy
+    assert tracked.run_id is not None
     run_artifacts = Path(
         get_client().get_run(tracked.run_id).info.artifact_uri.removeprefix("file://")
     )
     shutil.rmtree(run_artifacts)  # a cached version must not be downloaded again
-    assert resolve_model("models:/musicrec-als/1") == local
+    assert resolve_model("models:/musicrec/1") == local
     with pytest.raises(TrackingError, match="not models:/"):
         resolve_model("runs:/abc/model")
     with pytest.raises(TrackingError):
-        resolve_model("models:/musicrec-als@no-such-alias")
+        resolve_model("models:/musicrec@no-such-alias")
 
 
 def test_register_and_promote_untracked_artifact(store: str, synth_dataset: Path) -> None:
@@ -304,7 +354,9 @@ def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> Non
         (16, 3, 0.05),
     ]
     assert len(load_grid(REPO_ROOT / "configs" / "grid.yaml")) == 5
-    parent, runs = run_grid(synth_dataset, configs, tmp_path / "models")
+    observer = MlflowObserver(experiment="musicrec-grid", run_name="grid")
+    runs = run_grid(synth_dataset, configs, tmp_path / "models", observer=observer)
+    parent = observer.run_id
     client = get_client()
     children = client.search_runs(
         [client.get_experiment_by_name("musicrec-grid").experiment_id],
@@ -327,7 +379,7 @@ def test_grid_and_report(store: str, synth_dataset: Path, tmp_path: Path) -> Non
 def test_dvc_data_version_links_a_run_to_the_dvc_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from musicrec.tracking import dvc_data_version
+    from musicrec.pipeline.observer import dvc_data_version
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "dataset").mkdir(parents=True)
@@ -355,7 +407,9 @@ def test_a_grid_loads_its_dataset_once(
 
     monkeypatch.setattr(Dataset, "load", classmethod(counting))
     configs = [TINY, TINY.override(factors=4), TrainConfig.for_kind("itemknn", neighbours=20)]
-    parent, runs = run_grid(synth_dataset, configs, tmp_path / "grid")
+    observer = MlflowObserver(experiment="musicrec-grid", run_name="grid")
+    runs = run_grid(synth_dataset, configs, tmp_path / "grid", observer=observer)
+    parent = observer.run_id
     assert loads == [synth_dataset]
     assert len(runs) == 3 and all("ndcg@10" in run.metrics for run in runs)
     client = get_client()

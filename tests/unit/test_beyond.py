@@ -14,7 +14,6 @@ from musicrec.pipeline.beyond import ItemSpace, exposure_matrix, exposure_metric
 from musicrec.pipeline.segments import COLD_MAX, Segments
 from musicrec.pipeline.summary import summarize
 from musicrec.pipeline.userscores import UserScores, score_users
-from musicrec.ranking import StaticRanker
 
 # 4 training users x 5 artists; artist 4 has no tags.
 TRAIN = sp.csr_matrix(
@@ -119,11 +118,14 @@ def test_segments_split_listeners_and_artists() -> None:
 
 
 def test_scores_round_trip_and_summary_is_seeded(synth_dataset: Path, tmp_path: Path) -> None:
+    from musicrec.config import TrainConfig
     from musicrec.data.dataset import Dataset
+    from musicrec.models.kinds import build
 
     ds = Dataset.load(synth_dataset)
     items = ItemSpace.build(ds.train, ds.tags)
-    scores = score_users(StaticRanker.popularity(ds.train), ds.train, ds.test, (5, 10), items)
+    popularity = build(TrainConfig.for_kind("popularity")).fit(ds.train)
+    scores = score_users(popularity, ds.train, ds.test, (5, 10), items)
     loaded = UserScores.load(scores.save(tmp_path / "s.npz"))
     assert list(loaded.values) == list(scores.values) and loaded.ks == (5, 10)
     np.testing.assert_array_equal(loaded.top, scores.top)

@@ -11,11 +11,13 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.evaluation import ranking_metrics_at_k
 
+from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ArtifactError
 from musicrec.models.artifact import ModelArtifact
+from musicrec.models.exact import FactorRanker
+from musicrec.models.kinds import build
 from musicrec.pipeline.evaluate import evaluate, evaluate_model, ranking_metrics
-from musicrec.ranking import FactorRanker, StaticRanker
 
 
 def reference(ranked: list[int], relevant: set[int], k: int) -> dict[str, float]:
@@ -56,7 +58,8 @@ def test_metrics_match_reference_on_hand_made_case() -> None:
 
 def test_popularity_never_recommends_seen_items() -> None:
     train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [1, 0, 0, 1, 0], [0, 1, 0, 0, 1]]))
-    ranked = StaticRanker.popularity(train).rank(np.arange(3), 2, train)
+    popularity = build(TrainConfig.for_kind("popularity")).fit(train)
+    ranked, _ = popularity.recommend(np.arange(3), train, 2)
     for user, row in enumerate(ranked):
         assert not set(row) & set(train[user].indices)
     assert ranked[1].tolist() == [1, 4] or ranked[1].tolist() == [1, 2]
@@ -75,7 +78,7 @@ def test_ndcg_and_map_agree_with_implicit_on_real_split(
 ) -> None:
     ds = Dataset.load(hetrec_dataset)
     artifact = ModelArtifact.load(hetrec_model)
-    ours = evaluate(FactorRanker(artifact.user_factors, artifact.item_factors), ds.train, ds.test)
+    ours = evaluate(artifact.model, ds.train, ds.test)
     theirs = ranking_metrics_at_k(
         implicit_model(artifact), ds.train, ds.test, K=10, show_progress=False
     )

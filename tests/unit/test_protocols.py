@@ -201,7 +201,6 @@ def test_compare_and_the_gate_exclude_validation_items(
 
     from musicrec.pipeline import gate
     from musicrec.pipeline.compare import score_artifacts
-    from musicrec.ranking import ModelRanker
 
     ds = Dataset.load(ratio_dataset)
     model = ValidationFirst(ds.valid, ds.test).fit(ds.train)
@@ -210,8 +209,7 @@ def test_compare_and_the_gate_exclude_validation_items(
     assert np.nanmean(compared.values["recall@20"]) == pytest.approx(1.0)
     gated: list[Any] = []
     monkeypatch.setattr(gate, "gate_scores", lambda a, b, config: gated.extend([a, b]))
-    ranker = ModelRanker(model, ds.train)
-    gate.gate_rankers(ranker, ranker, ds, ds.test, gate.GateConfig())
+    gate.gate_rankers(model, model, ds, ds.test, gate.GateConfig())
     assert np.nanmean(gated[1].values["recall@10"]) == pytest.approx(
         np.nanmean(np.minimum(1.0, 10 / np.diff(ds.test.indptr)[gated[1].users]))
     )
@@ -221,8 +219,9 @@ def test_tune_searches_on_the_validation_part_and_never_reads_test(
     ratio_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The search scores on valid.parquet (not a split carved from train) and cannot see test."""
-    from musicrec.models.registry import build
-    from musicrec.tracking.tune import ValidationSplit, model_ndcg, tune
+    from musicrec.models.kinds import build
+    from musicrec.pipeline.search import ValidationSplit, model_ndcg
+    from musicrec.pipeline.tune import tune
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
 
@@ -242,7 +241,7 @@ def test_tune_trains_the_winner_on_train_only_and_tests_without_valid_items(
     ratio_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from musicrec.models.artifact import ModelArtifact
-    from musicrec.tracking.tune import tune
+    from musicrec.pipeline.tune import tune
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = tune(ratio_dataset, tmp_path / "tune", n_trials=1, kinds="dlae")
@@ -263,7 +262,7 @@ def test_tune_trains_the_winner_on_train_only_and_tests_without_valid_items(
 
 def test_no_filter_keeps_artists_the_source_tells_apart_by_id(tmp_path: Path) -> None:
     from musicrec.data.identity import distinct_names
-    from musicrec.data.sources import normalize_name
+    from musicrec.text import normalize_name
 
     names = pd.Series(["Slot", "СЛОТ", "Слот", "Air", "air"], index=[1, 2, 3, 4, 5])
     assert distinct_names(names, normalize_name).tolist() == [

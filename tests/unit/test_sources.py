@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicrec.data.sources import RawInteractions, fold_accents, load, normalize_name
+from musicrec.data.sources import RawInteractions, load
 from musicrec.errors import DataError
+from musicrec.text import fold_accents, normalize_name
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

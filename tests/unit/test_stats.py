@@ -123,6 +123,26 @@ def test_online_helpers() -> None:
     control, treatment = rng.normal(0.30, 0.1, 3000), rng.normal(0.32, 0.1, 3000)
     estimate, p = stats.independent_difference(control, treatment, 1000, seed=2)
     assert estimate.low < 0.02 < estimate.high and estimate.low > 0 and p < 0.001
+    empty = stats.bootstrap_mean_ci(np.empty((0, 3)), 100)  # an arm nobody was shown yet
+    assert len(empty) == 3 and all(math.isnan(e.value) and math.isnan(e.low) for e in empty)
+    assert math.isnan(stats.bootstrap_mean_ci(np.empty(0), 100)[0].high)
+
+
+def test_proportion_interval_is_wilsons_and_covers() -> None:
+    z = scipy_stats.norm.ppf(0.975)
+    n, x = 100, 5
+    centre = (x / n + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(x / n * (1 - x / n) / n + z * z / (4 * n * n))
+    low, high = stats.proportion_interval(x, n)
+    assert low == pytest.approx(centre - half) and high == pytest.approx(centre + half)
+    assert stats.proportion_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert all(math.isnan(v) for v in stats.proportion_interval(0, 0))
+    with pytest.raises(ValueError, match="successes"):
+        stats.proportion_interval(11, 10)
+    rng = np.random.default_rng(7)
+    draws = rng.binomial(400, 0.03, 2000)
+    covered = [lo <= 0.03 <= hi for lo, hi in (stats.proportion_interval(d, 400) for d in draws)]
+    assert 0.93 <= np.mean(covered) <= 0.975
 
 
 def test_the_module_needs_only_numpy_and_scipy() -> None:

@@ -10,15 +10,10 @@ import scipy.sparse as sp
 
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.models.als import fit_als
-from musicrec.tracking import get_client
-from musicrec.tracking.tune import (
-    checkpoints,
-    score_config,
-    tune,
-    validation_ndcg,
-    validation_split,
-)
+from musicrec.models.kinds import build
+from musicrec.pipeline.search import checkpoints, model_ndcg, score_config
+from musicrec.pipeline.tune import tune, validation_split
+from musicrec.tracking import MlflowObserver, get_client
 
 
 def _random_plays(n_users: int = 120, n_items: int = 90, seed: int = 0) -> sp.csr_matrix:
@@ -56,11 +51,9 @@ def test_staged_fit_equals_one_fit() -> None:
     config = TrainConfig(factors=8, iterations=7, regularization=0.05)
     seen: list[tuple[int, float]] = []
     staged = score_config(config, split, lambda step, ndcg: seen.append((step, ndcg)), every=3)
-    whole = fit_als(split.train, config)
+    whole = build(config).fit(split.train)
     assert [step for step, _ in seen] == [3, 6, 7]
-    assert staged.ndcg == pytest.approx(
-        validation_ndcg(whole.user_factors, whole.item_factors, split)
-    )
+    assert staged.ndcg == pytest.approx(model_ndcg(whole, split))
 
 
 @pytest.mark.slow
@@ -69,7 +62,10 @@ def test_three_trial_search_is_no_worse_than_the_default(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     # Three trials are fewer than the pruner's startup trials: pruning could not act anyway.
-    result = tune(hetrec_dataset, tmp_path / "tune", n_trials=3, prune=False, final=False)
+    observer = MlflowObserver(experiment="musicrec-tune", run_name="tune")
+    result = tune(
+        hetrec_dataset, tmp_path / "tune", n_trials=3, prune=False, final=False, observer=observer
+    )
     split = validation_split(Dataset.load(hetrec_dataset).train, seed=0)
     default = score_config(TrainConfig(), split).ndcg
     assert result.baseline_value == pytest.approx(default)
@@ -104,9 +100,36 @@ def test_short_search_over_kinds_beats_every_default_als(
 ) -> None:
     """Two trials per kind plus the blend step: the chosen model clears NDCG@10 0.25 on test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = tune(hetrec_dataset, tmp_path / "tune", n_trials=4, kinds="ease,als", prune=False)
+    observer = MlflowObserver(experiment="musicrec-tune", run_name="tune")
+    result = tune(
+        hetrec_dataset,
+        tmp_path / "tune",
+        n_trials=4,
+        kinds="ease,als",
+        prune=False,
+        observer=observer,
+    )
     assert result.test is not None
     assert result.test["ndcg@10"] >= 0.25
     assert result.test["ndcg@10"] > 2.5 * result.test["popularity"]["ndcg@10"]
     rows = (tmp_path / "tune" / "trials.csv").read_text().splitlines()
     assert {row.split(",")[1] for row in rows[1:]} >= {"ease", "als"}
+
+
+def test_every_kind_scores_through_the_model(tmp_path: Path) -> None:
+    """Non-iterative kinds fit once and are scored once; the search space lives with the kind."""
+    import optuna
+
+    from musicrec.models.kinds import tunable_kinds
+    from musicrec.pipeline.search import suggest_config, trial_params
+
+    split = validation_split(_random_plays(), seed=2)
+    seen: list[int] = []
+    score = score_config(TrainConfig.for_kind("ease", l2=50.0), split, lambda s, _: seen.append(s))
+    assert seen == [1] and 0 <= score.ndcg <= 1
+    assert set(tunable_kinds()) >= {"als", "ease", "itemknn", "rp3beta"}
+    for kind in ("als", "ease", "itemknn", "rp3beta"):
+        start = TrainConfig.for_kind(kind)
+        study = optuna.create_study()
+        study.enqueue_trial(trial_params(start, (kind,)))
+        assert suggest_config(study.ask(), start, (kind,)) == start  # trial 0 is the start

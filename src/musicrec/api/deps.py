@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.settings import Settings
+from musicrec.serving.live import LiveEvents
 from musicrec.serving.recommender import Recommender
 
 
@@ -46,6 +48,22 @@ def runtime(request: Request) -> tuple[Recommender, ApiMetrics]:
         raise HTTPException(status_code=503, detail="no model is loaded")
     metrics: ApiMetrics = state.metrics
     return recommender, metrics
+
+
+def live_events(request: Request) -> LiveEvents:
+    """The event store and settings a live answer reads, with the metrics it reports to."""
+    state = request.app.state
+    settings: Settings = state.settings
+    metrics: LiveMetrics = state.live_metrics
+    return LiveEvents(
+        state.event_store,
+        settings.artists_per_user,
+        settings.fresh_weight,
+        settings.fold_in_cache,
+        on_unreadable=lambda: metrics.rejected.labels(reason="store_unreadable").inc(),
+        on_fold_in=metrics.fold_in.observe,
+        on_cache=lambda result: metrics.fold_in_cache.labels(result=result).inc(),
+    )
 
 
 def require_admin(

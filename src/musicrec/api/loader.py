@@ -1,33 +1,18 @@
-"""Resolve a model reference (path or ``models:/name@alias``) and build the runtime."""
+"""Load the model the API serves (a path or ``models:/name@alias``) into a runtime."""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from musicrec.api.settings import Settings
 from musicrec.errors import ModelLoadError, MusicrecError
 from musicrec.serving.recommender import Recommender
+from musicrec.tracking.registry import resolve_model_path
 
 log = logging.getLogger(__name__)
-REGISTRY_SCHEME = "models:/"
 
-
-def resolve_model_path(model: str) -> Path:
-    """A local artifact directory for ``model``; registry URIs go through the registry."""
-    if model.startswith(REGISTRY_SCHEME):
-        try:
-            from musicrec.tracking.registry import resolve_model
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"cannot resolve {model}: registry support unavailable ({exc})"
-            ) from exc
-        try:
-            return Path(resolve_model(model))
-        except (MusicrecError, OSError, ValueError) as exc:
-            raise ModelLoadError(f"cannot resolve {model}: {exc}") from exc
-    return Path(model)
+__all__ = ["load_recommender", "resolve_model_path"]
 
 
 def load_recommender(model: str, settings: Settings) -> Recommender:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from musicrec.ranking.hnsw import HNSW_EF_COSINE, HNSW_EF_SEARCH
+from musicrec.models.ann import HNSW_EF_COSINE, HNSW_EF_SEARCH
 from musicrec.serving.recommender import DEFAULT_MOOD_WEIGHT
 
 

@@ -19,10 +19,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from musicrec import layout
-from musicrec.api.loader import load_recommender, resolve_model_path
+from musicrec.api.loader import load_recommender
 from musicrec.api.settings import Settings
 from musicrec.errors import ModelLoadError, MusicrecError
 from musicrec.events.store import EventStore, worker_id
+from musicrec.tracking.registry import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,13 @@ def pointer_name(settings: Settings) -> str:
 
 
 def artifact_stamp(path: Path) -> tuple[str, int, int] | None:
-    """Identity of the artifact files at ``path``: a replaced directory has new factor files.
+    """Identity of the artifact at ``path``: a replaced directory has a new manifest file
+    (every kind has one; artifacts are written whole and renamed into place).
 
     (Version strings repeat: two models trained on one dataset on one day share one.)
     """
     try:
-        info = (path / layout.ITEM_FACTORS).stat()
+        info = (path / layout.MANIFEST).stat()
     except OSError:
         return None
     return str(path.resolve()), info.st_ino, info.st_mtime_ns

@@ -1,6 +1,6 @@
 """``musicrec events import|replay|stats`` and ``musicrec retrain`` (the live loop's commands).
 
-Logic lives in :mod:`musicrec.events` and :mod:`musicrec.tracking.retrain`.
+Logic lives in :mod:`musicrec.events` and :mod:`musicrec.loop.retrain`.
 """
 
 from __future__ import annotations
@@ -167,7 +167,9 @@ def retrain(
     margin: Annotated[
         float | None, typer.Option(help="Superiority: NDCG@10 gain the lower bound must exceed.")
     ] = None,
-    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: musicrec).")
+    ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
     force: Annotated[bool, typer.Option(help="Run even if this cycle already ran.")] = False,
     publish: Annotated[
@@ -186,9 +188,9 @@ def retrain(
     """
     from musicrec.config import TrainConfig
     from musicrec.data.prepare import PrepareConfig
+    from musicrec.loop.retrain import RetrainConfig
+    from musicrec.loop.retrain import retrain as run_retrain
     from musicrec.pipeline.gate import gate_config
-    from musicrec.tracking.retrain import RetrainConfig
-    from musicrec.tracking.retrain import retrain as run_retrain
 
     cfg = RetrainConfig(
         source=source,

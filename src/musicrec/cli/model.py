@@ -24,7 +24,10 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML config (see configs/).")] = None,
     kind: Annotated[
         str | None,
-        typer.Option(help="als | ease | itemknn | rp3beta | dlae | blend (default: als)."),
+        typer.Option(
+            help="als | ease | itemknn | rp3beta | dlae | blend, or a baseline: popularity | "
+            "random (default: als)."
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
@@ -46,10 +49,13 @@ def train(
     gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="implicit's CUDA build.")] = None,
     track: Annotated[bool, typer.Option(help="Log to MLflow and register the model.")] = True,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec",
-    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "musicrec-als",
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: musicrec).")
+    ] = None,
 ) -> None:
     """Train a model (ALS by default) on a prepared dataset; write, track and register it."""
     from musicrec.config import TrainConfig, parse_params
+    from musicrec.models.kinds import config_name
     from musicrec.pipeline.train import train as run_train
 
     base = TrainConfig.from_yaml(config) if config else TrainConfig()
@@ -66,29 +72,25 @@ def train(
         "use_gpu": gpu,
     }
     cfg = base.override(**(parse_params(param or [], base) | _given(flags)))
+    observer = None
     if track:
-        from musicrec.tracking import tracked_train
+        from musicrec.tracking import MlflowObserver, default_model_name, get_client
 
-        tracked = tracked_train(
-            data,
-            out,
-            cfg,
-            experiment=experiment,
-            model_name=model_name,
-            show_progress=True,
-            spark_master=spark_master,
-        )
-        result = tracked.result
+        client = get_client()
+        name = model_name or default_model_name(client)
+        observer = MlflowObserver(client, experiment, run_name=config_name(cfg), model_name=name)
+    result = run_train(
+        data, out, cfg, show_progress=True, spark_master=spark_master, observer=observer
+    )
+    if observer is not None:
         console.print(
-            f"MLflow run {tracked.run_id} · registered {model_name} version "
-            f"{tracked.model_version}",
+            f"MLflow run {observer.run_id} · registered {observer.model_name} version "
+            f"{observer.version}",
             highlight=False,
         )
-    else:
-        result = run_train(data, out, cfg, show_progress=True, spark_master=spark_master)
     losses = [x for x in result.loss_history if x == x]  # NaN between loss evaluations
     loss = f", final loss {losses[-1]:.5f}" if losses else ""
-    what = f"{cfg.engine} ALS" if cfg.kind == "als" else cfg.kind
+    what = config_name(cfg)
     Console().print(f"trained {what} in {result.seconds:.1f}s{loss} -> {out}")
 
 
@@ -126,6 +128,7 @@ def evaluate(
     from musicrec.cli.evaluation import metrics_table, segments_table
     from musicrec.fsutil import write_json_atomic
     from musicrec.pipeline.evaluate import evaluate_model
+    from musicrec.tracking import MlflowObserver
 
     ks = sorted(set(k or [10, 20]))
     if ks[0] < 1:
@@ -134,6 +137,7 @@ def evaluate(
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
+    observer = MlflowObserver(experiment=experiment) if track else None
     report = evaluate_model(
         data,
         model,
@@ -141,17 +145,15 @@ def evaluate(
         baselines=baseline or ["popularity"],
         show_progress=not as_json,
         record=record,
+        observer=observer,
         bootstrap=bootstrap,
         seed=seed,
     )
     payload = report.to_dict()
     if output:
         write_json_atomic(output, payload)
-    if track:
-        from musicrec.tracking import track_evaluation
-
-        run_id = track_evaluation(model, payload, experiment=experiment)
-        console.print(f"logged to MLflow run {run_id}", highlight=False)
+    if observer is not None:
+        console.print(f"logged to MLflow run {observer.run_id}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -120,31 +121,124 @@ def online_report(
     name: Annotated[str, typer.Argument(help="Experiment name.")],
     k: Annotated[int | None, typer.Option(help="Count impressions at positions below k.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw per-arm rates with intervals to this PNG.")
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples over listeners.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     events_url_: StoreOption = None,
 ) -> None:
-    """Counts per arm (or interleave tallies) from impressions and the outcomes joined to them."""
-    from musicrec.online.readout import report_counts
+    """Per-arm rates with 95 % intervals, differences with p-values, the winner, guardrail stops."""
+    from musicrec.online.report import experiment_report
 
+    if k is not None and k < 1:
+        raise ValueError(f"--k must be at least 1, not {k}")
+    if resamples < 0:
+        raise ValueError(f"--resamples must be 0 or more, not {resamples}")
+    if plot is not None and not plot.parent.is_dir():
+        raise FileNotFoundError(f"--plot: folder {plot.parent} does not exist")
     experiments = _experiments(events_url_)
-    report = report_counts(experiments.store, experiments.get(name), k)
+    report = experiment_report(experiments.store, experiments.get(name), k, resamples, seed)
+    if plot is not None:
+        from musicrec.online.plots import report_plot
+
+        report_plot(report, plot)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
+    _print_report(report, plot)
+
+
+def _interval(found: dict[str, Any]) -> str:
+    if found.get("value") is None:
+        return "-"
+    if found.get("low") is None:
+        return f"{found['value']:.4f}"
+    return f"{found['value']:.4f} [{found['low']:.4f}, {found['high']:.4f}]"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _print_report(report: dict[str, Any], plot: Path | None) -> None:
     out = Console()
     exp = report["experiment"]
     out.print(f"{exp['name']} ({exp['mode']}, {exp['status']})", highlight=False)
-    if "arms" in report:
-        table = Table(title="counts per arm (intervals and tests: not computed here)")
-        columns = ["listeners", "impressions", "listened", "plays", "skips", "loves", "bans"]
-        table.add_column("arm")
-        for column in columns:
-            table.add_column(column, justify="right")
-        for arm, totals in report["arms"].items():
-            table.add_row(arm, *(f"{totals[c]:,}" for c in columns))
-        out.print(table)
+    if exp.get("stop_reason"):
+        out.print(f"stopped: {exp['stop_reason']}", highlight=False)
+    if "interleave" in report:
+        found = report["interleave"]
+        wins = ", ".join(f"{arm} {n:,}" for arm, n in found["wins"].items())
+        out.print(
+            f"{found['listeners']:,} listeners; wins: {wins}, ties {found['ties']:,}; "
+            f"preference toward {found['preference']['toward']} "
+            f"{_interval(found['preference'])}; binomial p = {_p(found['p_value'])}",
+            highlight=False,
+        )
     else:
-        tallies = ", ".join(f"{key} {value:,}" for key, value in report["interleave"].items())
-        out.print(f"interleave: {tallies}", highlight=False)
+        table = Table(title="per arm (95 % intervals, bootstrap over listeners)")
+        for column in ("arm", "listeners", "impressions", "listen-through", "skips/imp",
+                       "bans/imp", "stopped"):  # fmt: skip
+            table.add_column(column, justify="left" if column in ("arm", "stopped") else "right")
+        for arm, values in report["arms"].items():
+            table.add_row(
+                arm, f"{values['listeners']:,}", f"{values['impressions']:,}",
+                _interval(values["listen_through"]), _interval(values["skip_rate"]),
+                _interval(values["ban_rate"]), values.get("stop_reason") or "",
+            )  # fmt: skip
+        out.print(table)
+        for pair in report["differences"]:
+            a, b = pair["arms"]
+            found = pair["listen_through"]
+            difference = found["difference"] or {}
+            out.print(
+                f"listen-through {b} - {a}: {_interval(difference)}, "
+                f"p = {_p(found['p_value'])} (adjusted {_p(found['p_adjusted'])})",
+                highlight=False,
+            )
+        srm = report["srm"]
+        verdict = {True: "ok", False: "MISMATCH: the split or logging is broken"}
+        out.print(
+            f"sample ratio: listeners {srm['listeners']} for shares {srm['shares']}, "
+            f"p = {_p(srm['p_value'])} ({verdict.get(report['srm_ok'], 'no data')})",
+            highlight=False,
+        )
+    out.print(f"winner: {report['winner'] or 'none (p >= 0.05)'}", highlight=False)
+    if plot is not None:
+        out.print(f"plot: {plot}", highlight=False)
+
+
+@online_app.command("replay")
+@friendly_errors
+def online_replay(
+    name: Annotated[str, typer.Argument(help="Experiment whose arms explored (--temperature).")],
+    model: Annotated[str, typer.Option(help="Target model: an artifact path or models:/ URI.")],
+    k: Annotated[int | None, typer.Option(help="Replay positions below k.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples over listeners.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    events_url_: StoreOption = None,
+) -> None:
+    """Estimate MODEL's listen-through from the experiment's logged propensities (SNIPS)."""
+    from musicrec.online.replay import model_ranker, replay
+
+    if k is not None and k < 1:
+        raise ValueError(f"--k must be at least 1, not {k}")
+    experiments = _experiments(events_url_)
+    experiment = experiments.get(name)
+    estimate = replay(experiments.store, experiment, model_ranker(model), k, resamples, seed)
+    result = {"experiment": name, "model": model, "k": k, **estimate.to_dict()}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    Console().print(
+        f"{model} on {name}: listen-through {_interval(result)} (SNIPS; logged policy "
+        f"{estimate.logged_rate:.4f}); {estimate.matched:,} of {estimate.impressions:,} logged "
+        f"impressions match, effective size {estimate.effective_size:,.0f}; "
+        f"{estimate.listeners_unknown:,} of {estimate.listeners:,} listeners unknown to the model",
+        highlight=False,
+    )
 
 
 @app.command("simulate")

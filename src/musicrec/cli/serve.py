@@ -122,10 +122,12 @@ def event_loop() -> str:
 
 
 def _prepare_index(model: str, index: str) -> None:
-    """Build the HNSW graphs once, before workers start (each would build its own)."""
+    """Build the model's index once, before workers start (each would build its own)."""
     from musicrec import layout
-    from musicrec.api.loader import resolve_model_path
-    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
+    from musicrec.fsutil import read_json
+    from musicrec.models.artifact import ModelArtifact, manifest_config
+    from musicrec.models.kinds import model_class
+    from musicrec.tracking.registry import resolve_model_path
 
     if index != "hnsw":
         return
@@ -146,11 +148,17 @@ def _prepare_index(model: str, index: str) -> None:
             soft_wrap=True,
         )
         return
-    if (path / layout.ITEM_INDEX).exists() and (path / COSINE_INDEX).exists():
+    try:
+        kind = model_class(manifest_config(read_json(path / layout.MANIFEST)).kind)
+        if all((path / name).exists() for name in kind.index_files()):
+            return
+        loaded = ModelArtifact.load(path).model
+    except MusicrecError as exc:  # the workers report it the same way
+        console.print(f"[yellow]warning:[/yellow] {exc}", soft_wrap=True)
         return
     try:
         with console.status(f"building the item index in {path} (once)"):
-            build_item_index(path)
+            loaded.build_index(path)
     except OSError as exc:
         console.print(f"[yellow]warning:[/yellow] cannot save the index in {path} ({exc})")
 
@@ -176,7 +184,7 @@ def serve(
     from uvicorn.config import LOG_LEVELS
 
     from musicrec.api.server import HTTP_PROTOCOL
-    from musicrec.ranking.hnsw import INDEX_KINDS
+    from musicrec.models.ann import INDEX_KINDS
 
     model = model or os.environ.get("MUSICREC_MODEL")
     if not model:

@@ -1,6 +1,6 @@
 """Commands for tracking, the registry and experiments: ``tracking``, ``promote``, ``rollback``,
-``experiments`` and ``tune``. Logic lives in :mod:`musicrec.tracking` (store, observer,
-registry, experiments, tune)."""
+``experiments`` and ``tune``. The stages live in :mod:`musicrec.pipeline` (``grid``, ``tune``),
+observed by :mod:`musicrec.tracking` (observer, registry, report)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,25 @@ app = typer.Typer()  # this module's commands; musicrec.cli merges them
 if TYPE_CHECKING:
     from musicrec.tracking.registry import Decision
 
-MODEL_NAME = "musicrec-als"  # musicrec.tracking.DEFAULT_MODEL_NAME, without importing MLflow here
 
 tracking_app = typer.Typer(help="MLflow tracking store and model registry.", no_args_is_help=True)
 experiments_app = typer.Typer(help="Grids of tracked runs and their reports.", no_args_is_help=True)
 app.add_typer(tracking_app, name="tracking")
 app.add_typer(experiments_app, name="experiments")
 
-NameOption = Annotated[str, typer.Option("--name", help="Registered model name.")]
+NameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--name", help="Registered model name (default: musicrec, or a store's musicrec-als)."
+    ),
+]
+
+
+def _name(name: str | None) -> str:
+    """``--name``, else the store's default registered model."""
+    from musicrec.tracking import default_model_name
+
+    return name or default_model_name()
 
 
 @tracking_app.command("ui")
@@ -52,12 +63,13 @@ def tracking_ui(
 
 @tracking_app.command("models")
 @friendly_errors
-def tracking_models(name: NameOption = MODEL_NAME) -> None:
+def tracking_models(name: NameOption = None) -> None:
     """List the registered versions of a model with their gate metric and aliases."""
     from musicrec.tracking import display_uri, get_client, mlflow_errors
     from musicrec.tracking.registry import get_version, version_info
 
     client = get_client()
+    name = _name(name)
     with mlflow_errors(f"listing {name}"):
         latest = int(get_version(client, name, "latest").version)
         versions = [client.get_model_version(name, str(v)) for v in range(1, latest + 1)]
@@ -81,7 +93,9 @@ def _print_decision(decision: Decision) -> None:
     out = Console()
     verb = "promoted" if decision.promoted else "kept"
     target = decision.candidate.version if decision.promoted else _champion(decision)
-    if decision.evidence is not None:
+    from musicrec.pipeline.gate import GateResult
+
+    if isinstance(decision.evidence, GateResult):
         from musicrec.cli.evaluation import gate_table
 
         out.print(gate_table(decision.evidence, decision.candidate.version, _champion(decision)))
@@ -97,7 +111,7 @@ def _champion(decision: Decision) -> str:
 @app.command()
 @friendly_errors
 def promote(
-    name: NameOption = MODEL_NAME,
+    name: NameOption = None,
     version: Annotated[str, typer.Option(help="Version number, or `latest`.")] = "latest",
     model: Annotated[
         Path | None,
@@ -130,17 +144,17 @@ def promote(
     difference decides, guardrails on coverage@10, novelty@10 and every segment can veto.
     Exit code 0: the version is champion (promoted now or already); 1: the gate refused.
     """
+    from musicrec.loop.gating import paired_judge
     from musicrec.pipeline.gate import gate_config
     from musicrec.tracking import register_and_promote
     from musicrec.tracking.registry import promote as run_promote
 
-    config = gate_config(gate, delta=delta, margin=margin, seed=seed)
+    name = _name(name)
+    judge = paired_judge(name, gate_config(gate, delta=delta, margin=margin, seed=seed), data)
     if model is not None:
-        decision = register_and_promote(
-            model, name, margin=margin, force=force, gate_config=config, data_dir=data
-        )
+        decision = register_and_promote(model, name, margin=margin, force=force, judge=judge)
     else:
-        decision = run_promote(name, version, margin, force, gate_config=config, data_dir=data)
+        decision = run_promote(name, version, margin, force, judge=judge)
     _print_decision(decision)
     if not decision.is_champion and not allow_refusal:
         raise typer.Exit(1)
@@ -148,11 +162,11 @@ def promote(
 
 @app.command()
 @friendly_errors
-def rollback(name: NameOption = MODEL_NAME) -> None:
+def rollback(name: NameOption = None) -> None:
     """Move the champion alias back to the version it replaced."""
     from musicrec.tracking.registry import rollback as run_rollback
 
-    decision = run_rollback(name)
+    decision = run_rollback(_name(name))
     Console().print(
         f"{decision.name}: champion = version {decision.candidate.version} · {decision.reason}"
     )
@@ -168,17 +182,19 @@ def experiments_grid(
     register: Annotated[
         bool, typer.Option(help="Also register every model as a version of --name.")
     ] = False,
-    name: NameOption = MODEL_NAME,
+    name: NameOption = None,
 ) -> None:
     """Train and evaluate each grid config, one MLflow run each under a parent run."""
-    from musicrec.tracking.experiments import load_grid, run_grid
+    from musicrec.pipeline.grid import load_grid, run_grid
+    from musicrec.tracking import MlflowObserver
 
     configs = load_grid(config)
+    observer = MlflowObserver(
+        experiment=experiment, run_name="grid", model_name=_name(name) if register else None
+    )
     with console.status(f"training {len(configs)} configs"):
-        parent, runs = run_grid(
-            data, configs, out, experiment=experiment, model_name=name if register else None
-        )
-    table = Table(title=f"grid run {parent} · experiment {experiment}")
+        runs = run_grid(data, configs, out, observer=observer)
+    table = Table(title=f"grid run {observer.run_id} · experiment {experiment}")
     for column in ("factors", "iterations", "seconds", "ndcg@10", "popularity ndcg@10", "run"):
         table.add_column(column)
     for run in runs:
@@ -188,7 +204,7 @@ def experiments_grid(
             f"{run.train_seconds:.1f}",
             f"{run.metrics['ndcg@10']:.4f}",
             f"{run.metrics['popularity']['ndcg@10']:.4f}",
-            run.run_id,
+            run.run_id or "",
         )
     Console().print(table)
 
@@ -204,7 +220,7 @@ def experiments_report(
     ] = None,
 ) -> None:
     """Compare an experiment's runs: CSV, Markdown table and a metric-vs-time plot."""
-    from musicrec.tracking.experiments import experiment_report
+    from musicrec.tracking.report import experiment_report
 
     files = experiment_report(experiment, out, metric=metric, parent_run_id=parent)
     Console().print(f"{files.runs} runs -> {files.csv}, {files.markdown}, {files.plot}")
@@ -239,7 +255,8 @@ def tune(
     import optuna
 
     from musicrec.config import TrainConfig
-    from musicrec.tracking.tune import tune as run_tune
+    from musicrec.pipeline.tune import tune as run_tune
+    from musicrec.tracking import MlflowObserver
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = TrainConfig.from_yaml(config) if config else TrainConfig()
@@ -274,7 +291,7 @@ def tune(
         valid_fraction=valid_fraction,
         prune=prune,
         final=final,
-        experiment=experiment,
+        observer=MlflowObserver(experiment=experiment, run_name="tune"),
         on_trial=on_trial,
     )
     out_console = Console()

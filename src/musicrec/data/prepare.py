@@ -203,13 +203,7 @@ def build_dataset(
     if "timestamp" in merged:
         interactions["timestamp"] = merged["timestamp"].to_numpy().astype(np.int64)
     parts, split = split_frames(interactions, config)
-    users = pd.DataFrame(
-        {
-            "user_idx": np.arange(len(user_index), dtype=np.int32),
-            "user_id": raw.user_ids[np.asarray(user_index)].astype(str),
-        }
-    )
-    items = _items_frame(raw, np.asarray(item_index), item_codes, plays)
+    users, items = _vocabularies(raw, user_index, item_index, item_codes, plays)
     tags = _tags_for(raw.tags, items)
     validate_frames(parts["train"], parts["test"], users, items, tags, valid=parts.get("valid"))
     frames = {layout.TRAIN: parts["train"], layout.TEST: parts["test"]}
@@ -237,22 +231,68 @@ def build_dataset(
         "split": split,
         "protocol": protocol,
     }
-    meta = {
+    has = {"timestamps": "timestamp" in interactions, "tags": tags is not None}
+    meta = _meta(source, fingerprint, config, split, **has, validation="valid" in parts)
+    _write_dataset(out_dir, frames, stats, meta)
+    log.info("prepared %s: %s", out_dir, stats["kept"])
+    return PreparedSummary(out_dir=Path(out_dir), fingerprint=fingerprint, stats=stats)
+
+
+def _meta(
+    source: str,
+    fingerprint: str,
+    config: PrepareConfig,
+    split: str,
+    timestamps: bool,
+    tags: bool,
+    validation: bool,
+) -> dict[str, Any]:
+    """``dataset.json``: what the dataset is and how it was prepared."""
+    return {
         "format_version": layout.DATASET_FORMAT_VERSION,
         "source": source,
         "fingerprint": fingerprint,
         "config": asdict(config) | {"split": split},
-        "has_timestamps": "timestamp" in interactions,
-        "has_tags": tags is not None,
-        "has_validation": "valid" in parts,
+        "has_timestamps": timestamps,
+        "has_tags": tags,
+        "has_validation": validation,
     }
+
+
+def _vocabularies(
+    raw: RawInteractions,
+    user_index: Any,
+    item_index: Any,
+    item_codes: np.ndarray,
+    plays: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept users and items (with listeners and plays), indexed contiguously."""
+    users = pd.DataFrame(
+        {
+            "user_idx": np.arange(len(user_index), dtype=np.int32),
+            "user_id": raw.user_ids[np.asarray(user_index)].astype(str),
+        }
+    )
+    items = raw.items.iloc[np.asarray(item_index)].reset_index(drop=True)
+    items.insert(0, "item_idx", np.arange(len(items), dtype=np.int32))
+    items["listeners"] = np.bincount(item_codes, minlength=len(items)).astype(np.int64)
+    items["plays"] = np.bincount(item_codes, weights=plays, minlength=len(items)).astype(np.int64)
+    items["mbid"] = items["mbid"].astype(object)
+    return users, items
+
+
+def _write_dataset(
+    out_dir: str | Path,
+    frames: dict[str, pd.DataFrame],
+    stats: dict[str, Any],
+    meta: dict[str, Any],
+) -> None:
+    """The dataset directory, written whole then renamed (``meta`` marks it complete)."""
     with atomic_dir(out_dir, marker=layout.DATASET_META) as tmp:
         for name, frame in frames.items():
             frame.to_parquet(tmp / name, index=False)
         write_json_atomic(tmp / layout.STATS, stats)
         write_json_atomic(tmp / layout.DATASET_META, meta)
-    log.info("prepared %s: %s", out_dir, stats["kept"])
-    return PreparedSummary(out_dir=Path(out_dir), fingerprint=fingerprint, stats=stats)
 
 
 def split_frames(
@@ -303,18 +343,6 @@ def _kcore_filter(
 def _is_legacy(config: PrepareConfig) -> bool:
     """The default holdout on filtered play counts: its fingerprints stay what they were."""
     return config.protocol == "holdout" and not config.binary and not config.no_filter
-
-
-def _items_frame(
-    raw: RawInteractions, item_index: np.ndarray, item_codes: np.ndarray, plays: np.ndarray
-) -> pd.DataFrame:
-    """The kept artists, re-indexed, with their listeners and plays."""
-    items = raw.items.iloc[item_index].reset_index(drop=True)
-    items.insert(0, "item_idx", np.arange(len(items), dtype=np.int32))
-    items["listeners"] = np.bincount(item_codes, minlength=len(items)).astype(np.int64)
-    items["plays"] = np.bincount(item_codes, weights=plays, minlength=len(items)).astype(np.int64)
-    items["mbid"] = items["mbid"].astype(object)
-    return items
 
 
 def _tags_for(tags: pd.DataFrame | None, items: pd.DataFrame) -> pd.DataFrame | None:

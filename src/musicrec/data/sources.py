@@ -6,7 +6,6 @@ becomes a few integer arrays plus small vocabularies; no Python loop touches row
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from musicrec.data.identity import distinct_names
+from musicrec.data.identity import distinct_names, normalize_tags
 from musicrec.errors import DataError
+from musicrec.text import normalize_name
 
 SOURCES = ("lastfm360k", "lastfm1k", "hetrec2k", "csv")
 LASTFM360K_FILE = "usersha1-artmbid-artname-plays.tsv"
@@ -47,17 +47,6 @@ class RawInteractions:
     rows_read: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     missing_artist: int = 0
-
-
-def normalize_name(name: str) -> str:
-    """Artist identity: NFC, casefolded, trimmed, inner whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
-
-
-def fold_accents(text: str) -> str:
-    """Lower-case ASCII-ish search key: "Björk" and "bjork" match."""
-    decomposed = unicodedata.normalize("NFKD", normalize_name(text))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def load(source: str, path: str | Path, merge_names: bool = True) -> RawInteractions:
@@ -302,7 +291,7 @@ def load_lastfm360k(path: Path) -> RawInteractions:
             encoding_errors="replace",
             on_bad_lines="skip",
         )
-        raw.tags = _normalize_tags(tags["artist"], tags["tag"], tags["weight"])
+        raw.tags = normalize_tags(tags["artist"], tags["tag"], tags["weight"])
     return raw
 
 
@@ -354,7 +343,7 @@ def load_hetrec2k(path: Path, merge_names: bool = True) -> RawInteractions:
         counts["artist"] = counts["artistID"].map(names)
         counts["tag"] = counts["tagID"].map(pd.Series(tg["tagValue"].values, index=tg["tagID"]))
         counts = counts.dropna(subset=["artist", "tag"])
-        raw.tags = _normalize_tags(counts["artist"], counts["tag"], counts["weight"])
+        raw.tags = normalize_tags(counts["artist"], counts["tag"], counts["weight"])
     return raw
 
 
@@ -457,15 +446,3 @@ def _from_frame(frame: pd.DataFrame, rows_read: int) -> RawInteractions:
         rejected=rejected,
         missing_artist=missing_artist,
     )
-
-
-def _normalize_tags(artists: pd.Series, tags: pd.Series, weights: pd.Series) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "artist_key": [normalize_name(str(a)) for a in artists],
-            "tag": [normalize_name(str(t)) for t in tags],
-            "weight": pd.to_numeric(weights, errors="coerce").fillna(1.0).astype(np.float32),
-        }
-    )
-    frame = frame[(frame["artist_key"] != "") & (frame["tag"] != "")]
-    return frame.groupby(["artist_key", "tag"])["weight"].sum().reset_index()

@@ -215,118 +215,164 @@ def synthesize(
     except OSError as exc:
         raise DataError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from exc
     rng = np.random.default_rng(seed)
-    genres = SEED_GENRES
-    n_g = len(genres)
     with _stages(show_progress, 4) as stage:
-        # Artists: per genre, real names first (truncated if the catalogue is tiny), then fill.
-        n_real = sum(len(g.artists) for g in genres)
-        if n_artists >= n_real:
-            extra = np.full(n_g, (n_artists - n_real) // n_g)
-            extra[: (n_artists - n_real) % n_g] += 1
-            real_counts = np.array([len(g.artists) for g in genres])
-        else:
-            real_counts = np.full(n_g, n_artists // n_g)
-            real_counts[: n_artists % n_g] += 1
-            extra = np.zeros(n_g, dtype=np.int64)
-        taken = {a.casefold() for g in genres for a in g.artists}
-        fill = iter(_generated_names(int(extra.sum()), taken, rng))
-        names: list[str] = []
-        is_real: list[bool] = []
-        for g, k, e in zip(genres, real_counts, extra, strict=True):
-            names += list(g.artists[:k]) + [next(fill) for _ in range(e)]
-            is_real += [True] * int(k) + [False] * int(e)
-        sizes = real_counts + extra
-        artist_genre = np.repeat(np.arange(n_g), sizes)
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        mbid = _hex(rng, n_artists, 16)
-        dash = np.full((n_artists, 1), b"-", dtype="S1")
-        cols = [mbid[:, :8], mbid[:, 8:12], mbid[:, 12:16], mbid[:, 16:20], mbid[:, 20:]]
-        parts = [cols[0], dash, cols[1], dash, cols[2], dash, cols[3], dash, cols[4]]
-        mbid_str = np.ascontiguousarray(np.hstack(parts)).view("S36").ravel().astype(str)
-        mbid_str[(rng.random(n_artists) < 0.15) & ~np.array(is_real)] = ""
+        catalogue = _artists(rng, n_artists)
         stage("users")
-
-        # Users: tastes are a Dirichlet over 1-3 dominant genres plus a little background.
-        users = np.sort(_hex(rng, n_users, 20).view("S40").ravel()).astype(str)
-        k = rng.choice([1, 2, 3], size=n_users, p=[0.35, 0.4, 0.25])
-        gweight = np.array([g.weight for g in genres])
-        keys = np.log(gweight) + rng.gumbel(size=(n_users, n_g))
-        rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
-        mix = rng.gamma(1.5, size=(n_users, n_g)) * (rank < k[:, None])
-        taste = 0.92 * mix / mix.sum(1, keepdims=True) + 0.08 * gweight / gweight.sum()
-        want = np.exp(rng.normal(np.log(50.0) - 0.18, 0.6, size=n_users))
-        want = np.clip(np.rint(want), 3, max(3, n_artists // 2)).astype(np.int64)
-        draws = rng.multinomial(np.ceil(want * 1.6).astype(np.int64), taste)
+        users, taste, want, draws = _users(rng, n_users, n_artists)
         stage("listening")
-
-        # Rows: per genre, Zipf-popular artists; duplicates collapse to unique (user, artist).
-        row_user = np.repeat(np.arange(n_users), draws.sum(1))
-        row_genre = np.repeat(np.tile(np.arange(n_g, dtype=np.int8), n_users), draws.ravel())
-        row_artist = np.empty(row_user.size, dtype=np.int64)
-        for j in range(n_g):
-            sel = row_genre == j
-            pop = 1.0 / np.arange(1, sizes[j] + 1) ** 0.95
-            cdf = np.cumsum(pop / pop.sum())
-            pick = np.minimum(np.searchsorted(cdf, rng.random(int(sel.sum()))), sizes[j] - 1)
-            row_artist[sel] = starts[j] + pick
-        del row_genre
-        key = np.unique(row_user * n_artists + row_artist)
-        del row_user, row_artist
-        uid = key // n_artists
-        # Keep a random subset of each user's distinct artists, of the planned size.
-        order = np.argsort(uid + rng.random(key.size), kind="stable")
-        first = np.searchsorted(uid, np.arange(n_users))
-        keep = np.empty(key.size, dtype=bool)
-        keep[order] = np.arange(key.size) - first[uid[order]] < want[uid[order]]
-        key = key[keep]
-        uid, aid = key // n_artists, key % n_artists
-        activity = np.exp(rng.normal(0.0, 0.5, size=n_users))
-        base = np.exp(rng.normal(np.log(45.0), 1.1, size=key.size))
-        plays = base * activity[uid] * (0.5 + 3.0 * taste[uid, artist_genre[aid]])
-        plays = np.maximum(1, np.rint(plays)).astype(np.int64)
+        uid, aid, plays = _listening(rng, catalogue, draws, want, taste)
         stage("writing")
-
         plays_path = out_dir / PLAYS_FILE
-        name_arr = pa.array(names, pa.string())
+        name_arr = pa.array(catalogue.names, pa.string())
         table = pa.table({
             "user": pa.array(users, pa.string()).take(pa.array(uid)),
-            "mbid": pa.array(mbid_str, pa.string()).take(pa.array(aid)),
+            "mbid": pa.array(catalogue.mbid, pa.string()).take(pa.array(aid)),
             "artist": name_arr.take(pa.array(aid)),
             "plays": pa.array(plays),
         })  # fmt: skip
         _write_tsv(table, plays_path)
         del table
-
-        # Tags: each artist carries most of its genre's tags, sometimes a neighbour's.
-        index = {g.name: i for i, g in enumerate(genres)}
-        tag_artist: list[np.ndarray] = []
-        tag_name: list[np.ndarray] = []
-        tag_weight: list[np.ndarray] = []
-        real = np.array(is_real)
-        for j, g in enumerate(genres):
-            ids = np.arange(starts[j], starts[j + 1])
-            own = (rng.random((ids.size, len(g.tags))) < 0.7) | real[ids, None]
-            own[:, 0] = True
-            nb = genres[index[g.neighbour]].tags
-            near = rng.random(ids.size) < np.where(real[ids], 0.5, 0.15)
-            a_own, t_own = np.nonzero(own)
-            tag_artist += [ids[a_own], ids[near]]
-            tag_name += [
-                np.array(g.tags)[t_own],
-                np.array(nb)[rng.integers(0, len(nb), near.sum())],
-            ]
-            tag_weight += [rng.integers(30, 101, a_own.size), rng.integers(5, 41, int(near.sum()))]
-        t_art = np.concatenate(tag_artist)
-        t_tag = np.concatenate(tag_name)
-        order = np.lexsort((t_tag, t_art))
-        pairs = np.char.add(t_art.astype(str), np.char.add("\t", t_tag))[order]
-        keep = order[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
         tags_path = out_dir / TAGS_FILE
-        tags = pa.table({
-            "artist": name_arr.take(pa.array(t_art[keep])),
-            "tag": pa.array(t_tag[keep], pa.string()),
-            "weight": pa.array(np.concatenate(tag_weight)[keep]),
-        })  # fmt: skip
-        _write_tsv(tags, tags_path)
+        n_tags = _write_tags(rng, catalogue, name_arr, tags_path)
         stage("done")
-    return SynthResult(plays_path, tags_path, int(key.size), n_users, n_artists, tags.num_rows)
+    return SynthResult(plays_path, tags_path, int(uid.size), n_users, n_artists, n_tags)
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    names: list[str]
+    is_real: np.ndarray
+    sizes: np.ndarray  # artists per genre
+    starts: np.ndarray  # first artist of each genre
+    genre: np.ndarray  # genre of each artist
+    mbid: np.ndarray
+
+
+def _artists(rng: np.random.Generator, n_artists: int) -> _Catalogue:
+    """Per genre, real names first (truncated if the catalogue is tiny), then generated ones."""
+    genres = SEED_GENRES
+    n_g = len(genres)
+    n_real = sum(len(g.artists) for g in genres)
+    if n_artists >= n_real:
+        extra = np.full(n_g, (n_artists - n_real) // n_g)
+        extra[: (n_artists - n_real) % n_g] += 1
+        real_counts = np.array([len(g.artists) for g in genres])
+    else:
+        real_counts = np.full(n_g, n_artists // n_g)
+        real_counts[: n_artists % n_g] += 1
+        extra = np.zeros(n_g, dtype=np.int64)
+    taken = {a.casefold() for g in genres for a in g.artists}
+    fill = iter(_generated_names(int(extra.sum()), taken, rng))
+    names: list[str] = []
+    is_real: list[bool] = []
+    for g, k, e in zip(genres, real_counts, extra, strict=True):
+        names += list(g.artists[:k]) + [next(fill) for _ in range(e)]
+        is_real += [True] * int(k) + [False] * int(e)
+    sizes = real_counts + extra
+    mbid = _hex(rng, n_artists, 16)
+    dash = np.full((n_artists, 1), b"-", dtype="S1")
+    cols = [mbid[:, :8], mbid[:, 8:12], mbid[:, 12:16], mbid[:, 16:20], mbid[:, 20:]]
+    parts = [cols[0], dash, cols[1], dash, cols[2], dash, cols[3], dash, cols[4]]
+    mbid_str = np.ascontiguousarray(np.hstack(parts)).view("S36").ravel().astype(str)
+    mbid_str[(rng.random(n_artists) < 0.15) & ~np.array(is_real)] = ""
+    return _Catalogue(
+        names,
+        np.array(is_real),
+        sizes,
+        np.concatenate([[0], np.cumsum(sizes)]),
+        np.repeat(np.arange(n_g), sizes),
+        mbid_str,
+    )
+
+
+def _users(
+    rng: np.random.Generator, n_users: int, n_artists: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Users whose tastes are a Dirichlet over 1-3 dominant genres plus a little background:
+    ids, taste per genre, artists wanted, and draws per genre."""
+    genres = SEED_GENRES
+    n_g = len(genres)
+    users = np.sort(_hex(rng, n_users, 20).view("S40").ravel()).astype(str)
+    k = rng.choice([1, 2, 3], size=n_users, p=[0.35, 0.4, 0.25])
+    gweight = np.array([g.weight for g in genres])
+    keys = np.log(gweight) + rng.gumbel(size=(n_users, n_g))
+    rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+    mix = rng.gamma(1.5, size=(n_users, n_g)) * (rank < k[:, None])
+    taste = 0.92 * mix / mix.sum(1, keepdims=True) + 0.08 * gweight / gweight.sum()
+    want = np.exp(rng.normal(np.log(50.0) - 0.18, 0.6, size=n_users))
+    want = np.clip(np.rint(want), 3, max(3, n_artists // 2)).astype(np.int64)
+    draws = rng.multinomial(np.ceil(want * 1.6).astype(np.int64), taste)
+    return users, taste, want, draws
+
+
+def _listening(
+    rng: np.random.Generator,
+    catalogue: _Catalogue,
+    draws: np.ndarray,
+    want: np.ndarray,
+    taste: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, artist, plays) rows: per genre, Zipf-popular artists; duplicates collapse."""
+    n_users, n_g = draws.shape
+    n_artists, sizes, starts = len(catalogue.names), catalogue.sizes, catalogue.starts
+    row_user = np.repeat(np.arange(n_users), draws.sum(1))
+    row_genre = np.repeat(np.tile(np.arange(n_g, dtype=np.int8), n_users), draws.ravel())
+    row_artist = np.empty(row_user.size, dtype=np.int64)
+    for j in range(n_g):
+        sel = row_genre == j
+        pop = 1.0 / np.arange(1, sizes[j] + 1) ** 0.95
+        cdf = np.cumsum(pop / pop.sum())
+        pick = np.minimum(np.searchsorted(cdf, rng.random(int(sel.sum()))), sizes[j] - 1)
+        row_artist[sel] = starts[j] + pick
+    del row_genre
+    key = np.unique(row_user * n_artists + row_artist)
+    del row_user, row_artist
+    uid = key // n_artists
+    # Keep a random subset of each user's distinct artists, of the planned size.
+    order = np.argsort(uid + rng.random(key.size), kind="stable")
+    first = np.searchsorted(uid, np.arange(n_users))
+    keep = np.empty(key.size, dtype=bool)
+    keep[order] = np.arange(key.size) - first[uid[order]] < want[uid[order]]
+    key = key[keep]
+    uid, aid = key // n_artists, key % n_artists
+    activity = np.exp(rng.normal(0.0, 0.5, size=n_users))
+    base = np.exp(rng.normal(np.log(45.0), 1.1, size=key.size))
+    plays = base * activity[uid] * (0.5 + 3.0 * taste[uid, catalogue.genre[aid]])
+    return uid, aid, np.maximum(1, np.rint(plays)).astype(np.int64)
+
+
+def _write_tags(
+    rng: np.random.Generator, catalogue: _Catalogue, name_arr: pa.Array, path: Path
+) -> int:
+    """Each artist carries most of its genre's tags, sometimes a neighbour's; rows written."""
+    genres = SEED_GENRES
+    index = {g.name: i for i, g in enumerate(genres)}
+    tag_artist: list[np.ndarray] = []
+    tag_name: list[np.ndarray] = []
+    tag_weight: list[np.ndarray] = []
+    real, starts = catalogue.is_real, catalogue.starts
+    for j, g in enumerate(genres):
+        ids = np.arange(starts[j], starts[j + 1])
+        own = (rng.random((ids.size, len(g.tags))) < 0.7) | real[ids, None]
+        own[:, 0] = True
+        nb = genres[index[g.neighbour]].tags
+        near = rng.random(ids.size) < np.where(real[ids], 0.5, 0.15)
+        a_own, t_own = np.nonzero(own)
+        tag_artist += [ids[a_own], ids[near]]
+        tag_name += [
+            np.array(g.tags)[t_own],
+            np.array(nb)[rng.integers(0, len(nb), near.sum())],
+        ]
+        tag_weight += [rng.integers(30, 101, a_own.size), rng.integers(5, 41, int(near.sum()))]
+    t_art = np.concatenate(tag_artist)
+    t_tag = np.concatenate(tag_name)
+    order = np.lexsort((t_tag, t_art))
+    pairs = np.char.add(t_art.astype(str), np.char.add("\t", t_tag))[order]
+    keep = order[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
+    tags = pa.table({
+        "artist": name_arr.take(pa.array(t_art[keep])),
+        "tag": pa.array(t_tag[keep], pa.string()),
+        "weight": pa.array(np.concatenate(tag_weight)[keep]),
+    })  # fmt: skip
+    _write_tsv(tags, path)
+    return int(tags.num_rows)

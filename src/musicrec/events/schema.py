@@ -13,7 +13,9 @@ events into plays, used by serving fold-in and by retraining alike):
 - ``skip``: recorded, adds no plays (an ALS confidence cannot be negative); the artist is kept
   out of the listener's recommendations while the ``exclude_recent_days`` filter covers it.
 - ``ban``: the artist never comes back in that listener's recommendations and their plays of it
-  are dropped from fold-in and from retraining.
+  are dropped from fold-in and from retraining. A ban may carry ``until`` (epoch seconds or
+  ISO-8601): it holds until then and lifts after (:mod:`musicrec.events.bans`); without it, it is
+  permanent. Entry points accept ``until`` once they can keep it (``accept_until=True``).
 
 An event may carry ``event_id``, a string its sender chose: the store keeps each id once per
 listener, so a batch sent again after a lost answer is not stored twice.
@@ -42,6 +44,8 @@ MIN_TIMESTAMP = 946_684_800  # 2000-01-01: Last.fm did not exist before
 FUTURE_SKEW_S = 24 * 3600  # clocks drift; a day ahead is refused
 MAX_BATCH = 500  # events per request; ~100 bytes each stays under the 64 KiB body limit
 FIELDS = ("user_id", "artist", "plays", "timestamp", "kind", "event_id")
+BAN_FIELDS = ("until",)  # only on ban events, only where the caller keeps it
+MAX_UNTIL = 32_503_680_000  # 3000-01-01: later is a typo, not a plan
 WATERMARK_KEY = "events_watermark"  # manifest: highest event id inside a model
 
 
@@ -55,6 +59,7 @@ class Event:
     plays: int = 1
     timestamp: int = 0  # epoch seconds, UTC
     event_id: str | None = None  # the sender's id: stored once per listener
+    until: int | None = None  # ban events: when the ban lifts (None: never)
 
 
 def _text(index: int, raw: Mapping[str, Any], name: str) -> str:
@@ -104,13 +109,32 @@ def parse_timestamp(value: Any, now: float) -> int:
     raise ValueError("must be epoch seconds or ISO-8601 text")
 
 
-def validate_event(index: int, raw: Mapping[str, Any], now: float | None = None) -> Event:
+def _until(index: int, raw: Mapping[str, Any], kind: str, now: float) -> int | None:
+    """A ban's ``until``; one in the past is valid (the ban then changes nothing)."""
+    value = raw.get("until")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if kind != "ban":
+        raise EventError(index, "until", f"only ban events carry until, not {kind}")
+    try:
+        until = parse_timestamp(value, now)
+    except ValueError as exc:
+        raise EventError(index, "until", str(exc)) from None
+    if not MIN_TIMESTAMP <= until <= MAX_UNTIL:
+        raise EventError(index, "until", "must be between 2000-01-01 and 3000-01-01")
+    return until
+
+
+def validate_event(
+    index: int, raw: Mapping[str, Any], now: float | None = None, accept_until: bool = False
+) -> Event:
     """One raw mapping to an :class:`Event`, or :class:`EventError` naming field and reason."""
     if not isinstance(raw, Mapping):
         raise EventError(index, None, "must be an object")
-    unknown = sorted(set(raw) - set(FIELDS))
+    known = FIELDS + BAN_FIELDS if accept_until else FIELDS
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise EventError(index, unknown[0], f"unknown field; expected {', '.join(FIELDS)}")
+        raise EventError(index, unknown[0], f"unknown field; expected {', '.join(known)}")
     now = time.time() if now is None else now
     user_id = _text(index, raw, "user_id")
     artist = _text(index, raw, "artist")
@@ -137,17 +161,21 @@ def validate_event(index: int, raw: Mapping[str, Any], now: float | None = None)
     if timestamp > now + FUTURE_SKEW_S:
         raise EventError(index, "timestamp", "more than a day in the future")
     event_id = None if raw.get("event_id") is None else _text(index, raw, "event_id")
-    return Event(user_id, artist, kind, plays, timestamp, event_id)
+    until = _until(index, raw, kind, now)
+    return Event(user_id, artist, kind, plays, timestamp, event_id=event_id, until=until)
 
 
 def validate_batch(
-    raws: Sequence[Mapping[str, Any]], now: float | None = None, offset: int = 0
+    raws: Sequence[Mapping[str, Any]],
+    now: float | None = None,
+    offset: int = 0,
+    accept_until: bool = False,
 ) -> list[Event]:
     """All events of a batch, or :class:`EventError` for the first invalid one."""
     if not raws:
         raise EventError(offset, None, "the batch is empty")
     now = time.time() if now is None else now
-    return [validate_event(offset + i, raw, now) for i, raw in enumerate(raws)]
+    return [validate_event(offset + i, raw, now, accept_until) for i, raw in enumerate(raws)]
 
 
 def events_frame(events: Iterable[Event]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """The model artifact directory: a model's own files, the train matrix, vocabularies, manifest.
 
-The manifest names the model ``kind``; the kind's class (:mod:`musicrec.models.registry`) saves
-and loads its files (factors as .npy, similarity matrices as .npz/.npy).
+The manifest names the model ``kind``; the kind's class (:mod:`musicrec.models.kinds`) saves
+and loads its files (factors as .npy, similarity matrices as .npz/.npy) and, for factor kinds,
+its item index. Only the stage that writes a directory writes its manifest.
 
 Nothing here unpickles: ``np.load(..., allow_pickle=False)`` and parquet only, so loading an
 artifact from an untrusted registry cannot execute code.
@@ -63,10 +64,12 @@ def save_artifact(
     user_factors: np.ndarray | None = None,
     item_factors: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
+    build_index: bool = False,
 ) -> Path:
     """Write a complete artifact directory atomically and return its path.
 
     Give a fitted ``model``, or ALS factors (``user_factors`` and ``item_factors``).
+    ``extra`` goes into the manifest; ``build_index`` saves the model's approximate index too.
     """
     n_users, n_items = dataset.shape
     if model is None:
@@ -78,13 +81,9 @@ def save_artifact(
         model = ALSModel.from_factors(
             config, Factors(user_factors, item_factors, []), dataset.train
         )
-    if getattr(model, "has_factors", False):
-        uf, itf = model.user_factors, model.item_factors  # type: ignore[attr-defined]
-        if uf.shape[0] != n_users or itf.shape[0] != n_items:
-            raise ArtifactError(
-                f"factor shapes {uf.shape}/{itf.shape} do not match the "
-                f"dataset's {n_users} users x {n_items} items"
-            )
+    problem = model.check_shape(n_users, n_items)
+    if problem:
+        raise ArtifactError(f"the model does not fit the dataset: {problem}")
     manifest: dict[str, Any] = {
         "format_version": layout.ARTIFACT_FORMAT_VERSION,
         "kind": model.kind,
@@ -108,6 +107,8 @@ def save_artifact(
     manifest["version"] = f"{manifest['created_at'][:10]}-{dataset.fingerprint[:8]}"
     with atomic_dir(out_dir, marker=layout.MANIFEST) as tmp:
         model.save(tmp)
+        if build_index:
+            model.build_index(tmp)
         sp.save_npz(tmp / layout.TRAIN_MATRIX, dataset.train, compressed=False)
         for name in (layout.USERS, layout.ITEMS, layout.TAGS):
             if (dataset.path / name).exists():
@@ -147,7 +148,8 @@ class ModelArtifact:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> ModelArtifact:
-        from musicrec.models.registry import model_class
+        """Read and check an artifact directory (files memory-mapped unless ``mmap`` is false)."""
+        from musicrec.models.kinds import model_class
 
         path = Path(path)
         if not path.is_dir():
@@ -177,13 +179,8 @@ class ModelArtifact:
             raise ArtifactError(f"{path}: train matrix shape does not match the vocabularies")
         model = kind_class.load(path, config, train)
         if not mmap:
-            for name in ("user_factors", "item_factors"):
-                if hasattr(model, name):
-                    setattr(model, name, np.array(getattr(model, name)))
-        if model.has_factors and (
-            model.user_factors.shape[0] != len(users)  # type: ignore[attr-defined]
-            or model.item_factors.shape[0] != len(items)  # type: ignore[attr-defined]
-        ):
+            model.in_memory()
+        if model.check_shape(len(users), len(items)):
             raise ArtifactError(f"{path}: factor shapes do not match the vocabularies")
         return cls(path, manifest, model, train, users, items)
 
@@ -200,7 +197,7 @@ class ModelArtifact:
         return self._factors("item_factors")
 
     def _factors(self, name: str) -> np.ndarray:
-        if not self.model.has_factors:
+        if not self.model.n_factors:
             raise ArtifactError(f"{self.path}: a {self.kind} model has no {name}")
         return getattr(self.model, name)  # type: ignore[no-any-return]
 
@@ -212,8 +209,3 @@ class ModelArtifact:
     def tags(self) -> pd.DataFrame | None:
         tags_path = self.path / layout.TAGS
         return pd.read_parquet(tags_path) if tags_path.exists() else None
-
-    def update_manifest(self, **changes: Any) -> None:
-        """Merge ``changes`` into manifest.json (atomic rewrite), e.g. evaluation metrics."""
-        self.manifest.update(changes)
-        write_json_atomic(self.path / layout.MANIFEST, self.manifest)

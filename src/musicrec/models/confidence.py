@@ -1,6 +1,7 @@
 """The one place that turns play counts into ALS confidence weights.
 
-Every engine (implicit, Spark) and the new-listener fold-in call :func:`confidence`, and
+Every engine (implicit, Spark) and the new-listener fold-in call :func:`confidence` (one row:
+:func:`row_confidence`, the same arithmetic), and
 each passes ``alpha=1`` to its solver: plays are weighted once and scaled once.
 """
 
@@ -70,3 +71,34 @@ def confidence(
         )
     out.data *= config.alpha
     return out.astype(np.float32)
+
+
+def row_confidence(
+    items: np.ndarray,
+    plays: np.ndarray,
+    config: TrainConfig,
+    totals: np.ndarray,
+    mean_total: float,
+) -> np.ndarray:
+    """:func:`confidence` of one listener's row given as arrays (sorted, distinct ``items``).
+
+    The same arithmetic without building a matrix: what serving pays per request. ``totals``
+    and ``mean_total`` are the training matrix's per-item play sums and their mean.
+    """
+    data = np.asarray(plays, dtype=np.float64)
+    if config.weighting == "log1p":
+        data = np.log1p(data)
+    elif config.weighting == "bm25":
+        data = bm25_weight(
+            data,
+            totals[items],
+            mean_total,
+            np.log1p(np.float64(len(items))),
+            len(totals),
+            config.bm25_k1,
+            config.bm25_b,
+        )
+    else:
+        data = data.copy()
+    data *= config.alpha
+    return data.astype(np.float32)

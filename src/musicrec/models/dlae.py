@@ -14,7 +14,9 @@ listeners (HetRec Last.fm-2K: 1,892 listeners, 17,632 artists) costs a 1,892 x 1
   ``h B = ((h / L) X') M^-1 X``.
 
 Both give the same scores. The inverse and ``L`` are saved as ``dlae_inverse.npy`` and
-``dlae_penalty.npy``; ``X`` is the artifact's training matrix, weighted again at load.
+``dlae_penalty.npy``; ``X`` is the artifact's training matrix, weighted again at load. An
+explanation is exact: the terms ``weight[h] * B[h, j]``, with only the history's rows of ``B``
+formed. The search space (``suggest``) is ``l2`` on a log scale, ``dropout`` and the weighting.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from musicrec.config import TrainConfig
+from musicrec.config import WEIGHTINGS, TrainConfig
 from musicrec.errors import ConfigError
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.itemitem import check_ease_memory
+from musicrec.models.query import Query
 from musicrec.models.topk import topk_dense
 
 INVERSE = "dlae_inverse.npy"
@@ -87,6 +90,23 @@ class DLAEModel(Model):
     def scores(self, users: np.ndarray | None, user_items: sp.csr_matrix) -> np.ndarray:
         return self._scores_of(sp.csr_matrix(self.weights(user_items), dtype=np.float32))
 
+    def rows(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``B[history][:, items]`` (float32), without forming the rest of ``B``."""
+        history = np.asarray(history, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if self.dual:
+            columns = sp.csr_matrix(self.weighted.T)
+            left = columns[history].toarray() / self.penalty[history, None]  # (h, users)
+            right = self.inverse @ columns[items].toarray().T  # (users, items)
+            return np.asarray(left @ right, dtype=np.float32)
+        block = -self.inverse[np.ix_(history, items)] * self.penalty[items]
+        block += history[:, None] == items[None, :]
+        return np.asarray(block, dtype=np.float32)
+
+    def contributions(self, query: Query, items: np.ndarray, exact: bool = False) -> np.ndarray:
+        """The exact terms ``weight[h] * B[h, item]`` of each score."""
+        return self.rows(query.items, items) * query.weights[:, None]
+
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``B``: the items an item's presence in a history raises most."""
         items = np.asarray(items, dtype=np.int64)
@@ -128,9 +148,11 @@ class DLAEModel(Model):
     @classmethod
     def suggest(cls, trial: Any, start: TrainConfig) -> TrainConfig:
         """One point of the search space (an Optuna trial); ``start`` gives the rest."""
+        weighting = trial.suggest_categorical(cls.trial_name("weighting"), list(WEIGHTINGS))
         return start.override(
             l2=trial.suggest_float("l2", *L2, log=True),
             dropout=trial.suggest_float("dropout", *DROPOUT),
+            weighting=weighting,
         )
 
 

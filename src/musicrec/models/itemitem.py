@@ -23,16 +23,22 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from musicrec import layout
-from musicrec.config import TrainConfig
+from musicrec.config import SIMILARITIES, WEIGHTINGS, TrainConfig
 from musicrec.errors import ConfigError
 from musicrec.models.base import IterationCallback, Model
-from musicrec.models.topk import topk_dense, topk_sparse
+from musicrec.models.query import Query
+from musicrec.models.topk import padded, rank_candidates, topk_dense, topk_sparse, unpadded
 
 log = logging.getLogger(__name__)
 
 EASE_BYTES_PER_CELL = 4 * 4  # float32 Gram matrix, its inverse, the symmetrised copy, the result
 EASE_MEMORY_SHARE = 0.6  # of physical memory EASE may plan to use
 RP3_BLOCK = 1024  # item rows per block of the random-walk product
+# The search spaces (Optuna).
+L2 = (20.0, 1e4)  # EASE, log scale
+NEIGHBOURS = (10, 1000)  # itemknn / rp3beta, integer, log scale
+RP3_ALPHA = (0.2, 1.5)
+RP3_BETA = (0.0, 1.0)
 
 
 class ItemItemModel(Model):
@@ -72,10 +78,8 @@ class ItemItemModel(Model):
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.dense:
             return super()._rank(users, user_items, k, exclude)
-        assert self.popularity is not None
         n = user_items.shape[0]
-        ids = np.full((n, k), -1, dtype=np.int64)
-        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        ids, scores = padded(n, k)
         weighted = self.weights(user_items)
         for row in range(n):  # plain numpy per row: no sparse product over the whole block
             lo, hi = weighted.indptr[row], weighted.indptr[row + 1]
@@ -109,25 +113,21 @@ class ItemItemModel(Model):
         else:
             cand = np.empty(0, dtype=np.int64)
             score = np.empty(0, dtype=np.float32)
-        allowed = ~np.isin(cand, banned)
-        negative = allowed & (score < 0)
-        neg_cand, neg_score = cand[negative], score[negative]
-        keep = allowed & (score > 0)
-        cand, score = cand[keep], score[keep]
-        top = np.lexsort((cand, -score))[:k]
-        ids = np.full(k, -1, dtype=np.int64)
-        out = np.full(k, -np.inf, dtype=np.float32)
-        at = len(top)
-        ids[:at], out[:at] = cand[top], score[top]
-        if at < k:  # unscored items rank after scored ones, most listened first
-            taken = np.concatenate([banned, cand[top], neg_cand])
-            rest = self.popularity[~np.isin(self.popularity, taken)][: k - at]
-            ids[at : at + len(rest)], out[at : at + len(rest)] = rest, 0.0
-            at += len(rest)
-        if at < k and len(neg_cand):  # negative scores come last, as in a dense ranking
-            order = np.lexsort((neg_cand, -neg_score))[: k - at]
-            ids[at : at + len(order)], out[at : at + len(order)] = neg_cand[order], neg_score[order]
-        return ids, out
+        return rank_candidates(cand, score, k, banned, self.popularity)
+
+    def _rank_history(
+        self, query: Query, k: int, banned: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.dense:
+            return super()._rank_history(query, k, banned)
+        ids, scores = self._rank_one(query.items, query.weights, k, banned)
+        return unpadded((ids[None, :], scores[None, :]))
+
+    def contributions(self, query: Query, items: np.ndarray, exact: bool = False) -> np.ndarray:
+        """The exact terms ``weight[h] * S[h, item]`` of each score."""
+        block = self.similarity[query.items][:, np.asarray(items, dtype=np.int64)]
+        dense = block.toarray() if sp.issparse(block) else np.asarray(block)
+        return np.asarray(dense, dtype=np.float32) * query.weights[:, None]
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         items = np.asarray(items, dtype=np.int64)
@@ -174,6 +174,20 @@ class ItemKNNModel(ItemItemModel):
     """implicit's item-item nearest neighbours (cosine, BM25 or TF-IDF), ``neighbours`` per item."""
 
     kind = "itemknn"
+    searched = ("similarity", "neighbours", "weighting")
+
+    @classmethod
+    def run_name(cls, config: TrainConfig) -> str:
+        return f"itemknn-{config.similarity}-k{config.neighbours}"
+
+    @classmethod
+    def suggest(cls, trial: Any, start: TrainConfig) -> TrainConfig:
+        weighting = trial.suggest_categorical(cls.trial_name("weighting"), list(WEIGHTINGS))
+        return start.override(
+            similarity=trial.suggest_categorical("similarity", list(SIMILARITIES)),
+            neighbours=trial.suggest_int(cls.trial_name("neighbours"), *NEIGHBOURS, log=True),
+            weighting=weighting,
+        )
 
     def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> sp.csr_matrix:
         from implicit.nearest_neighbours import (
@@ -200,6 +214,21 @@ class RP3BetaModel(ItemItemModel):
     """RP3beta (Paudel et al., 2017): item -> user -> item walks, popularity penalised."""
 
     kind = "rp3beta"
+    searched = ("rp3_alpha", "rp3_beta", "neighbours", "weighting")
+
+    @classmethod
+    def run_name(cls, config: TrainConfig) -> str:
+        return f"rp3beta-a{config.rp3_alpha:.2g}-b{config.rp3_beta:.2g}-k{config.neighbours}"
+
+    @classmethod
+    def suggest(cls, trial: Any, start: TrainConfig) -> TrainConfig:
+        weighting = trial.suggest_categorical(cls.trial_name("weighting"), list(WEIGHTINGS))
+        return start.override(
+            rp3_alpha=trial.suggest_float("rp3_alpha", *RP3_ALPHA),
+            rp3_beta=trial.suggest_float("rp3_beta", *RP3_BETA),
+            neighbours=trial.suggest_int(cls.trial_name("neighbours"), *NEIGHBOURS, log=True),
+            weighting=weighting,
+        )
 
     def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> sp.csr_matrix:
         from rich.progress import Progress
@@ -231,6 +260,16 @@ class EASEModel(ItemItemModel):
 
     kind = "ease"
     dense = True
+    searched = ("l2", "weighting")
+
+    @classmethod
+    def run_name(cls, config: TrainConfig) -> str:
+        return f"ease-l{config.l2:g}"
+
+    @classmethod
+    def suggest(cls, trial: Any, start: TrainConfig) -> TrainConfig:
+        weighting = trial.suggest_categorical(cls.trial_name("weighting"), list(WEIGHTINGS))
+        return start.override(l2=trial.suggest_float("l2", *L2, log=True), weighting=weighting)
 
     def _learn(self, weighted: sp.csr_matrix, show_progress: bool) -> np.ndarray:
         from scipy.linalg import lapack

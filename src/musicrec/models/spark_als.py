@@ -3,7 +3,7 @@
 The training split is read with ``spark.read.parquet`` and weighted with Spark SQL using the
 expressions of :mod:`musicrec.models.confidence`, so nothing but the final factors passes
 through the driver's Python process. The factors come back in our ``user_idx`` / ``item_idx``
-order, ready for :func:`musicrec.models.artifact.save_artifact`.
+order; :meth:`musicrec.models.als.ALSModel.fit_dataset` adopts them (engine ``spark``).
 
 Two semantic differences from implicit are bridged here (details in ``docs/spark.md``):
 
@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -36,8 +36,9 @@ from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError, DataError
-from musicrec.models.als import Factors, IterationCallback
+from musicrec.models.base import IterationCallback
 from musicrec.models.confidence import bm25_weight
+from musicrec.models.factors import Factors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -260,54 +261,20 @@ def fit_spark(
     uri = train_uri or str(dataset.path.resolve() / layout.TRAIN)
     started = time.perf_counter()
     with spark_session(master, conf) as spark, _checkpointing(spark, checkpoint_dir):
-        from pyspark.errors import AnalysisException
-        from pyspark.ml.recommendation import ALS
-        from pyspark.sql import functions as F
-
+        ratings = _read_ratings(spark, uri, config, n_items).cache()
         try:
-            frame = spark.read.parquet(uri)
-        except AnalysisException as exc:
-            raise DataError(f"{uri}: Spark cannot read the training split ({exc})") from exc
-        ratings = weighted_ratings(frame, config, n_items).cache()
-        try:
-            n_ratings = ratings.count()
-            if n_ratings == 0:
-                raise DataError(f"{uri}: no training interactions")
-            low_u, high_u, low_i, high_i = ratings.agg(
-                F.min("user_idx"), F.max("user_idx"), F.min("item_idx"), F.max("item_idx")
-            ).first()  # type: ignore[misc]
-            if low_u < 0 or low_i < 0 or high_u >= n_users or high_i >= n_items:
-                raise DataError(f"{uri}: indices outside the dataset's {n_users}x{n_items} shape")
+            n_ratings = _check_ratings(ratings, uri, n_users, n_items)
             if reg_param is None:
                 reg_param = spark_reg_param(config.regularization, n_ratings, n_users)
-            blocks = max(
-                2 if is_local(spark.sparkContext.master or "") else 10,
-                spark.sparkContext.defaultParallelism,
-            )
-            als = ALS(
-                rank=config.factors,
-                maxIter=config.iterations,
-                regParam=reg_param,
-                implicitPrefs=True,
-                alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
-                nonnegative=False,
-                seed=config.seed,
-                userCol="user_idx",
-                itemCol="item_idx",
-                ratingCol="rating",
-                coldStartStrategy="drop",
-                checkpointInterval=CHECKPOINT_INTERVAL,
-                numUserBlocks=blocks,
-                numItemBlocks=blocks,
-            )
+            estimator = _estimator(spark, config, reg_param)
             log.info(
                 "Spark ALS on %s: %d ratings, regParam %.3g, %d blocks",
                 spark.sparkContext.master,
                 n_ratings,
                 reg_param,
-                blocks,
+                estimator.getNumUserBlocks(),
             )
-            model = als.fit(ratings)
+            model = estimator.fit(ratings)
             user_factors = to_numpy(model.userFactors, n_users, config.factors, "user")
             item_factors = to_numpy(model.itemFactors, n_items, config.factors, "item")
         finally:
@@ -316,3 +283,55 @@ def fit_spark(
     if callback is not None:
         callback(config.iterations - 1, seconds, math.nan)
     return Factors(user_factors=user_factors, item_factors=item_factors, loss_history=[])
+
+
+def _read_ratings(spark: SparkSession, uri: str, config: TrainConfig, n_items: int) -> DataFrame:
+    """The training split at ``uri`` as weighted ratings (one-line error when unreadable)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        frame = spark.read.parquet(uri)
+    except AnalysisException as exc:
+        raise DataError(f"{uri}: Spark cannot read the training split ({exc})") from exc
+    return weighted_ratings(frame, config, n_items)
+
+
+def _check_ratings(ratings: DataFrame, uri: str, n_users: int, n_items: int) -> int:
+    """How many ratings there are; refuse none, or indices outside the dataset's shape."""
+    from pyspark.sql import functions as F
+
+    n_ratings = ratings.count()
+    if n_ratings == 0:
+        raise DataError(f"{uri}: no training interactions")
+    low_u, high_u, low_i, high_i = ratings.agg(
+        F.min("user_idx"), F.max("user_idx"), F.min("item_idx"), F.max("item_idx")
+    ).first()  # type: ignore[misc]
+    if low_u < 0 or low_i < 0 or high_u >= n_users or high_i >= n_items:
+        raise DataError(f"{uri}: indices outside the dataset's {n_users}x{n_items} shape")
+    return int(n_ratings)
+
+
+def _estimator(spark: SparkSession, config: TrainConfig, reg_param: float) -> Any:
+    """Spark's implicit-feedback ALS for ``config``, blocked for the session's parallelism."""
+    from pyspark.ml.recommendation import ALS
+
+    blocks = max(
+        2 if is_local(spark.sparkContext.master or "") else 10,
+        spark.sparkContext.defaultParallelism,
+    )
+    return ALS(
+        rank=config.factors,
+        maxIter=config.iterations,
+        regParam=reg_param,
+        implicitPrefs=True,
+        alpha=1.0,  # confidence is already scaled by musicrec.models.confidence
+        nonnegative=False,
+        seed=config.seed,
+        userCol="user_idx",
+        itemCol="item_idx",
+        ratingCol="rating",
+        coldStartStrategy="drop",
+        checkpointInterval=CHECKPOINT_INTERVAL,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+    )

@@ -1,9 +1,14 @@
-"""Top-k selection under the one ranking contract every model and baseline keeps.
+"""Top-k selection under the one ranking contract every model kind (baselines too) keeps.
 
 The contract: for each query row, ``k`` item ids best first, never an excluded item; when
 fewer than ``k`` items are left to rank, the missing slots are padded explicitly with id
-``-1`` and score ``-inf``. Items a model scores as zero are still candidates (ranked after the
-positive ones), so a list is only ever shorter than ``k`` when the catalogue runs out.
+``-1`` and score ``-inf`` (:func:`padded`; :func:`unpadded` strips it for one row). Items a model
+scores as zero are still candidates (ranked after the positive ones), so a list is only ever
+shorter than ``k`` when the catalogue runs out.
+
+Two selections, one per shape of scores: :func:`topk_dense` for dense rows and
+:func:`rank_candidates` for one row of scored candidates (sparse scores), which fills the rest
+of the list from a fallback order.
 """
 
 from __future__ import annotations
@@ -14,11 +19,39 @@ import scipy.sparse as sp
 PAD = -1
 
 
-def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def padded(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` empty rankings of length ``k``: ids ``-1``, scores ``-inf`` (the one padding)."""
     return (
         np.full((n, k), PAD, dtype=np.int64),
         np.full((n, k), -np.inf, dtype=np.float32),
     )
+
+
+def unpadded(ranking: tuple[np.ndarray, np.ndarray], row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One row of a ranking without its padding."""
+    ids, scores = ranking
+    keep = ids[row] >= 0
+    return ids[row][keep], scores[row][keep]
+
+
+def one_row(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """A ``1 x n_items`` indicator row of ``ids`` (an exclusion row)."""
+    ids = np.unique(np.asarray(ids, dtype=np.int64))
+    return sp.csr_matrix(
+        (np.ones(len(ids), dtype=np.float32), ids, [0, len(ids)]), shape=(1, n_items)
+    )
+
+
+def checked_rows(matrix: sp.csr_matrix, n_rows: int, n_items: int) -> sp.csr_matrix:
+    """``matrix`` as CSR after checking its shape at the public boundary of a model."""
+    matrix = sp.csr_matrix(matrix)
+    if matrix.shape[0] != n_rows:
+        raise ValueError(
+            f"user_items must contain 1 row for every user ({n_rows}), got {matrix.shape[0]}"
+        )
+    if matrix.shape[1] != n_items:
+        raise ValueError(f"user_items must have {n_items} columns, got {matrix.shape[1]}")
+    return matrix
 
 
 def topk_dense(
@@ -29,7 +62,7 @@ def topk_dense(
     ``scores`` is modified in place (excluded cells set to ``-inf``).
     """
     n, n_items = scores.shape
-    ids, out = _empty(n, k)
+    ids, out = padded(n, k)
     if n == 0 or k <= 0:
         return ids, out
     if exclude is not None and exclude.nnz:
@@ -49,76 +82,63 @@ def topk_dense(
     return ids, out
 
 
+def rank_candidates(
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    banned: np.ndarray,
+    fallback: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One row's top-``k`` from scored ``candidates`` (distinct ids); the rest are unscored.
+
+    Positive scores come first (best first, ties by id). Unscored and zero-score items follow
+    with score 0 in ``fallback`` order (every item id, e.g. most listened first), then negative
+    scores, as a dense ranking of the same row would order them. ``banned`` never appears.
+    """
+    ids = np.full(k, PAD, dtype=np.int64)
+    out = np.full(k, -np.inf, dtype=np.float32)
+    allowed = ~np.isin(candidates, banned)
+    negative = allowed & (scores < 0)
+    neg_cand, neg_score = candidates[negative], scores[negative]
+    keep = allowed & (scores > 0)
+    candidates, scores = candidates[keep], scores[keep]
+    top = np.lexsort((candidates, -scores))[:k]
+    at = len(top)
+    ids[:at], out[:at] = candidates[top], scores[top]
+    if at < k:
+        taken = np.concatenate([banned, candidates[top], neg_cand])
+        rest = fallback[~np.isin(fallback, taken)][: k - at]
+        ids[at : at + len(rest)], out[at : at + len(rest)] = rest, 0.0
+        at += len(rest)
+    if at < k and len(neg_cand):
+        order = np.lexsort((neg_cand, -neg_score))[: k - at]
+        ids[at : at + len(order)], out[at : at + len(order)] = neg_cand[order], neg_score[order]
+    return ids, out
+
+
 def topk_sparse(
     scores: sp.csr_matrix,
     k: int,
     exclude: sp.csr_matrix | None,
     fallback: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` per row of a sparse score matrix; unscored items rank after scored ones.
-
-    Stored scores come first (best first). Rows with fewer than ``k`` eligible stored scores
-    are filled, with score 0, from ``fallback`` (every item id, in tie-break order, e.g. most
-    listened first), skipping excluded and already chosen items. Negative stored scores rank
-    after the zero-score fill, as they would in a dense ranking.
-    """
+    """Top-``k`` per row of a sparse score matrix (:func:`rank_candidates` on each row)."""
     scores = sp.csr_matrix(scores, dtype=np.float32)
+    scores.sum_duplicates()
     n = scores.shape[0]
-    ids, out = _empty(n, k)
-    if n == 0 or k <= 0:
+    ids, out = padded(n, k)
+    if k <= 0:
         return ids, out
-    if exclude is not None and exclude.nnz:
-        blocked = sp.csr_matrix(
-            (np.ones(exclude.nnz, dtype=np.float32), exclude.indices, exclude.indptr),
-            shape=scores.shape,
-        )
-        keep = scores - scores.multiply(blocked)  # zero out excluded cells
-        keep.eliminate_zeros()
-        scores = sp.csr_matrix(keep)
-    scores.eliminate_zeros()
-    coo = scores.tocoo()
-    positive = coo.data > 0
-    rows, cols, vals = coo.row[positive], coo.col[positive], coo.data[positive]
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(rows, np.arange(n))
-    rank = np.arange(len(rows)) - starts[rows]
-    top = rank < k
-    ids[rows[top], rank[top]] = cols[top]
-    out[rows[top], rank[top]] = vals[top]
-    filled = np.bincount(rows[top], minlength=n)
-    short = np.flatnonzero(filled < k)
-    fallback_list = fallback.tolist() if len(short) else []
-    for row in short:
-        taken = set(ids[row, : filled[row]].tolist())
+    none = np.empty(0, dtype=np.int64)
+    for row in range(n):
+        lo, hi = scores.indptr[row], scores.indptr[row + 1]
+        banned = none
         if exclude is not None:
-            taken.update(exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]].tolist())
-        negatives = scores[row]
-        negative_items = negatives.indices[negatives.data < 0]
-        taken.update(negative_items.tolist())
-        need = k - filled[row]
-        fill = _first_missing(fallback_list, taken, need)
-        ids[row, filled[row] : filled[row] + len(fill)] = fill
-        out[row, filled[row] : filled[row] + len(fill)] = 0.0
-        at = filled[row] + len(fill)
-        if at < k and len(negative_items):
-            neg_scores = negatives.data[negatives.data < 0]
-            neg_order = np.argsort(-neg_scores, kind="stable")[: k - at]
-            ids[row, at : at + len(neg_order)] = negative_items[neg_order]
-            out[row, at : at + len(neg_order)] = neg_scores[neg_order]
+            banned = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
+        ids[row], out[row] = rank_candidates(
+            scores.indices[lo:hi].astype(np.int64), scores.data[lo:hi], k, banned, fallback
+        )
     return ids, out
-
-
-def _first_missing(order: list[int], taken: set[int], need: int) -> list[int]:
-    found: list[int] = []
-    if need <= 0:
-        return found
-    for item in order:
-        if item not in taken:
-            found.append(item)
-            if len(found) == need:
-                break
-    return found
 
 
 def check_ranking(ids: np.ndarray, scores: np.ndarray, exclude: sp.csr_matrix | None) -> None:

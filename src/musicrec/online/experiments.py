@@ -352,14 +352,23 @@ class ExperimentStore:
 
     def stop_arm(self, name: str, arm: str, reason: str, now: float | None = None) -> Experiment:
         """Stop one arm (a guardrail breach): its listeners go back to the default model."""
+        self.stop_arm_once(name, arm, reason, now)
+        return self.get(name)
+
+    def stop_arm_once(self, name: str, arm: str, reason: str, now: float | None = None) -> bool:
+        """Stop one arm unless it is stopped already; True when this call stopped it.
+
+        The update only touches an arm without a stop time, so when several workers see the
+        same breach at once exactly one records it (and its reason).
+        """
         experiment = self.get(name)
         if arm not in {a.name for a in experiment.arms}:
             raise ExperimentError(f"experiment {name!r} has no arm {arm!r}")
         a = arms_table
         with self.store.writes.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 sa.update(a)
                 .where(a.c.experiment == name, a.c.name == arm, a.c.stopped_at.is_(None))
                 .values(stopped_at=time.time() if now is None else now, stop_reason=reason)
             )
-        return self.get(name)
+        return bool(result.rowcount)

@@ -119,6 +119,21 @@ def interleave_preferences(
     return preferences(frame, experiment.arms[0].name, shown["listener"].to_numpy(dtype=object))
 
 
+def impression_rewards(
+    store: EventStore,
+    experiment: Experiment,
+    k: int | None = None,
+    window_s: float = ATTRIBUTION_WINDOW_S,
+) -> pd.DataFrame:
+    """The experiment's impressions (positions below ``k``) with ``reward``: 1 when the
+    impression was listened to (a play or love attributed), else 0. Off-policy replay's logs."""
+    shown = _shown(store, experiment, k)
+    outcomes = _outcomes(store, experiment, shown, window_s)
+    listened = outcomes.loc[outcomes["kind"].isin(LISTENED_KINDS), "impression_id"]
+    reward = shown["id"].isin(set(listened.dropna().astype(np.int64))).astype(np.int64)
+    return shown.assign(reward=reward.to_numpy()).reset_index(drop=True)
+
+
 def report_counts(
     store: EventStore, experiment: Experiment, k: int | None = None
 ) -> dict[str, Any]:

@@ -60,6 +60,19 @@ class EndpointStats:
     failures: int = 0  # no HTTP answer (timeout, connection refused)
     latencies_ms: list[float] = field(default_factory=list)
 
+    def record(self, status: int | None, took_ms: float) -> None:
+        """One answer (``status`` ``None``: none came) that took ``took_ms``."""
+        self.count += 1
+        self.latencies_ms.append(took_ms)
+        if status is None:
+            self.failures += 1
+        elif status >= 500:
+            self.server_errors += 1
+        elif status >= 400:
+            self.client_errors += 1
+        else:
+            self.ok += 1
+
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
@@ -213,6 +226,15 @@ class _Budget:
             return True
 
 
+def _check_load(rate: float, duration: float, max_requests: int | None, concurrency: int) -> None:
+    if rate <= 0 or duration <= 0:
+        raise TrafficError("rate and duration must be positive")
+    if max_requests is not None and max_requests < 1:
+        raise TrafficError("max-requests must be at least 1")
+    if concurrency < 1:
+        raise TrafficError("concurrency must be at least 1")
+
+
 def run_traffic(
     url: str,
     rate: float,
@@ -235,12 +257,7 @@ def run_traffic(
         timeout: Per-request timeout in seconds.
         seed: Seed of the request mix.
     """
-    if rate <= 0 or duration <= 0:
-        raise TrafficError("rate and duration must be positive")
-    if max_requests is not None and max_requests < 1:
-        raise TrafficError("max-requests must be at least 1")
-    if concurrency < 1:
-        raise TrafficError("concurrency must be at least 1")
+    _check_load(rate, duration, max_requests, concurrency)
     base = check_target(url, allow_remote)
     with httpx.Client(base_url=base, timeout=timeout) as client:
         pools = fetch_pools(client)
@@ -278,17 +295,7 @@ def run_traffic(
                     status = None
                 took = (time.perf_counter() - sent) * 1000.0
                 with stats_lock:
-                    entry = stats.setdefault(label, EndpointStats())
-                    entry.count += 1
-                    entry.latencies_ms.append(took)
-                    if status is None:
-                        entry.failures += 1
-                    elif status >= 500:
-                        entry.server_errors += 1
-                    elif status >= 400:
-                        entry.client_errors += 1
-                    else:
-                        entry.ok += 1
+                    stats.setdefault(label, EndpointStats()).record(status, took)
 
     workers = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(threads)]
     for thread in workers:

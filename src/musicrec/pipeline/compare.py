@@ -34,7 +34,6 @@ from musicrec.pipeline.beyond import (
 from musicrec.pipeline.evaluate import DEFAULT_KS, check_trained_on
 from musicrec.pipeline.summary import columns
 from musicrec.pipeline.userscores import ACCURACY, UserScores, check_ks, score_users
-from musicrec.ranking import ModelRanker
 
 DEFAULT_PERMUTATIONS = 5000
 AGGREGATE_METRICS = ("coverage", "gini")
@@ -112,9 +111,18 @@ def score_artifacts(
     items = ItemSpace.build(train, dataset.tags, artifacts[0].model.similar_items)
     scores = []
     for number, artifact in enumerate(artifacts):
-        ranker = ModelRanker(artifact.model, train, name=f"model {'ab'[number % 2]}")
+        label = f"model {'ab'[number % 2]}"
         # Train and validation items are out of the ranking, as in ``evaluate``.
-        scored = score_users(ranker, dataset.seen, test, ks, items, show_progress=show_progress)
+        scored = score_users(
+            artifact.model,
+            train,
+            test,
+            ks,
+            items,
+            show_progress=show_progress,
+            label=label,
+            exclude=dataset.seen,
+        )
         scored.fingerprint = dataset.fingerprint
         scores.append(scored)
     return scores

@@ -1,4 +1,4 @@
-"""Evaluate a ranker on a split: metrics with intervals, segments and baselines.
+"""Evaluate a model on a split: metrics with intervals, segments and baselines.
 
 Every test user is ranked once (:func:`musicrec.pipeline.userscores.score_users`, where the
 metrics are defined); means, bootstrap intervals over users and the segment table come from
@@ -20,21 +20,38 @@ from typing import Any
 import scipy.sparse as sp
 
 from musicrec import layout
+from musicrec.config import BASELINES, TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.errors import ArtifactError
+from musicrec.errors import ArtifactError, ConfigError
 from musicrec.fsutil import read_json, write_json_atomic
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.base import Model
+from musicrec.models.kinds import build
 from musicrec.pipeline.beyond import ItemSpace
+from musicrec.pipeline.observer import NullObserver, StageObserver, dataset_tags, observing
 from musicrec.pipeline.summary import DEFAULT_RESAMPLES, summarize
-from musicrec.pipeline.userscores import UserScores, ranking_metrics, score_users
-from musicrec.ranking import ModelRanker, RandomRanker, Ranker, StaticRanker
+from musicrec.pipeline.userscores import (
+    Ranking,
+    UserScores,
+    ranking_metrics,
+    ranking_of,
+    score_users,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS: tuple[int, ...] = (10, 20)
-SCORES_FILE = "evaluation.npz"  # per-user values beside the manifest, for paired comparisons
-__all__ = ["DEFAULT_KS", "Report", "evaluate", "evaluate_model", "ranking_metrics"]
+SCORES_FILE = layout.USER_SCORES  # per-user values beside the manifest, paired comparisons
+__all__ = [
+    "DEFAULT_KS",
+    "Ranking",
+    "Report",
+    "evaluate",
+    "evaluate_model",
+    "evaluate_ranker",
+    "ranking_metrics",
+    "ranking_of",
+]
 
 
 @dataclass
@@ -60,7 +77,7 @@ class Report:
 
 
 def evaluate_ranker(
-    ranker: Ranker,
+    ranker: Model | Ranking,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int] = DEFAULT_KS,
@@ -68,26 +85,33 @@ def evaluate_ranker(
     show_progress: bool = False,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Accuracy and coverage at each K for every user with test items, and the segments
-    (no intervals, no beyond-accuracy metrics: what tuning needs)."""
+    (no intervals, no beyond-accuracy metrics: what tuning needs).
+
+    ``ranker`` is a model of the users of ``train`` or any :data:`Ranking`.
+    """
     scores = score_users(ranker, train, test, ks, None, batch_size, show_progress)
     summary = summarize(scores, n_resamples=0)
     return summary.metrics, summary.segments
 
 
 def evaluate(
-    ranker: Ranker,
+    model: Model,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int] = DEFAULT_KS,
-    baselines: Sequence[Ranker] = (),
+    baselines: Sequence[Model] = (),
     show_progress: bool = False,
     *,
     items: ItemSpace | None = None,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    exclude: sp.csr_matrix | None = None,
 ) -> Report:
-    """Evaluate ``ranker`` (with intervals from ``bootstrap`` resamples) and each baseline."""
-    scores = score_users(ranker, train, test, ks, items, show_progress=show_progress)
+    """Evaluate ``model`` (trained on ``train``'s users; with intervals from ``bootstrap``
+    resamples) and each baseline on the same split; ``exclude`` is kept out of every ranking
+    (default ``train``)."""
+    options: dict[str, Any] = {"show_progress": show_progress, "exclude": exclude}
+    scores = score_users(model, train, test, ks, items, **options)
     summary = summarize(scores, bootstrap, seed)
     report = Report(
         model=summary.metrics,
@@ -98,12 +122,17 @@ def evaluate(
         scores=scores,
     )
     for baseline in baselines:
-        base = score_users(baseline, train, test, ks, items, show_progress=show_progress)
-        report.baselines[baseline.name] = summarize(base, n_resamples=0).metrics
+        base = score_users(baseline, train, test, ks, items, **options)
+        report.baselines[baseline.kind] = summarize(base, n_resamples=0).metrics
     return report
 
 
-BASELINES = ("popularity", "random")
+def baseline_models(names: Sequence[str], train: sp.csr_matrix) -> list[Model]:
+    """The named baselines fitted on ``train`` (popularity, random)."""
+    unknown = set(names) - set(BASELINES)
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
+    return [build(TrainConfig.for_kind(name)).fit(train) for name in names]
 
 
 def evaluate_dataset(
@@ -120,25 +149,18 @@ def evaluate_dataset(
 
     On a dataset with a validation part, test rankings exclude validation items too.
     """
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {sorted(unknown)}; choose from {BASELINES}")
     train, test = dataset.train, dataset.test
-    rankers: dict[str, Ranker] = {
-        "popularity": StaticRanker.popularity(train),
-        "random": RandomRanker(train.shape[1]),
-    }
-    # Histories come from train; the ranking excludes train and validation items (``seen``).
     report = evaluate(
-        ModelRanker(model, train),
-        dataset.seen,
+        model,
+        train,
         test,
         ks,
-        baselines=[rankers[name] for name in baselines],
+        baselines=baseline_models(baselines, train),
         show_progress=show_progress,
         items=ItemSpace.build(train, dataset.tags, model.similar_items),
         bootstrap=bootstrap,
         seed=seed,
+        exclude=dataset.seen,  # train and validation items are out of the test rankings
     )
     if report.scores is not None:
         report.scores.fingerprint = dataset.fingerprint
@@ -146,7 +168,9 @@ def evaluate_dataset(
 
 
 def record_metrics(model_dir: str | Path, report: Report) -> None:
-    """Store the report in the artifact's manifest.json and the per-user values beside it."""
+    """Store the report in the artifact's manifest.json (atomic rewrite) and the per-user
+    values beside it: the ``metrics`` of a model evaluated after it was written
+    (``musicrec evaluate --record``)."""
     path = Path(model_dir) / layout.MANIFEST
     if report.scores is not None:
         report.scores.save(Path(model_dir) / SCORES_FILE)
@@ -172,17 +196,26 @@ def evaluate_model(
     baselines: Sequence[str] = ("popularity",),
     show_progress: bool = False,
     record: bool = True,
+    observer: StageObserver | None = None,
     *,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> Report:
-    """Evaluate an artifact on its dataset's test split; store the metrics in its manifest."""
+    """Evaluate an artifact on its dataset's test split; store the metrics in its manifest.
+
+    ``observer`` sees the evaluation (MLflow logs it into the model's own train run).
+    """
     dataset = data_dir if isinstance(data_dir, Dataset) else Dataset.load(data_dir)
     artifact = ModelArtifact.load(model_dir)
     check_trained_on(dataset, artifact, model_dir)
-    report = evaluate_dataset(
-        dataset, artifact.model, ks, baselines, show_progress, bootstrap=bootstrap, seed=seed
-    )
-    if record:
-        record_metrics(model_dir, report)
+    observer = observer or NullObserver()
+    tags = {"stage": "evaluate", "kind": artifact.kind, "engine": artifact.model.engine}
+    params = artifact.manifest.get("params", {})
+    with observing(observer, "evaluate", params, tags | dataset_tags(dataset)):
+        report = evaluate_dataset(
+            dataset, artifact.model, ks, baselines, show_progress, bootstrap=bootstrap, seed=seed
+        )
+        if record:
+            record_metrics(model_dir, report)
+        observer.on_evaluation(Path(model_dir), report.to_dict())
     return report

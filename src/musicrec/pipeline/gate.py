@@ -35,12 +35,12 @@ import scipy.sparse as sp
 from musicrec import stats
 from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError
+from musicrec.models.base import Model
 from musicrec.pipeline.beyond import ItemSpace, SimilarItems
 from musicrec.pipeline.compare import Comparison, compare_scores
 from musicrec.pipeline.segments import ARTIST_TIERS, LISTENER_SEGMENTS
 from musicrec.pipeline.summary import columns
-from musicrec.pipeline.userscores import UserScores, score_users
-from musicrec.ranking import Ranker
+from musicrec.pipeline.userscores import Ranking, UserScores, score_users
 
 MODES = ("superiority", "non-inferiority")
 PRIMARY = "ndcg@10"
@@ -258,20 +258,20 @@ def segment_check(champion: UserScores, candidate: UserScores, config: GateConfi
 
 
 def gate_rankers(
-    champion: Ranker,
-    candidate: Ranker,
+    champion: Model | Ranking,
+    candidate: Model | Ranking,
     dataset: Dataset,
     test: sp.csr_matrix,
     config: GateConfig,
     similar_items: SimilarItems | None = None,
 ) -> GateResult:
-    """Score both rankers on ``test`` (train and validation rows of ``dataset`` excluded) and
-    decide."""
+    """Score both (models of ``dataset``'s users or rankings) on ``test``, train and validation
+    rows of ``dataset`` excluded, and decide."""
     train = dataset.train
     items = ItemSpace.build(train, dataset.tags, similar_items)
     scores = []
     for ranker in (champion, candidate):
-        scored = score_users(ranker, dataset.seen, test, (10,), items)  # train + validation out
+        scored = score_users(ranker, train, test, (10,), items, exclude=dataset.seen)
         scored.fingerprint = dataset.fingerprint
         scores.append(scored)
     return gate_scores(scores[0], scores[1], config)

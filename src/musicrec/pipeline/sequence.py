@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
-from musicrec.pipeline.observer import NullObserver, StageObserver
+from musicrec.pipeline.observer import StageObserver
 
 if TYPE_CHECKING:
     from musicrec.pipeline.evaluate import Report
@@ -22,14 +22,24 @@ def train_and_evaluate(
     observer: StageObserver | None = None,
     ks: Sequence[int] = (10, 20),
     baselines: Sequence[str] = ("popularity",),
+    *,
+    extra: Mapping[str, Any] | None = None,
+    build_index: bool = False,
 ) -> tuple[TrainResult, Report]:
-    """Fit and save ``config`` on ``dataset``, evaluate it on the test split, record metrics."""
-    from musicrec.pipeline.evaluate import evaluate_dataset, record_metrics
-    from musicrec.pipeline.train import train_model
+    """Fit ``config`` on ``dataset``, evaluate it on the test split, write it with its metrics.
 
-    observer = observer or NullObserver()
-    model, result = train_model(dataset, out_dir, config, observer=observer)
-    report = evaluate_dataset(dataset, model, ks, baselines)
-    record_metrics(out_dir, report)
-    observer.on_evaluation(Path(out_dir), report.to_dict())
-    return result, report
+    One observed stage: the observer's run holds the training, then the evaluation, then ends.
+    """
+    from musicrec.pipeline.train import Evaluation, train_model
+
+    _, result = train_model(
+        dataset,
+        out_dir,
+        config,
+        observer=observer,
+        extra=extra,
+        build_index=build_index,
+        evaluation=Evaluation(tuple(ks), tuple(baselines)),
+    )
+    assert result.report is not None
+    return result, result.report

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +29,24 @@ import scipy.sparse as sp
 from rich.progress import Progress
 
 from musicrec.errors import ArtifactError, ConfigError
+from musicrec.models.base import Model
 from musicrec.pipeline.beyond import ItemSpace, per_user
 from musicrec.pipeline.segments import ARTIST_TIERS, Segments, tier_relevance
-from musicrec.ranking import Ranker
 
 ACCURACY = ("precision", "recall", "ndcg", "map")
 SCORES_FORMAT = 1
+
+# A ranking of users: (users, k, exclude) -> (len(users), k) item ids, -1 padded.
+Ranking = Callable[[np.ndarray, int, sp.csr_matrix], np.ndarray]
+
+
+def ranking_of(model: Model, user_items: sp.csr_matrix) -> Ranking:
+    """``model``'s ranking of the users it was trained on, their histories in ``user_items``."""
+
+    def rank(users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+        return model.recommend(users, user_items[users], k, exclude=exclude)[0]
+
+    return rank
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -153,31 +165,39 @@ def check_ks(ks: Sequence[int], n_items: int) -> tuple[int, ...]:
 
 
 def score_users(
-    ranker: Ranker,
+    ranker: Model | Ranking,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int],
     items: ItemSpace | None = None,
     batch_size: int = 4096,
     show_progress: bool = False,
+    label: str | None = None,
+    exclude: sp.csr_matrix | None = None,
 ) -> UserScores:
     """Rank every user with test artists once; every metric per user at each K.
 
-    Without ``items`` the beyond-accuracy metrics are left out (tuning needs only accuracy).
+    ``ranker`` is a model of the users of ``train`` or any :data:`Ranking`. Without ``items``
+    the beyond-accuracy metrics are left out (tuning needs only accuracy). ``exclude`` is what
+    the rankings must not hold (default ``train``; a dataset's train plus validation parts).
     """
+    if isinstance(ranker, Model):
+        label = label or ranker.kind
+        ranker = ranking_of(ranker, train)
     n_items = train.shape[1]
     ks = check_ks(ks, n_items)
     k_max = ks[-1]
     train, test = sp.csr_matrix(train), sp.csr_matrix(test)
+    exclude = train if exclude is None else sp.csr_matrix(exclude)
     n_rel = np.diff(test.indptr)
     users = np.flatnonzero(n_rel > 0)
     segments = Segments.build(train, users)
     parts: dict[str, list[np.ndarray]] = {}
     tops: list[np.ndarray] = []
     with Progress(disable=not show_progress, transient=True) as progress:
-        task = progress.add_task(f"evaluating {ranker.name}", total=len(users))
+        task = progress.add_task(f"evaluating {label or 'ranking'}", total=len(users))
         for batch in _batches(users, batch_size):
-            top = ranker.rank(batch, k_max, train[batch])
+            top = ranker(batch, k_max, exclude[batch])
             tops.append(top.astype(np.int32))
             for name, column in _batch_values(top, batch, train, test, ks, segments, items):
                 parts.setdefault(name, []).append(column)

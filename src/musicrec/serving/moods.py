@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from musicrec.data.sources import fold_accents
 from musicrec.errors import ConfigError
+from musicrec.text import fold_accents
 
 MOODS_RESOURCE = "moods.yaml"
 TAG_ARTISTS_PER_MOOD = 50

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from musicrec.data.sources import normalize_name
 from musicrec.events.schema import WATERMARK_KEY, play_weights
 from musicrec.serving.recommender import Recommender
+from musicrec.text import normalize_name
 
 DAY_S = 86_400
 

@@ -1,29 +1,20 @@
-"""Experiment tracking with MLflow: the store, the stage observer, the registry and searches.
+"""Experiment tracking with MLflow: the store, the stage observer, the registry and reports.
 
-The tracking package observes the pipeline (it never wraps it): :class:`MlflowObserver` is handed
-to the stages; ``registry`` gates and promotes; ``tune`` and ``experiments`` run tracked searches.
+The tracking package only observes (it never calls a stage or loads data):
+:class:`MlflowObserver` is handed to the stages (train, evaluate, tune, grid), ``registry``
+registers, gates and promotes, ``report`` reads runs back into tables and plots.
 """
 
 from musicrec.errors import TrackingError
-from musicrec.tracking.observer import (
-    MlflowObserver,
-    TrackedTrain,
-    dataset_params,
-    dvc_data_version,
-    loss_plot,
-    publish_model,
-    register_and_promote,
-    report_metrics,
-    run_tags,
-    track_artifact,
-    track_evaluation,
-    tracked_train,
-)
+from musicrec.tracking.observer import MlflowObserver
+from musicrec.tracking.publish import publish_model, register_and_promote, track_artifact
+from musicrec.tracking.registry import default_model_name, resolve_model_path
 from musicrec.tracking.store import (
     ARTIFACTS_DIR,
     DB_FILE,
     DEFAULT_EXPERIMENT,
     DEFAULT_MODEL_NAME,
+    LEGACY_MODEL_NAME,
     LOSS_METRIC,
     MODEL_PATH,
     PARENT_TAG,
@@ -33,8 +24,12 @@ from musicrec.tracking.store import (
     existing_run,
     experiment_id,
     get_client,
+    log_evaluation,
+    loss_plot,
     metric_key,
     mlflow_errors,
+    report_metrics,
+    run_tags,
     start_run,
     tracking_uri,
     ui_command,
@@ -45,31 +40,30 @@ __all__ = [
     "DB_FILE",
     "DEFAULT_EXPERIMENT",
     "DEFAULT_MODEL_NAME",
+    "LEGACY_MODEL_NAME",
     "LOSS_METRIC",
     "MODEL_PATH",
     "PARENT_TAG",
     "MlflowObserver",
     "Run",
-    "TrackedTrain",
     "TrackingError",
     "artifact_location",
-    "dataset_params",
+    "default_model_name",
     "display_uri",
-    "dvc_data_version",
     "existing_run",
     "experiment_id",
     "get_client",
+    "log_evaluation",
     "loss_plot",
     "metric_key",
     "mlflow_errors",
     "publish_model",
     "register_and_promote",
     "report_metrics",
+    "resolve_model_path",
     "run_tags",
     "start_run",
     "track_artifact",
-    "track_evaluation",
-    "tracked_train",
     "tracking_uri",
     "ui_command",
 ]

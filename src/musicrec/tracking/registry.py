@@ -1,4 +1,9 @@
-"""Model registry: versions of ``musicrec-als``, the ``champion`` alias, its gate and rollback.
+"""Model registry: versions of a registered model, the ``champion`` alias, its gate and rollback.
+
+One registered model (``musicrec`` by default) holds versions of every kind, so a model of one
+kind can replace a champion of another when it scores better on the same data. Stores written
+before kinds existed register ``musicrec-als``: the commands keep using it when it is the only
+one (:func:`default_model_name`).
 
 A version's source is the artifact directory a tracked train run logged under ``model/``; it is
 downloaded as plain files and opened with :class:`~musicrec.models.artifact.ModelArtifact`, so
@@ -15,18 +20,21 @@ The champion it replaces is recorded on the new version (tag ``previous_champion
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from musicrec import layout
-from musicrec.errors import TrackingError
+from musicrec.errors import ModelLoadError, MusicrecError, TrackingError
 from musicrec.tracking.store import (
     DEFAULT_MODEL_NAME,
+    LEGACY_MODEL_NAME,
     MODEL_PATH,
     display_uri,
     get_client,
@@ -38,11 +46,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from musicrec.pipeline.gate import GateConfig, GateResult
+    from musicrec.tracking.gating import Evidence
+
+log = logging.getLogger(__name__)
+REGISTRY_SCHEME = "models:/"
 
 CHAMPION = "champion"
 GATE_METRIC = "ndcg_at_10"
 FINGERPRINT_TAG = "dataset_fingerprint"
+ARTIFACT_TAG = "artifact_id"  # an untracked artifact registered later (register_and_promote)
 HISTORY_KEEP = 50
 _MODEL_URI = re.compile(
     r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+|latest))/?$"
@@ -59,6 +71,13 @@ class VersionInfo:
     fingerprint: str | None
 
 
+# The paired gate on a candidate and a champion (run above tracking, in musicrec.loop.gating):
+# whether the candidate passes, why, and the evidence recorded with the decision; ``None``
+# leaves the plain rules' answer (:func:`gate`).
+Judgement = tuple[bool, str, "Evidence | None"]
+Judge = Callable[["VersionInfo", "VersionInfo"], "Judgement | None"]
+
+
 @dataclass(frozen=True)
 class Decision:
     """Outcome of a promotion or rollback."""
@@ -68,7 +87,7 @@ class Decision:
     champion: VersionInfo | None  # before the decision
     promoted: bool
     reason: str
-    evidence: GateResult | None = None  # the paired comparison behind the decision
+    evidence: Evidence | None = None  # the paired comparison behind the decision
 
     @property
     def is_champion(self) -> bool:
@@ -106,20 +125,63 @@ def gate(
 
 
 def register_version(
-    client: MlflowClient, name: str, run_id: str, fingerprint: str, artifact_path: str = MODEL_PATH
+    client: MlflowClient,
+    name: str,
+    run_id: str,
+    fingerprint: str,
+    artifact_path: str = MODEL_PATH,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Register ``<run artifacts>/<artifact_path>`` as a new version of ``name``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.create_registered_model(name, description="implicit ALS artifacts (musicrec)")
+        client.create_registered_model(name, description="musicrec model artifacts (any kind)")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
     return client.create_model_version(
-        name, source, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint}
+        name, source, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint, **(tags or {})}
     )
+
+
+def _registered(client: MlflowClient, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def default_model_name(client: MlflowClient | None = None) -> str:
+    """``musicrec``; ``musicrec-als`` in a store from before kinds that has only that one."""
+    client = client or get_client()
+    with mlflow_errors(f"reading the registry of {display_uri(client.tracking_uri)}"):
+        if _registered(client, DEFAULT_MODEL_NAME) or not _registered(client, LEGACY_MODEL_NAME):
+            return DEFAULT_MODEL_NAME
+    log.warning("this store registers %r (older musicrec): using it", LEGACY_MODEL_NAME)
+    return LEGACY_MODEL_NAME
+
+
+def run_version(client: MlflowClient, name: str, run_id: str | None) -> str | None:
+    """The version of ``name`` registered from run ``run_id``, if there is one."""
+    return find_version(client, name, "run_id", run_id)
+
+
+def find_version(client: MlflowClient, name: str, key: str, value: str | None) -> str | None:
+    if not value or "'" in name or "'" in value:
+        return None
+    found = client.search_model_versions(f"name = '{name}' and {key} = '{value}'")
+    return str(max(int(mv.version) for mv in found)) if found else None
+
+
+def artifact_id(manifest: Mapping[str, Any]) -> str:
+    """What identifies a written artifact (its manifest is never rewritten)."""
+    parts = (manifest.get("version"), manifest.get("created_at"), manifest.get("train_seconds"))
+    return ":".join(str(part) for part in parts)
 
 
 def version_info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
@@ -179,15 +241,14 @@ def promote(
     *,
     alias: str = CHAMPION,
     client: MlflowClient | None = None,
-    gate_config: GateConfig | None = None,
-    data_dir: Path | None = None,
+    judge: Judge | None = None,
 ) -> Decision:
     """Move ``alias`` to ``version`` if it passes the gate (or ``force``); say why.
 
-    :func:`gate` settles the plain cases (no champion, already champion, other dataset); two
-    comparable versions go through the paired gate with ``gate_config`` (default: superiority
-    with margin ``margin``), on their logged per-user values or scored on ``data_dir``;
-    ``force`` moves the alias without asking it.
+    :func:`gate` settles the plain cases (no champion, already champion, no metric, another
+    dataset); ``judge`` (the paired gate: per-user values of both versions on the same test
+    users, see :mod:`musicrec.loop.gating`) decides on a candidate and a different champion
+    when it answers. ``force`` moves the alias without asking either.
     """
     client = client or get_client()
     evidence = None
@@ -196,15 +257,11 @@ def promote(
         current = alias_version(client, name, alias)
         champion = version_info(client, current) if current else None
         ok, reason = gate(candidate, champion, margin or 0.0)
-        if _paired(candidate, champion) and not force:
-            from musicrec.tracking.gating import paired_gate
-
-            assert champion is not None
-            config = gate_config or _superiority(margin)
-            evidence = paired_gate(
-                client, name, candidate, champion, config, data_dir, resolve_model
-            )
-            ok, reason = evidence.passed, evidence.reason
+        judged = None
+        if judge and champion and champion.version != candidate.version and not force:
+            judged = judge(candidate, champion)
+        if judged is not None:
+            ok, reason, evidence = judged
         if not ok and force and not (champion and champion.version == candidate.version):
             ok, reason = True, f"forced past the gate: {reason}"
         if ok:
@@ -220,8 +277,9 @@ def promote(
     return Decision(name, candidate, champion, ok, reason, evidence)
 
 
-def _paired(candidate: VersionInfo, champion: VersionInfo | None) -> bool:
-    """Two versions the paired gate can compare (the plain rules decide the rest)."""
+def comparable(candidate: VersionInfo, champion: VersionInfo | None) -> bool:
+    """Two versions evaluated on the same dataset, both with the gate metric: the paired gate
+    compares their logged per-user values (the plain rules decide the rest)."""
     return (
         champion is not None
         and champion.version != candidate.version
@@ -229,12 +287,6 @@ def _paired(candidate: VersionInfo, champion: VersionInfo | None) -> bool:
         and champion.ndcg is not None
         and candidate.fingerprint == champion.fingerprint
     )
-
-
-def _superiority(margin: float | None) -> GateConfig:
-    from musicrec.pipeline.gate import DEFAULT_MARGIN, GateConfig
-
-    return GateConfig(mode="superiority", margin=DEFAULT_MARGIN if margin is None else margin)
 
 
 def rollback(
@@ -282,6 +334,16 @@ def resolve_model(uri: str) -> Path:
     store = tracking_uri()
     client = get_client(store)
     with mlflow_errors(f"resolving {uri}"):
+        if (
+            name == DEFAULT_MODEL_NAME
+            and not _registered(client, name)
+            and _registered(client, LEGACY_MODEL_NAME)
+        ):
+            legacy = uri.replace(f"/{name}", f"/{LEGACY_MODEL_NAME}", 1)
+            raise TrackingError(
+                f"no registered model {name!r} in {display_uri(store)}; this store "
+                f"registers {LEGACY_MODEL_NAME!r} (older musicrec): use {legacy}"
+            )
         found = alias_version(client, name, alias) if alias else get_version(client, name, number)
         if found is None:
             raise TrackingError(
@@ -307,3 +369,13 @@ def resolve_model(uri: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local artifact directory for ``model``: a path, or a registry URI resolved here."""
+    if not model.startswith(REGISTRY_SCHEME):
+        return Path(model)
+    try:
+        return resolve_model(model)
+    except (MusicrecError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot resolve {model}: {exc}") from exc

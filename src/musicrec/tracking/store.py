@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from musicrec import layout
 from musicrec.errors import TrackingError
 from musicrec.fsutil import write_json_atomic
 from musicrec.models.base import IterationCallback
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_EXPERIMENT = "musicrec"
-DEFAULT_MODEL_NAME = "musicrec-als"
+DEFAULT_MODEL_NAME = "musicrec"  # one registered model for every kind
+LEGACY_MODEL_NAME = "musicrec-als"  # what stores from before kinds register
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 MODEL_PATH = "model"  # run artifact path of the model directory
@@ -193,3 +195,91 @@ def existing_run(client: MlflowClient, run_id: str | None) -> Run | None:
     except MlflowException:
         return None
     return None if found.info.lifecycle_stage == "deleted" else Run(client, run_id)
+
+
+def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """Flatten an evaluation report: ``ndcg_at_10``, its interval ``ndcg_at_10.low`` /
+    ``.high``, ``popularity.ndcg_at_10``, ``segment.cold.ndcg_at_10`` (and its interval),
+    ``bootstrap.resamples``. Non-numeric entries are skipped."""
+    out: dict[str, float] = {}
+    for key, value in report.items():
+        if key == "segments" and isinstance(value, Mapping):
+            for group, values in value.items():
+                if isinstance(values, Mapping):
+                    out |= _flat(values, f"segment.{metric_key(group)}.")
+        elif isinstance(value, Mapping):
+            out |= _flat(value, "" if key == "intervals" else f"{metric_key(key)}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[metric_key(key)] = float(value)
+    return out
+
+
+def _flat(values: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """Numbers of one group; an ``intervals`` mapping adds ``<metric>.low`` / ``.high``."""
+    out: dict[str, float] = {}
+    for name, number in values.items():
+        if name == "intervals" and isinstance(number, Mapping):
+            out |= _flat(number, prefix)
+        elif isinstance(number, Mapping):  # one interval: {"low": ..., "high": ...}
+            for bound in ("low", "high"):
+                if isinstance(number.get(bound), (int, float)):
+                    out[f"{prefix}{metric_key(name)}.{bound}"] = float(number[bound])
+        elif isinstance(number, (int, float)) and not isinstance(number, bool):
+            out[f"{prefix}{metric_key(name)}"] = float(number)
+    return out
+
+
+def run_tags(
+    fingerprint: str, source: str | None, engine: str, kind: str = "als"
+) -> dict[str, str]:
+    """Tags every musicrec run carries; ``dataset_fingerprint`` is the data version."""
+    from musicrec.models.artifact import code_version
+
+    return {
+        "code_version": code_version(),
+        "kind": kind,
+        "engine": engine,
+        "data_source": str(source),
+        "dataset_fingerprint": fingerprint,
+    }
+
+
+def loss_plot(losses: list[float], path: Path, title: str = "ALS training loss") -> Path:
+    """Save a loss-per-iteration PNG (matplotlib's Agg canvas, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    axes = figure.add_subplot()
+    points = [(i, x) for i, x in enumerate(losses, start=1) if not math.isnan(x)]
+    axes.plot([i for i, _ in points], [x for _, x in points], marker="o", markersize=3)
+    axes.set(xlabel="sweep", ylabel="loss", title=title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def log_evaluation(run: Run, report: Mapping[str, Any], model_dir: Path | None = None) -> None:
+    """An evaluation report as run metrics, a JSON artifact and the ``evaluated`` tag; with the
+    model's directory, its per-user values and a plot of the intervals too."""
+    run.log_metrics(report_metrics(report))
+    run.log_json(dict(report), "evaluation/metrics.json")
+    if model_dir is not None:
+        log_evaluation_files(run, report, model_dir)
+    run.set_tags({"evaluated": "true"})
+
+
+EVALUATION_DIR = "evaluation"
+PER_USER_ARTIFACT = f"{EVALUATION_DIR}/{layout.USER_SCORES}"  # what the paired gate reads
+
+
+def log_evaluation_files(run: Run, report: Mapping[str, Any], model_dir: Path) -> None:
+    """Log the model's per-user values and a plot of its metrics with intervals."""
+    from musicrec.tracking.plots import intervals_plot
+
+    scores = Path(model_dir) / layout.USER_SCORES
+    if scores.is_file():
+        run.log_artifact(scores, EVALUATION_DIR)
+    if report.get("intervals"):
+        with tempfile.TemporaryDirectory() as tmp:
+            run.log_artifact(intervals_plot(report, Path(tmp) / "intervals.png"), EVALUATION_DIR)

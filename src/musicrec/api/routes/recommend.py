@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
-from musicrec.api.deps import MetricsDep, RecommenderDep, runtime
+from musicrec.api.deps import MetricsDep, RecommenderDep, live_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -23,6 +22,7 @@ from musicrec.api.schemas import (
     SimilarRequest,
     SimilarResponse,
 )
+from musicrec.serving import live
 
 router = APIRouter(prefix="", tags=["recommendations"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -38,7 +38,7 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     recommender, metrics = runtime(request)
     if body.type == "user":
         assert body.user_id is not None
-        recs = live.user_recommendations(request, recommender, body.user_id, body.k)
+        recs = live.user_recommendations(recommender, body.user_id, body.k, live_events(request))
         metrics.lookup("user", known=True)
     elif body.type == "mood":
         assert body.mood is not None

@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from musicrec.api import live
 from musicrec.api.convert import JSONBody, recommend_body
-from musicrec.api.deps import RecommenderDep, runtime
+from musicrec.api.deps import RecommenderDep, live_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -19,6 +18,7 @@ from musicrec.api.schemas import (
     RecommendResponse,
     UserSampleResponse,
 )
+from musicrec.serving import live
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -53,7 +53,7 @@ async def user_recommendations(
     started = time.perf_counter()
     recommender, metrics = runtime(request)
     recs = live.user_recommendations(
-        request, recommender, user_id, k, mood or None, exclude_recent_days
+        recommender, user_id, k, live_events(request), mood or None, exclude_recent_days
     )
     metrics.lookup("user", known=True)
     if mood:

@@ -1,16 +1,20 @@
-"""The live side of serving: a listener's stored events applied to their recommendations."""
+"""The live side of serving: a listener's stored events applied to their recommendations.
+
+The answer is kept until the listener's events change (:mod:`musicrec.events.cache`), and
+built from their events compacted per artist (:mod:`musicrec.events.state`): neither grows
+with their events.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import cast
 
 import sqlalchemy as sa
-from fastapi import Request
 
-from musicrec.api.live_metrics import LiveMetrics
-from musicrec.api.settings import Settings
 from musicrec.errors import StoreError
 from musicrec.events.cache import cache_for, recency_expiry
 from musicrec.events.store import EventStore
@@ -20,11 +24,33 @@ from musicrec.serving.recommender import Rec, Recommender
 log = logging.getLogger(__name__)
 
 
+def _nothing(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class LiveEvents:
+    """Where a listener's events come from and how they count (the API's settings).
+
+    ``on_unreadable`` is told when the store cannot be read, ``on_fold_in`` how long reading
+    and folding in took, ``on_cache`` whether a kept answer was used (``hit``) or the events
+    were folded in (``miss``) (the API's metrics).
+    """
+
+    store: EventStore | None
+    artists_per_user: int = 10_000
+    fresh_weight: float = 0.5
+    cache_size: int = 10_000
+    on_unreadable: Callable[[], None] = _nothing
+    on_fold_in: Callable[[float], None] = _nothing
+    on_cache: Callable[[str], None] = _nothing
+
+
 def user_recommendations(
-    request: Request,
     recommender: Recommender,
     user_id: str,
     k: int,
+    live: LiveEvents,
     mood: str | None = None,
     exclude_recent_days: float | None = None,
 ) -> list[Rec]:
@@ -32,34 +58,30 @@ def user_recommendations(
 
     A store that cannot be read degrades to the model's answer, logged, never a failed request.
     """
-    store: EventStore | None = request.app.state.event_store
+    store = live.store
     if store is None:
         return recommender.recommend_user(user_id, k, mood=mood)
-    settings: Settings = request.app.state.settings
-    live: LiveMetrics = request.app.state.live_metrics
     started, now = time.perf_counter(), time.time()
-    # The answer is kept until the listener's events change (events/cache.py), and built from
-    # their events compacted per artist (events/state.py): neither grows with their events.
-    cache = cache_for(recommender, settings.fold_in_cache)
+    cache = cache_for(recommender, live.cache_size)
     try:
         version = store.listener_version(user_id)
-        key = (store.url, user_id, version, k, mood, exclude_recent_days, settings.fresh_weight)
+        key = (store.url, user_id, version, k, mood, exclude_recent_days, live.fresh_weight)
         if not version:  # no events: the model's answer
             return recommender.recommend_user(user_id, k, mood=mood)
         cached = cache.get(key, now)
         if cached is not None:
-            live.fold_in_cache.labels(result="hit").inc()
+            live.on_cache("hit")
             return cast(list[Rec], cached)
         events = store.compacted_events(
-            user_id, watermark(recommender), limit=settings.artists_per_user
+            user_id, watermark(recommender), limit=live.artists_per_user
         )
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         log.warning("event store unreadable, serving the model alone: %s", exc)
-        live.rejected.labels(reason="store_unreadable").inc()
+        live.on_unreadable()
         return recommender.recommend_user(user_id, k, mood=mood)
     if events.empty:
         return recommender.recommend_user(user_id, k, mood=mood)
-    live.fold_in_cache.labels(result="miss").inc()
+    live.on_cache("miss")
     window = exclude_recent_days * DAY_S if exclude_recent_days is not None else None
     profile = build_profile(recommender, events, user_id, exclude_recent_days, now=now)
     if profile.empty:
@@ -74,8 +96,8 @@ def user_recommendations(
         extra_plays=profile.plays,
         banned=profile.banned,
         exclude=profile.recent,
-        fresh_weight=settings.fresh_weight,
+        fresh_weight=live.fresh_weight,
     )
-    live.fold_in.observe(time.perf_counter() - started)
+    live.on_fold_in(time.perf_counter() - started)
     cache.put(key, recs, recency_expiry(events["timestamp"], window, now))
     return recs

@@ -1,11 +1,9 @@
-"""Experiments: a grid of train configs tracked as nested runs, and a comparison report.
+"""Experiment reports: an experiment's runs read back from MLflow, compared.
 
-The grid loads the dataset once and runs the one train -> evaluate sequence
-(:func:`musicrec.pipeline.sequence.train_and_evaluate`) per config, each observed by MLflow as a
-child run of one ``grid`` run.
-The report reads runs back from MLflow (a query, not paths) into a CSV, a Markdown table (with
-the metric per segment) and a plot of NDCG@10 against training time with the 95 % intervals as
-error bars and the Pareto front (no faster run scores higher).
+The report reads runs back (a query, not paths: a grid or a tune, :mod:`musicrec.pipeline.grid`
+and :mod:`musicrec.pipeline.tune`, nests its trials under one run) into a CSV, a Markdown table
+(with the metric per segment) and a plot of NDCG@10 against training time with the 95 %
+intervals as error bars and the Pareto front (no faster run scores higher).
 """
 
 from __future__ import annotations
@@ -17,23 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from musicrec.config import TrainConfig, config_name, read_yaml
 from musicrec.errors import ConfigError
 from musicrec.fsutil import write_text_atomic
-from musicrec.tracking import (
-    PARENT_TAG,
-    display_uri,
-    get_client,
-    mlflow_errors,
-    run_tags,
-    start_run,
-)
 from musicrec.tracking.plots import error_bars, interval_columns, segment_markdown
+from musicrec.tracking.store import PARENT_TAG, display_uri, get_client, mlflow_errors
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-GRID_EXPERIMENT = "musicrec-grid"
 REPORT_PARAMS = (
     "factors",
     "iterations",
@@ -48,70 +37,6 @@ REPORT_PARAMS = (
     "blend_weight",
 )
 REPORT_METRICS = ("precision_at_10", "recall_at_10", "map_at_10", "coverage_at_10")
-
-
-def load_grid(path: str | Path) -> list[TrainConfig]:
-    """Read ``base:`` (overrides of the defaults) and ``grid:`` (one mapping per config)."""
-    data = read_yaml(path, "grid")
-    grid = data.get("grid") if isinstance(data, dict) else None
-    if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
-        raise ConfigError(f"{path}: expected a non-empty `grid:` list of parameter mappings")
-    base = TrainConfig.from_dict(dict(data.get("base") or {}))
-    return [TrainConfig.from_dict(base.to_dict() | point) for point in grid]
-
-
-@dataclass(frozen=True)
-class GridRun:
-    config: TrainConfig
-    run_id: str
-    model_dir: Path
-    train_seconds: float
-    metrics: dict[str, Any]
-
-
-def run_grid(
-    data_dir: str | Path,
-    configs: list[TrainConfig],
-    out_dir: str | Path,
-    *,
-    experiment: str = GRID_EXPERIMENT,
-    model_name: str | None = None,
-    client: MlflowClient | None = None,
-) -> tuple[str, list[GridRun]]:
-    """Train and evaluate every config as a child run of one ``grid`` run; return both."""
-    from musicrec.data.dataset import Dataset
-    from musicrec.pipeline.sequence import train_and_evaluate
-    from musicrec.tracking import MlflowObserver
-
-    client = client or get_client()
-    dataset = Dataset.load(data_dir)
-    tags = run_tags(dataset.fingerprint, dataset.meta.get("source"), configs[0].engine)
-    results: list[GridRun] = []
-    with (
-        mlflow_errors(f"tracking to {display_uri(client.tracking_uri)}"),
-        start_run(client, experiment, "grid", tags=tags | {"stage": "grid"}) as parent,
-    ):
-        parent.log_params({"configs": len(configs), "dataset.fingerprint": dataset.fingerprint})
-        for config in configs:
-            name = config_name(config)
-            model_dir = Path(out_dir) / name
-            observer = MlflowObserver(
-                client,
-                experiment,
-                run_name=name,
-                parent_run_id=parent.run_id,
-                model_name=model_name,
-                dataset=dataset,
-            )
-            result, report = train_and_evaluate(dataset, model_dir, config, observer)
-            assert observer.run_id is not None
-            results.append(
-                GridRun(config, observer.run_id, model_dir, result.seconds, report.to_dict())
-            )
-        best = max(results, key=lambda r: r.metrics["ndcg@10"])
-        parent.log_metrics({"best_ndcg_at_10": best.metrics["ndcg@10"]})
-        parent.set_tags({"best_run_id": best.run_id})
-    return parent.run_id, results
 
 
 def collect_runs(

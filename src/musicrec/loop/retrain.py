@@ -8,15 +8,15 @@ One call of :func:`retrain` is one cycle, and it is safe to repeat:
   the work directory keeps two cycles on one host from overlapping.
 - **Events counted once.** The model's manifest records ``events_watermark``; serving folds in
   only what came after it (see :mod:`musicrec.serving.profile`).
-- **Same stage functions as by hand.** :func:`~musicrec.data.prepare.build_dataset`,
-  :func:`~musicrec.tracking.tracked_train`, :func:`~musicrec.pipeline.evaluate.evaluate_model`,
-  :func:`~musicrec.tracking.track_evaluation` and :func:`~musicrec.tracking.registry.promote`.
-- **A fair gate.** New events change the dataset, so the champion's recorded metric (on the
-  old dataset) is not comparable. Both are scored on the new split's test pairs that neither
-  was trained on (the champion saw part of the new test set in its own training rows), the
-  champion the way serving would use it: its item factors mapped onto the new catalogue by
-  artist and every user folded in from their new training row. The paired gate
-  (:mod:`musicrec.pipeline.gate`, non-inferiority by default) decides on those per-user values.
+- **Same stages as by hand.** :func:`~musicrec.data.prepare.build_dataset`, then
+  :func:`~musicrec.pipeline.sequence.train_and_evaluate` observed by MLflow (one run: the
+  training, then the evaluation with its per-user values; the item index is built once here,
+  not in every API worker), then :func:`~musicrec.tracking.registry.promote`, called once.
+- **A fair gate, for every kind.** New events change the dataset, so the champion's recorded
+  metric (on the old dataset) is not comparable. Both are scored on the new split's test pairs
+  that neither was trained on, the champion the way serving would use it
+  (:mod:`musicrec.loop.champion`), and the paired gate (:mod:`musicrec.pipeline.gate`,
+  non-inferiority by default) decides on those per-user values.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import json
 import logging
 import shutil
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,18 +35,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from musicrec import layout
 from musicrec.config import TrainConfig
 from musicrec.data.dataset import Dataset
 from musicrec.data.prepare import PrepareConfig, build_dataset
-from musicrec.data.sources import RawInteractions, load, normalize_name
+from musicrec.data.sources import RawInteractions, load
 from musicrec.errors import RetrainError
 from musicrec.events.schema import WATERMARK_KEY, interactions
 from musicrec.events.store import DEFAULT_URL, EventStore
-from musicrec.fsutil import read_json, write_json_atomic
-from musicrec.models.confidence import confidence
+from musicrec.fsutil import atomic_dir, read_json, write_json_atomic
+from musicrec.loop.champion import unseen_judge
+from musicrec.models.artifact import ModelArtifact
 from musicrec.pipeline.gate import GateConfig, GateResult
+from musicrec.pipeline.sequence import train_and_evaluate
+from musicrec.text import normalize_name
+from musicrec.tracking import MlflowObserver, default_model_name, get_client
+from musicrec.tracking.registry import promote
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class RetrainConfig:
     events_url: str = DEFAULT_URL
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    model_name: str = "musicrec-als"
+    model_name: str | None = None  # None: the store's default registered model
     experiment: str = "musicrec"
     gate: GateConfig = field(default_factory=lambda: GateConfig(mode="non-inferiority"))
     ks: tuple[int, ...] = (10, 20)
@@ -152,84 +156,6 @@ def merge_events(raw: RawInteractions, events: pd.DataFrame) -> RawInteractions:
     )
 
 
-# ----------------------------------------------------------------------------- champion on new data
-
-
-def unseen_test(dataset: Dataset, artifact: Any) -> sp.csr_matrix:
-    """The dataset's test pairs that ``artifact`` (a model) was not trained on.
-
-    A new split is drawn over grown data, so part of its test set sat in the champion's
-    training rows; scored on those, the champion would look better than it is.
-    """
-    trained = artifact.train_matrix.tocoo()
-    users = pd.Index(dataset.users["user_id"].astype(str)).get_indexer(
-        artifact.users["user_id"].astype(str)
-    )
-    items = pd.Index(dataset.items["artist_key"]).get_indexer(artifact.items["artist_key"])
-    rows, cols = users[trained.row], items[trained.col]
-    known = (rows >= 0) & (cols >= 0)
-    n_items = len(dataset.items)
-    seen = rows[known].astype(np.int64) * n_items + cols[known]
-    test = dataset.test.tocoo()
-    keep = ~np.isin(test.row.astype(np.int64) * n_items + test.col, seen)
-    return sp.csr_matrix(
-        (test.data[keep], (test.row[keep], test.col[keep])), shape=test.shape, dtype=np.float32
-    )
-
-
-def folded_in_factors(artifact: Any, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """A served model's factors on another dataset, as serving would compute them.
-
-    Item factors are matched to the dataset's catalogue by artist key (unknown artists are
-    zero); every user is folded in from their training row with the model's own confidence.
-    """
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    from musicrec.models.artifact import manifest_config
-
-    config = manifest_config(artifact.manifest)
-    source = pd.Index(artifact.items["artist_key"]).get_indexer(dataset.items["artist_key"])
-    factors = np.zeros((len(source), artifact.item_factors.shape[1]), dtype=np.float32)
-    factors[source >= 0] = np.asarray(artifact.item_factors)[source[source >= 0]]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # BLAS thread advice, not ours
-        solver = AlternatingLeastSquares(
-            factors=factors.shape[1], regularization=config.regularization, alpha=1.0
-        )
-    solver.item_factors = factors
-    train = dataset.train
-    users = solver.recalculate_user(np.arange(train.shape[0]), confidence(train, config))
-    return np.asarray(users, dtype=np.float32), factors
-
-
-def gate_on_unseen(
-    candidate_dir: str | Path, champion_dir: str | Path, data_dir: str | Path, config: GateConfig
-) -> tuple[GateResult | None, int]:
-    """The paired gate on test pairs neither model trained on (``None`` when there are none).
-
-    A champion trained on another dataset is folded in as serving would use it.
-    """
-    from musicrec.models.artifact import ModelArtifact
-    from musicrec.pipeline.gate import gate_rankers
-    from musicrec.ranking import FactorRanker, ModelRanker
-
-    dataset = Dataset.load(data_dir)
-    champion = ModelArtifact.load(champion_dir)
-    candidate = ModelArtifact.load(candidate_dir)
-    same_data = champion.manifest.get("dataset", {}).get("fingerprint") == dataset.fingerprint
-    test = dataset.test if same_data else unseen_test(dataset, champion)
-    if test.nnz == 0:
-        return None, 0
-    theirs = (
-        ModelRanker(champion.model, dataset.train)
-        if same_data
-        else FactorRanker(*folded_in_factors(champion, dataset))
-    )
-    ours = ModelRanker(candidate.model, dataset.train)
-    result = gate_rankers(theirs, ours, dataset, test, config, candidate.model.similar_items)
-    return result, int(test.nnz)
-
-
 # ----------------------------------------------------------------------------- the cycle
 
 
@@ -281,10 +207,6 @@ def publish(model_dir: str | Path, target: str | Path) -> bool:
     ``target`` is the model pointer of path-configured API workers: they watch its manifest
     and hot-swap when it changes.
     """
-    from musicrec import layout
-    from musicrec.fsutil import atomic_dir
-    from musicrec.ranking.hnsw import COSINE_INDEX, build_item_index
-
     model_dir, target = Path(model_dir), Path(target)
     mine = read_json(model_dir / layout.MANIFEST)
     if (target / layout.MANIFEST).exists():
@@ -294,8 +216,9 @@ def publish(model_dir: str | Path, target: str | Path) -> bool:
             mine.get("created_at"),
         ):
             return False
-    if not ((model_dir / layout.ITEM_INDEX).exists() and (model_dir / COSINE_INDEX).exists()):
-        build_item_index(model_dir)  # once here, not in every worker that loads it
+    model = ModelArtifact.load(model_dir).model
+    if not all((model_dir / name).exists() for name in model.index_files()):
+        model.build_index(model_dir)  # once here, not in every worker that loads it
     with atomic_dir(target, marker=layout.MANIFEST) as tmp:
         for path in model_dir.iterdir():
             if path.is_file():
@@ -334,18 +257,6 @@ def retrain(
 
 
 def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -> RetrainResult:
-    from musicrec.pipeline.evaluate import evaluate_model
-    from musicrec.tracking import get_client, mlflow_errors, track_evaluation, tracked_train
-    from musicrec.tracking.gating import record_gate
-    from musicrec.tracking.registry import (
-        CHAMPION,
-        alias_version,
-        gate,
-        promote,
-        resolve_model,
-        version_info,
-    )
-
     seconds: dict[str, float] = {}
     run_dir = config.workdir / "runs" / key
     data_dir, model_dir = run_dir / "dataset", run_dir / "model"
@@ -358,70 +269,47 @@ def _cycle(config: RetrainConfig, store: EventStore, watermark: int, key: str) -
 
     started = time.perf_counter()
     client = get_client()
-    tracked = tracked_train(
-        data_dir,
+    name = config.model_name or default_model_name(client)
+    stamp = {WATERMARK_KEY: watermark, "events_included": len(events), KEY_TAG: key}
+    observer = MlflowObserver(
+        client,
+        config.experiment,
+        run_name=f"retrain-{key}",
+        model_name=name,
+        version_tags={WATERMARK_KEY: str(watermark), KEY_TAG: key},
+    )
+    # One run: training, evaluation, the item index (built once here, not in every worker).
+    train_and_evaluate(
+        Dataset.load(data_dir),
         model_dir,
         config.train,
-        experiment=config.experiment,
-        model_name=config.model_name,
-        run_name=f"retrain-{key}",
-        client=client,
+        observer,
+        config.ks,
+        ("popularity",),
+        extra=stamp,
+        build_index=True,
     )
     seconds["train"] = time.perf_counter() - started
-    from musicrec.models.artifact import ModelArtifact
-
-    ModelArtifact.load(model_dir).update_manifest(
-        **{WATERMARK_KEY: watermark, "events_included": len(events), KEY_TAG: key}
-    )
 
     started = time.perf_counter()
-    report = evaluate_model(data_dir, model_dir, config.ks, baselines=["popularity"])
-    track_evaluation(model_dir, report.to_dict(), experiment=config.experiment, client=client)
-    seconds["evaluate"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    from musicrec.ranking.hnsw import build_item_index
-    from musicrec.tracking import MODEL_PATH
-
-    # Built once here and logged with the model, so workers that load it do not each build it.
-    with mlflow_errors(f"logging the item index of run {tracked.run_id}"):
-        for index_file in build_item_index(model_dir):
-            client.log_artifact(tracked.run_id, str(index_file), MODEL_PATH)
-    seconds["index"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    name, version = config.model_name, str(tracked.model_version)
-    with mlflow_errors(f"gating {name} version {version}"):
-        client.set_model_version_tag(name, version, WATERMARK_KEY, str(watermark))
-        client.set_model_version_tag(name, version, KEY_TAG, key)
-        candidate = version_info(client, client.get_model_version(name, version))
-        current = alias_version(client, name, CHAMPION)
-        champion = version_info(client, current) if current is not None else None
-    ok, reason = gate(candidate, champion)
-    evidence = None
-    if champion is not None and champion.version != candidate.version:
-        champion_dir = resolve_model(f"models:/{name}/{champion.version}")
-        evidence, pairs = gate_on_unseen(model_dir, champion_dir, data_dir, config.gate)
-        ok = evidence is not None and evidence.passed
-        reason = evidence.reason if evidence else "no held-out pair unseen by the champion"
-        reason += f" (on {pairs:,} held-out pairs neither model trained on)" if pairs else ""
-        if evidence is not None:
-            record_gate(client, name, version, tracked.run_id, evidence, ok)
-    if ok:
-        promote(name, version, force=True, client=client)  # the gate above decided
+    version = str(observer.version)
+    judge = unseen_judge(name, model_dir, data_dir, config.gate)
+    decision = promote(name, version, client=client, judge=judge)
     seconds["gate"] = time.perf_counter() - started
-    log.info("retrain %s: %s", key, reason)
+    log.info("retrain %s: %s", key, decision.reason)
+    champion, candidate_ndcg = decision.champion, decision.candidate.ndcg
+    evidence = decision.evidence if isinstance(decision.evidence, GateResult) else None
     return RetrainResult(
-        status="promoted" if ok else "kept",
+        status="promoted" if decision.promoted else "kept",
         key=key,
         watermark=watermark,
         events=len(events),
-        reason=reason,
+        reason=decision.reason,
         version=version,
-        champion=version if ok else (champion.version if champion else None),
+        champion=version if decision.promoted else (champion.version if champion else None),
         fingerprint=summary.fingerprint,
         model_dir=str(model_dir),
-        candidate_ndcg=evidence.comparison.metrics["ndcg@10"].b if evidence else candidate.ndcg,
+        candidate_ndcg=evidence.comparison.metrics["ndcg@10"].b if evidence else candidate_ndcg,
         champion_ndcg=evidence.comparison.metrics["ndcg@10"].a if evidence else None,
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )

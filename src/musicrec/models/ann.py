@@ -1,6 +1,7 @@
-"""Nearest-neighbour search over item factors: exact (brute force) and HNSW (hnswlib).
+"""A factor model's item index: exact (brute force) or HNSW (hnswlib) searches over item factors.
 
-Two searches serve the API:
+The model opens it (:meth:`musicrec.models.als.ALSModel.open_index`, kind chosen at load) and
+answers single queries through it. Two searches:
 
 - **inner product** (user -> items, mood -> items): ALS scores are ``u · v``; hnswlib's ``ip``
   space searches the raw item factors directly. (Lifting items to equal norm with an extra
@@ -27,6 +28,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 from musicrec import layout
+from musicrec.errors import ConfigError
+from musicrec.models.query import unit_rows
+from musicrec.models.topk import topk_dense, unpadded
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +58,6 @@ class ItemSearch(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def normalize_rows(factors: np.ndarray) -> np.ndarray:
-    """Unit-norm rows (zero rows stay zero), float32."""
-    factors = np.asarray(factors, dtype=np.float32)
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return np.divide(factors, norms, out=np.zeros_like(factors), where=norms > 0)
-
-
 class ItemVectors:
     """Item factors with their norms; unit rows on demand, the whole unit matrix lazily."""
 
@@ -79,16 +76,7 @@ class ItemVectors:
 
     @cached_property
     def unit_all(self) -> np.ndarray:
-        return normalize_rows(self.factors)
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores, best first."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
+        return unit_rows(self.factors)
 
 
 def sorted_member(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -118,9 +106,7 @@ class ExactSearch:
         scores = self.vectors @ np.asarray(query, dtype=np.float32)
         if exclude is not None and len(exclude):
             scores[exclude] = -np.inf
-        ids = top_k(scores, k)
-        ids = ids[np.isfinite(scores[ids])]
-        return ids, scores[ids]
+        return unpadded(topk_dense(scores[None, :], k))
 
 
 class HnswSearch:
@@ -261,11 +247,17 @@ class IndexPair:
     built: bool = False  # True when a graph was built (not loaded) while opening
 
 
-def build_item_index(artifact_dir: str | Path, threads: int = 0) -> tuple[Path, Path]:
-    """Build both HNSW graphs for an artifact and save them inside it (train-time hook)."""
+def build_item_index(
+    artifact_dir: str | Path, threads: int = 0, vectors: ItemVectors | None = None
+) -> tuple[Path, Path]:
+    """Build both HNSW graphs for an artifact and save them inside it (train-time hook).
+
+    ``vectors`` default to the artifact's saved item factors.
+    """
     artifact_dir = Path(artifact_dir)
-    factors = np.load(artifact_dir / layout.ITEM_FACTORS, mmap_mode="r", allow_pickle=False)
-    vectors = ItemVectors(factors)
+    if vectors is None:
+        factors = np.load(artifact_dir / layout.ITEM_FACTORS, mmap_mode="r", allow_pickle=False)
+        vectors = ItemVectors(factors)
     n_threads = threads or (os.cpu_count() or 1)
     paths = (artifact_dir / layout.ITEM_INDEX, artifact_dir / COSINE_INDEX)
     for data, path in zip((vectors.factors, vectors.unit_all), paths, strict=True):
@@ -274,7 +266,7 @@ def build_item_index(artifact_dir: str | Path, threads: int = 0) -> tuple[Path, 
 
 
 def open_indexes(
-    artifact_dir: str | Path,
+    artifact_dir: str | Path | None,
     vectors: ItemVectors,
     kind: IndexKind = "hnsw",
     ef: int = HNSW_EF_SEARCH,
@@ -283,13 +275,12 @@ def open_indexes(
 ) -> IndexPair:
     """Exact searches, or HNSW graphs loaded from ``artifact_dir`` (built and saved if absent).
 
-    A graph that cannot be saved (read-only directory) is still used from memory.
+    A graph that cannot be saved (read-only directory, or none given) is used from memory.
     """
     if kind not in INDEX_KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
     if kind == "exact":
         return IndexPair(ExactSearch(vectors.factors), ExactSearch(vectors.unit_all))
-    artifact_dir = Path(artifact_dir)
     n_items, dim = len(vectors), int(vectors.factors.shape[1])
     sources: tuple[tuple[str, bool, int, Callable[[], np.ndarray]], ...] = (
         (layout.ITEM_INDEX, True, ef, lambda: vectors.factors),
@@ -298,19 +289,69 @@ def open_indexes(
     searches = []
     built = False
     for name, mips, breadth, data in sources:
-        path = artifact_dir / name
-        index = _load_hnsw(path, "ip", dim, n_items)
+        path = Path(artifact_dir) / name if artifact_dir is not None else None
+        index = _load_hnsw(path, "ip", dim, n_items) if path is not None else None
         if index is None:
             log.info("building %s over %d items", name, n_items)
             index = _build_hnsw(data(), "ip", os.cpu_count() or 1)
             built = True
-            if save:
+            if save and path is not None:
                 try:
                     _save_atomic(index, path)
                 except OSError as exc:
                     log.warning("could not save %s (%s); using it from memory", path, exc)
         searches.append(HnswSearch(index, vectors.factors if mips else data, mips=mips, ef=breadth))
     return IndexPair(searches[0], searches[1], built=built)
+
+
+class FactorIndex:
+    """A factor model's item index (a mixin): exact or HNSW searches over its item factors.
+
+    The kind is chosen when the model is opened for serving (:meth:`open_index`); until then
+    single queries are answered exactly. The graphs live in the model's artifact directory.
+    """
+
+    item_factors: np.ndarray
+    index: IndexPair | None = None
+
+    @cached_property
+    def vectors(self) -> ItemVectors:
+        return ItemVectors(self.item_factors)
+
+    @property
+    def searches(self) -> IndexPair:
+        """The open index; exact searches until :meth:`open_index` chose one."""
+        if self.index is None:
+            self.index = open_indexes(None, self.vectors, "exact")
+        return self.index
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.item_factors.shape[1])
+
+    @property
+    def index_kind(self) -> str:
+        return self.searches.inner.kind
+
+    def open_index(
+        self,
+        directory: str | Path | None,
+        kind: str = "exact",
+        *,
+        ef: int | None = None,
+        ef_cosine: int | None = None,
+        save: bool = True,
+    ) -> bool:
+        breadths = {"ef": ef or HNSW_EF_SEARCH, "ef_cosine": ef_cosine or HNSW_EF_COSINE}
+        self.index = open_indexes(directory, self.vectors, kind, save=save, **breadths)  # type: ignore[arg-type]
+        return self.index.built
+
+    @classmethod
+    def index_files(cls) -> tuple[str, ...]:
+        return (layout.ITEM_INDEX, COSINE_INDEX)
+
+    def build_index(self, directory: str | Path) -> list[Path]:
+        return list(build_item_index(directory, vectors=self.vectors))
 
 
 def recall_at_k(

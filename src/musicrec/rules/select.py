@@ -1,0 +1,157 @@
+"""Choosing the listed artists from the pool: relevance, discovery, and MMR diversity.
+
+Relevance is the source's ranking made scale-free: scores are forced non-increasing along the
+ranking (the ranking is the truth; an index may return slightly unsorted scores) and scaled to
+0..1 over the pool. Items without a score (popularity fills) tie with the lowest score, so they
+keep their order behind every scored item.
+
+Discovery blends in novelty, ``-log(1 + listeners)`` scaled to 0..1 over the same pool:
+``(1 - discovery) * relevance + discovery * novelty``. For a fixed pool the listed set is the
+top ``n`` of that blend, so the mean log-listeners of the list can only fall as the dial rises.
+
+Diversity is maximal marginal relevance with the mean similarity to the items already chosen,
+made monotone: greedy MMR lists are built for a fixed ladder of trade-offs (:data:`FRONTIER`)
+and the list returned is the one with the best ``(1 - diversity) * mean relevance - diversity *
+mean pairwise similarity``. Choosing by that objective over a fixed family is what guarantees
+that the list's mean pairwise similarity never rises (its intra-list distance never falls) as
+the dial rises; plain greedy MMR does not (its lists can get less diverse at a higher setting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from musicrec.rules.filters import UNCAPPED, occurrence
+
+FRONTIER = np.linspace(0.0, 1.0, 11)  # trade-offs whose greedy lists diversity chooses among
+
+
+def relevance(scores: np.ndarray) -> np.ndarray:
+    """Scores along the ranking -> non-increasing values in 0..1 (unscored items: lowest)."""
+    values = np.asarray(scores, dtype=np.float64).copy()
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(len(values))
+    values[~finite] = values[finite].min()
+    values = np.minimum.accumulate(values)
+    spread = values[0] - values[-1]
+    if spread <= 0:
+        return np.zeros(len(values))
+    scaled: np.ndarray = (values - values[-1]) / spread
+    return scaled
+
+
+def novelty(listeners: np.ndarray) -> np.ndarray:
+    """Fewer listeners -> higher, scaled to 0..1 over the given items."""
+    values = -np.log1p(np.maximum(np.asarray(listeners, dtype=np.float64), 0.0))
+    if not len(values):
+        return values
+    low, high = values.min(), values.max()
+    if high <= low:
+        return np.zeros(len(values))
+    scaled: np.ndarray = (values - low) / (high - low)
+    return scaled
+
+
+def blend(scores: np.ndarray, listeners: np.ndarray, discovery: float) -> np.ndarray:
+    """What the list is chosen by: relevance, with ``discovery`` of it novelty."""
+    rel = relevance(scores)
+    if discovery <= 0:
+        return rel
+    mixed: np.ndarray = (1.0 - discovery) * rel + discovery * novelty(listeners)
+    return mixed
+
+
+def _frontier(
+    value: np.ndarray,
+    sim: np.ndarray,
+    group: np.ndarray,
+    room: np.ndarray,
+    n: int,
+    grid: np.ndarray,
+) -> np.ndarray:
+    """Greedy MMR lists (positions) for every trade-off of ``grid`` at once.
+
+    Step ``s`` picks, per list, the best ``(1 - g) * value - g * mean similarity to the ``s``
+    picked``; picked and capped-out items are set to ``-inf`` in the list's own copy of the
+    values (float32, in place: this loop is the chain's hot path).
+    """
+    lists, size = len(grid), len(value)
+    weight = grid.astype(np.float32)[:, None]
+    base = (1.0 - weight) * value.astype(np.float32)[None, :]
+    base[:, room[group] <= 0] = -np.inf
+    similarity_sum = np.zeros((lists, size), dtype=np.float32)
+    objective = np.empty((lists, size), dtype=np.float32)
+    picks = np.empty((lists, n), dtype=np.int64)
+    rows = np.arange(lists)
+    capped = bool((room < UNCAPPED).any())
+    taken = np.zeros((lists, len(room)), dtype=np.int64)
+    by_group = np.argsort(group, kind="stable")  # members of group g: by_group[start[g]:end[g]]
+    bounds = np.searchsorted(group[by_group], np.arange(len(room) + 1))
+    for step in range(n):
+        np.multiply(similarity_sum, weight / max(step, 1), out=objective)
+        np.subtract(base, objective, out=objective)
+        chosen = objective.argmax(axis=1)
+        picks[:, step] = chosen
+        similarity_sum += sim[chosen]
+        base[rows, chosen] = -np.inf
+        if capped:
+            chosen_group = group[chosen]
+            taken[rows, chosen_group] += 1
+            full = taken[rows, chosen_group] >= room[chosen_group]
+            for row in np.flatnonzero(full).tolist():
+                filled = int(chosen_group[row])
+                base[row, by_group[bounds[filled] : bounds[filled + 1]]] = -np.inf
+    return picks
+
+
+def diversify(
+    value: np.ndarray,
+    sim: np.ndarray,
+    group: np.ndarray,
+    room: np.ndarray,
+    n: int,
+    diversity: float,
+    grid: np.ndarray = FRONTIER,
+) -> np.ndarray:
+    """Positions of the ``n`` items listed at ``diversity`` (in list order).
+
+    ``value`` is each pool item's blended relevance, ``sim`` their pairwise similarity,
+    ``group``/``room`` the per-tag cap (``n`` must fit under it). The objective of each
+    candidate list is computed exactly (float64) from ``sim``, so the choice, and with it the
+    monotone guarantee, does not depend on the greedy loop's float32 sums.
+    """
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    sim = np.asarray(sim, dtype=np.float32)
+    picks = _frontier(value, sim, group, room, n, np.asarray(grid, dtype=np.float64))
+    mean_value = np.asarray(value, dtype=np.float64)[picks].mean(axis=1)
+    mean_pair = np.zeros(len(picks))
+    if n > 1:
+        blocks = sim[picks[:, :, None], picks[:, None, :]].astype(np.float64)
+        diagonal = np.trace(blocks, axis1=1, axis2=2)
+        mean_pair = (blocks.sum(axis=(1, 2)) - diagonal) / (n * (n - 1))
+    objective = (1.0 - diversity) * mean_value - diversity * mean_pair
+    best: np.ndarray = picks[int(np.argmax(objective))]
+    return best
+
+
+def cap_removed(order: np.ndarray, chosen: np.ndarray, group: np.ndarray, room: np.ndarray) -> int:
+    """Items the cap kept out: not chosen, ranked (by ``order``) above the last one chosen,
+    with their tag already full in the list."""
+    if not len(chosen) or not (room < UNCAPPED).any():
+        return 0
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    listed = np.zeros(len(order), dtype=bool)
+    listed[chosen] = True
+    full = np.bincount(group[chosen], minlength=len(room)) >= room
+    above = rank < rank[chosen].max()
+    return int((above & ~listed & full[group]).sum())
+
+
+def capacity_prefix(order: np.ndarray, group: np.ndarray, room: np.ndarray, n: int) -> int:
+    """Length of the shortest prefix of ``order`` that holds ``n`` items under the cap."""
+    allowed = occurrence(group[order]) < room[group[order]]
+    where = np.flatnonzero(allowed)
+    return int(where[n - 1] + 1) if n > 0 and len(where) >= n else len(order)
