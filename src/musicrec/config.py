@@ -55,12 +55,18 @@ KIND_SPECS: dict[str, KindSpec] = {
         ("rp3_alpha", "rp3_beta", "neighbours", *_WEIGHTING, "engine"),
         {"neighbours": 200, "alpha": 1.0, "weighting": "log1p"},
     ),
+    # Defaults measured on HetRec Last.fm-2K validation (ratio 8:1:1, binary): docs/protocols.md.
+    "dlae": KindSpec(
+        "musicrec.models.dlae:DLAEModel",
+        ("l2", "dropout", *_WEIGHTING),
+        {"l2": 35.0, "dropout": 0.33, "alpha": 1.0, "weighting": "log1p"},
+    ),
     "blend": KindSpec("musicrec.models.blend:BlendModel", ("first", "second", "blend_weight")),
     "popularity": KindSpec("musicrec.models.baselines:PopularityModel", ()),
     "random": KindSpec("musicrec.models.baselines:RandomModel", ("seed",), {"seed": 0}),
 }
 # The learned kinds (what `musicrec train --kind` is for); the baselines are kinds as well.
-KINDS: tuple[str, ...] = ("als", "ease", "itemknn", "rp3beta", "blend")
+KINDS: tuple[str, ...] = ("als", "ease", "itemknn", "rp3beta", "dlae", "blend")
 BASELINES: tuple[str, ...] = ("popularity", "random")
 BLEND_DEFAULT_FIRST: dict[str, Any] = {"kind": "ease"}
 BLEND_DEFAULT_SECOND: dict[str, Any] = {"kind": "als"}
@@ -118,6 +124,7 @@ class TrainConfig:
     rp3_alpha: float = 1.0  # rp3beta: exponent on transition probabilities
     rp3_beta: float = 0.3  # rp3beta: popularity penalty exponent
     blend_weight: float = 0.5  # blend: weight of ``first`` (``second`` gets 1 - w)
+    dropout: float = 0.33  # dlae: input dropout probability of the linear autoencoder
     first: Mapping[str, Any] | None = field(default=None, compare=False)
     second: Mapping[str, Any] | None = field(default=None, compare=False)
 
@@ -144,6 +151,8 @@ class TrainConfig:
             raise ConfigError(f"neighbours must be >= 1, got {self.neighbours}")
         if self.rp3_alpha <= 0 or self.rp3_beta < 0:
             raise ConfigError("rp3_alpha must be > 0 and rp3_beta >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.blend_weight <= 1:
             raise ConfigError(f"blend_weight must be in [0, 1], got {self.blend_weight}")
         if self.kind == "blend":

@@ -6,7 +6,8 @@ names, so a layout change is made here once.
 Dataset dir (written by ``musicrec data prepare``)::
 
     train.parquet   user_idx:int32, item_idx:int32, plays:float32[, timestamp:int64]
-    test.parquet    same columns, disjoint (user, item) pairs
+    valid.parquet   same columns (optional: protocols with a validation part, e.g. ratio 8:1:1)
+    test.parquet    same columns; train, valid and test pairs are disjoint
     users.parquet   user_idx:int32, user_id:str
     items.parquet   item_idx:int32, artist_key:str (normalized name), artist_name:str,
                     mbid:str|null, listeners:int64, plays:int64
@@ -37,6 +38,7 @@ DATASET_FORMAT_VERSION = 1
 ARTIFACT_FORMAT_VERSION = 1
 
 TRAIN = "train.parquet"
+VALID = "valid.parquet"
 TEST = "test.parquet"
 USERS = "users.parquet"
 ITEMS = "items.parquet"

@@ -254,6 +254,13 @@ class TestRP3Beta(ModelContract):
         return TrainConfig.for_kind("rp3beta", neighbours=15)
 
 
+class TestDLAE(ModelContract):
+    """Primal form here (60 listeners, 40 items); tests/contracts/test_dlae.py covers the dual."""
+
+    def config(self) -> TrainConfig:
+        return TrainConfig.for_kind("dlae", l2=5.0, dropout=0.25)
+
+
 class TestBlend(ModelContract):
     fold_in_overlap = 7  # its ALS part is re-solved
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from musicrec.cli import app
 from musicrec.data import prepare as prepare_module
+from musicrec.data.splitting import TEST
 from musicrec.data.synth import synthesize
 from musicrec.data.validate import find_violations, validate_dataset_dir, validate_frames
 from musicrec.errors import DataError
@@ -186,13 +187,13 @@ def test_prepare_cli_fails_on_a_violation_with_the_report(
     """A split that leaves a user without train rows is caught before anything is written."""
     raw, out = tmp_path / "raw", tmp_path / "dataset"
     synthesize(raw, n_users=60, n_artists=60, seed=3)
-    real_split = prepare_module.split_holdout
+    real_split = prepare_module.split_parts
 
     def all_of_user_zero_in_test(users: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
-        test = real_split(users, *args, **kwargs)  # type: ignore[arg-type]
-        return test | (users == 0)
+        parts = real_split(users, *args, **kwargs)  # type: ignore[arg-type]
+        return np.where(users == 0, TEST, parts).astype(np.int8)
 
-    monkeypatch.setattr(prepare_module, "split_holdout", all_of_user_zero_in_test)
+    monkeypatch.setattr(prepare_module, "split_parts", all_of_user_zero_in_test)
     result = CliRunner().invoke(
         app, ["data", "prepare", "--source", "lastfm360k", "--input", str(raw), "--out", str(out)]
     )
@@ -201,3 +202,22 @@ def test_prepare_cli_fails_on_a_violation_with_the_report(
     assert "users: every user must have >= 1 train row (1 row)" in result.output
     assert "row 0: user_idx=0" in result.output
     assert not out.exists()
+
+
+def test_a_validation_part_may_overlap_neither_train_nor_test() -> None:
+    """The leakage rules of a dataset with a validation part: each is reported on its own."""
+    frames = valid_frames()
+    clean = interactions([(0, 3, 1), (1, 0, 1)])
+    args = (frames["train"], frames["test"], frames["users"], frames["items"], None)
+    assert find_violations(*args, clean) == []
+    in_train = interactions([(0, 3, 1), (1, 1, 1)])  # (1, 1) is a train pair of bob
+    in_test = interactions([(0, 3, 1), (1, 3, 1)])  # (1, 3) is a test pair of bob
+    for valid, rule, pair in (
+        (in_train, "pairs in valid must not also be in train", "item_idx=1"),
+        (in_test, "pairs in test must not also be in train or valid", "item_idx=3"),
+    ):
+        with pytest.raises(DataError) as info:
+            validate_frames(*args, valid)
+        report = str(info.value)
+        assert "(1 problem)" in report and rule in report, report
+        assert f"user_idx=1, {pair}" in report, report

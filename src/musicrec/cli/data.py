@@ -25,13 +25,43 @@ def data_prepare(
     min_user_items: Annotated[int, typer.Option(help="k-core: artists per user.")] = 5,
     min_item_users: Annotated[int, typer.Option(help="k-core: listeners per artist.")] = 3,
     test_fraction: Annotated[float, typer.Option(help="Share of each user's rows held out.")] = 0.2,
-    split: Annotated[str, typer.Option(help="auto | random | temporal")] = "auto",
+    split: Annotated[
+        str, typer.Option(help="auto | random | temporal: the order rows are split in.")
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the random split.")] = 42,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="holdout (floor(n * test-fraction) per user to test) | ratio (RecBole's "
+            "per-user split by --ratios, with a validation part) | stratified (per-user "
+            "round((1 - test-fraction) * n) to train)."
+        ),
+    ] = "holdout",
+    ratios: Annotated[
+        str, typer.Option(help="ratio protocol: train,valid,test shares (or train,test).")
+    ] = "0.8,0.1,0.1",
+    binary: Annotated[bool, typer.Option(help="Count each listener-artist pair once.")] = False,
+    no_filter: Annotated[
+        bool,
+        typer.Option(
+            "--no-filter", help="No k-core filter; artists with distinct source ids stay apart."
+        ),
+    ] = False,
 ) -> None:
     """Validate, deduplicate, k-core filter and split raw data into a dataset directory."""
-    from musicrec.data.prepare import PrepareConfig, prepare
+    from musicrec.data.prepare import PrepareConfig, parse_ratios, prepare
 
-    config = PrepareConfig(min_user_items, min_item_users, test_fraction, split, seed)  # type: ignore[arg-type]
+    config = PrepareConfig(
+        min_user_items,
+        min_item_users,
+        test_fraction,
+        split,  # type: ignore[arg-type]
+        seed,
+        protocol=protocol,  # type: ignore[arg-type]
+        ratios=parse_ratios(ratios),
+        binary=binary,
+        no_filter=no_filter,
+    )
     with console.status(f"preparing {input} ({source})"):
         summary = prepare(source, input, out, config)
     stats = summary.stats
@@ -43,7 +73,7 @@ def data_prepare(
         table.add_row(f"dropped: {reason}", f"{count:,}")
     for name, count in stats["kept"].items():
         table.add_row(f"kept: {name}", f"{count:,}")
-    table.add_row("split", stats["split"])
+    table.add_row("split", f"{stats['protocol']['description']}, {stats['split']} order")
     table.add_row("seconds", f"{summary.seconds:.1f}")
     Console().print(table)
 

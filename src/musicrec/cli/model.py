@@ -29,8 +29,8 @@ def train(
     kind: Annotated[
         str | None,
         typer.Option(
-            help="als | ease | itemknn | rp3beta | blend, or a baseline: popularity | random "
-            "(default: als)."
+            help="als | ease | itemknn | rp3beta | dlae | blend, or a baseline: popularity | "
+            "random (default: als)."
         ),
     ] = None,
     param: Annotated[

@@ -244,12 +244,14 @@ def tune(
         bool, typer.Option(help="Also try blends of the two best kinds (several kinds only).")
     ] = True,
     seed: Annotated[int, typer.Option(help="Sampler and validation-split seed.")] = 0,
-    valid_fraction: Annotated[float, typer.Option(help="Train rows held out per user.")] = 0.2,
+    valid_fraction: Annotated[
+        float, typer.Option(help="Train rows held out per user (datasets without a valid part).")
+    ] = 0.2,
     prune: Annotated[bool, typer.Option(help="Median pruning at sweep checkpoints.")] = True,
     final: Annotated[bool, typer.Option(help="Train the best config, evaluate on test.")] = True,
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "musicrec-tune",
 ) -> None:
-    """Optuna TPE search on a validation split of the training data; test only the best."""
+    """Optuna TPE search on the validation part (or a split of train); test only the best."""
     import optuna
 
     from musicrec.config import TrainConfig

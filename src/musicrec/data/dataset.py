@@ -30,7 +30,11 @@ def to_csr(frame: pd.DataFrame, shape: tuple[int, int]) -> sp.csr_matrix:
 
 @dataclass
 class Dataset:
-    """A prepared dataset: train/test interactions plus vocabularies, read lazily."""
+    """A prepared dataset: train/[valid/]test interactions plus vocabularies, read lazily.
+
+    A dataset prepared with a validation part (``valid.parquet``) is tuned on it; its test
+    ranking excludes what a user has in train or validation (:attr:`seen`).
+    """
 
     path: Path
     meta: dict[str, Any]
@@ -78,6 +82,18 @@ class Dataset:
     def test_frame(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / layout.TEST)
 
+    @property
+    def has_valid(self) -> bool:
+        """Whether the dataset was prepared with a validation part."""
+        return (self.path / layout.VALID).exists()
+
+    @cached_property
+    def valid_frame(self) -> pd.DataFrame:
+        """The validation part; an empty frame when the dataset has none."""
+        if not self.has_valid:
+            return self.train_frame.iloc[:0]
+        return pd.read_parquet(self.path / layout.VALID)
+
     @cached_property
     def train(self) -> sp.csr_matrix:
         return to_csr(self.train_frame, self.shape)
@@ -85,6 +101,25 @@ class Dataset:
     @cached_property
     def test(self) -> sp.csr_matrix:
         return to_csr(self.test_frame, self.shape)
+
+    @cached_property
+    def valid(self) -> sp.csr_matrix:
+        """Validation plays (no stored entries when the dataset has no validation part)."""
+        return to_csr(self.valid_frame, self.shape)
+
+    def validation_parts(self) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+        """``(train, valid)`` to tune on when the dataset has a validation part, else ``None``.
+
+        Tuning fits on train and scores on valid; test is not part of the answer.
+        """
+        return (self.train, self.valid) if self.has_valid else None
+
+    @cached_property
+    def seen(self) -> sp.csr_matrix:
+        """Train plus validation: what a test ranking must not recommend back."""
+        if not self.has_valid:
+            return self.train
+        return sp.csr_matrix(self.train + self.valid)
 
     @cached_property
     def tags(self) -> pd.DataFrame | None:

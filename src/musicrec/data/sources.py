@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from musicrec.data.identity import distinct_names, normalize_tags
 from musicrec.errors import DataError
 from musicrec.text import normalize_name
 
@@ -47,13 +49,17 @@ class RawInteractions:
     missing_artist: int = 0
 
 
-def load(source: str, path: str | Path) -> RawInteractions:
-    """Read ``path`` in the format named by ``source`` (one of :data:`SOURCES`)."""
+def load(source: str, path: str | Path, merge_names: bool = True) -> RawInteractions:
+    """Read ``path`` in the format named by ``source`` (one of :data:`SOURCES`).
+
+    ``merge_names=False`` keeps artists the source tells apart by id (``hetrec2k``, ``csv``)
+    apart even when their names normalize alike (:func:`musicrec.data.identity.distinct_names`).
+    """
     loaders: dict[str, Callable[[Path], RawInteractions]] = {
         "lastfm360k": load_lastfm360k,
         "lastfm1k": load_lastfm1k,
-        "hetrec2k": load_hetrec2k,
-        "csv": load_table,
+        "hetrec2k": partial(load_hetrec2k, merge_names=merge_names),
+        "csv": partial(load_table, merge_names=merge_names),
     }
     if source not in loaders:
         raise DataError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -285,7 +291,7 @@ def load_lastfm360k(path: Path) -> RawInteractions:
             encoding_errors="replace",
             on_bad_lines="skip",
         )
-        raw.tags = _normalize_tags(tags["artist"], tags["tag"], tags["weight"])
+        raw.tags = normalize_tags(tags["artist"], tags["tag"], tags["weight"])
     return raw
 
 
@@ -308,7 +314,7 @@ def load_lastfm1k(path: Path) -> RawInteractions:
     )
 
 
-def load_hetrec2k(path: Path) -> RawInteractions:
+def load_hetrec2k(path: Path, merge_names: bool = True) -> RawInteractions:
     """HetRec 2011 Last.fm-2K directory: user_artists.dat, artists.dat and the tag files."""
     if not path.is_dir():
         raise DataError(f"{path}: expected the hetrec2011-lastfm-2k directory")
@@ -319,6 +325,7 @@ def load_hetrec2k(path: Path) -> RawInteractions:
     ua = _read_table(root / "user_artists.dat", ["userID", "artistID", "weight"])
     artists = _read_table(root / "artists.dat", ["id", "name"])
     names = pd.Series(artists["name"].astype(str).values, index=artists["id"].values)
+    names = names if merge_names else distinct_names(names, normalize_name)
     plays = pd.to_numeric(ua["weight"], errors="coerce")
     frame = pd.DataFrame(
         {
@@ -336,11 +343,11 @@ def load_hetrec2k(path: Path) -> RawInteractions:
         counts["artist"] = counts["artistID"].map(names)
         counts["tag"] = counts["tagID"].map(pd.Series(tg["tagValue"].values, index=tg["tagID"]))
         counts = counts.dropna(subset=["artist", "tag"])
-        raw.tags = _normalize_tags(counts["artist"], counts["tag"], counts["weight"])
+        raw.tags = normalize_tags(counts["artist"], counts["tag"], counts["weight"])
     return raw
 
 
-def load_table(path: Path) -> RawInteractions:
+def load_table(path: Path, merge_names: bool = True) -> RawInteractions:
     """Generic CSV or Parquet: ``user_id,artist_id,plays[,artist_name,timestamp]``."""
     if path.is_dir():
         raise DataError(f"{path}: expected a .csv or .parquet file, got a directory")
@@ -367,10 +374,13 @@ def load_table(path: Path) -> RawInteractions:
     if frame.empty:
         raise DataError(f"{path}: file has no data rows")
     names = frame["artist_name"] if "artist_name" in frame else frame["artist_id"]
+    names = names.where(names.notna(), frame["artist_id"]).astype(str)
+    if not merge_names:
+        names = distinct_names(names.set_axis(frame["artist_id"].astype(str)), normalize_name)
     out = pd.DataFrame(
         {
             "user": frame["user_id"].astype(str),
-            "artist": names.where(names.notna(), frame["artist_id"]).astype(str),
+            "artist": names.to_numpy(),
             "plays": pd.to_numeric(frame["plays"], errors="coerce"),
         }
     )
@@ -436,15 +446,3 @@ def _from_frame(frame: pd.DataFrame, rows_read: int) -> RawInteractions:
         rejected=rejected,
         missing_artist=missing_artist,
     )
-
-
-def _normalize_tags(artists: pd.Series, tags: pd.Series, weights: pd.Series) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "artist_key": [normalize_name(str(a)) for a in artists],
-            "tag": [normalize_name(str(t)) for t in tags],
-            "weight": pd.to_numeric(weights, errors="coerce").fillna(1.0).astype(np.float32),
-        }
-    )
-    frame = frame[(frame["artist_key"] != "") & (frame["tag"] != "")]
-    return frame.groupby(["artist_key", "tag"])["weight"].sum().reset_index()

@@ -7,7 +7,8 @@ a dataset directory on disk always satisfies the contract in :mod:`musicrec.layo
 - ``plays`` finite and > 0; ``user_idx`` / ``item_idx`` within the vocabulary sizes;
 - vocabularies contiguous (row ``i`` has index ``i``) with unique raw ids;
 - each ``(user_idx, item_idx)`` pair at most once in train and at most once in test;
-- no test pair also in train; every user has at least one train row.
+- no test pair also in train; every user has at least one train row;
+- with a validation part (``valid.parquet``): its pairs unique, none in train, none in test.
 
 The per-frame schemas are :mod:`pandera` schemas. Pair checks use sorted int64 keys rather than
 row hashing, which keeps the whole gate to a few seconds on Last.fm-360K-sized data.
@@ -64,9 +65,10 @@ def validate_frames(
     users: pd.DataFrame,
     items: pd.DataFrame,
     tags: pd.DataFrame | None = None,
+    valid: pd.DataFrame | None = None,
 ) -> None:
     """Raise :class:`~musicrec.errors.DataError` with a readable report if any rule is broken."""
-    violations = find_violations(train, test, users, items, tags)
+    violations = find_violations(train, test, users, items, tags, valid)
     if violations:
         raise DataError(format_report(violations))
 
@@ -77,7 +79,12 @@ def validate_dataset_dir(path: str | Path) -> None:
 
     dataset = Dataset.load(path)
     validate_frames(
-        dataset.train_frame, dataset.test_frame, dataset.users, dataset.items, dataset.tags
+        dataset.train_frame,
+        dataset.test_frame,
+        dataset.users,
+        dataset.items,
+        dataset.tags,
+        dataset.valid_frame if dataset.has_valid else None,
     )
 
 
@@ -87,10 +94,11 @@ def find_violations(
     users: pd.DataFrame,
     items: pd.DataFrame,
     tags: pd.DataFrame | None = None,
+    valid: pd.DataFrame | None = None,
 ) -> list[Violation]:
     """Every broken rule across the dataset frames, in a stable order (empty list: valid)."""
     with _quiet_pyspark():
-        return _find_violations(train, test, users, items, tags)
+        return _find_violations(train, test, users, items, tags, valid)
 
 
 def _find_violations(
@@ -99,18 +107,30 @@ def _find_violations(
     users: pd.DataFrame,
     items: pd.DataFrame,
     tags: pd.DataFrame | None,
+    valid: pd.DataFrame | None = None,
 ) -> list[Violation]:
     n_users, n_items = len(users), len(items)
     train_keys, test_keys = _pair_keys(train), _pair_keys(test)
     train_sorted = None
     if train_keys is not None:
         train_sorted = train_keys if _is_sorted(train_keys) else np.sort(train_keys)
+    # Test pairs must be in neither train nor validation: one sorted key set of both.
+    seen_sorted, valid_keys = train_sorted, None
+    if valid is not None:
+        valid_keys = _pair_keys(valid)
+        if train_sorted is not None and valid_keys is not None:
+            seen_sorted = np.sort(np.concatenate([train_sorted, valid_keys]))
+    against = "train" if valid is None else "train or valid"
+    test_schema = _interactions_schema("test", n_users, n_items, test_keys, seen_sorted, against)
     checks: list[tuple[str, pd.DataFrame, pa.DataFrameSchema]] = [
         ("train", train, _interactions_schema("train", n_users, n_items, train_keys)),
-        ("test", test, _interactions_schema("test", n_users, n_items, test_keys, train_sorted)),
+        ("test", test, test_schema),
         ("users", users, _users_schema(n_users, train)),
         ("items", items, _items_schema()),
     ]
+    if valid is not None:
+        schema = _interactions_schema("valid", n_users, n_items, valid_keys, train_sorted)
+        checks.insert(1, ("valid", valid, schema))
     if tags is not None:
         checks.append(("tags", tags, _tags_schema(n_items)))
     violations: list[Violation] = []
@@ -136,8 +156,10 @@ def _interactions_schema(
     n_items: int,
     keys: np.ndarray | None,
     train_sorted: np.ndarray | None = None,
+    against: str = "train",
 ) -> pa.DataFrameSchema:
-    """Schema of train or test; ``keys`` are the frame's pair keys (computed once, by row)."""
+    """Schema of train, valid or test; ``keys`` are the frame's pair keys (computed once, by
+    row); ``train_sorted`` the sorted keys of the parts (``against``) it must not overlap."""
     import pandera.pandas as pa
 
     def usable(df: pd.DataFrame) -> bool:
@@ -164,7 +186,7 @@ def _interactions_schema(
             pa.Check(
                 disjoint_from_train,
                 name="disjoint_from_train",
-                error="(user_idx, item_idx) pairs in test must not also be in train",
+                error=f"(user_idx, item_idx) pairs in {name} must not also be in {against}",
             )
         )
     return pa.DataFrameSchema(

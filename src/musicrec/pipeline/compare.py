@@ -112,8 +112,16 @@ def score_artifacts(
     scores = []
     for number, artifact in enumerate(artifacts):
         label = f"model {'ab'[number % 2]}"
+        # Train and validation items are out of the ranking, as in ``evaluate``.
         scored = score_users(
-            artifact.model, train, test, ks, items, show_progress=show_progress, label=label
+            artifact.model,
+            train,
+            test,
+            ks,
+            items,
+            show_progress=show_progress,
+            label=label,
+            exclude=dataset.seen,
         )
         scored.fingerprint = dataset.fingerprint
         scores.append(scored)

@@ -105,10 +105,13 @@ def evaluate(
     items: ItemSpace | None = None,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    exclude: sp.csr_matrix | None = None,
 ) -> Report:
     """Evaluate ``model`` (trained on ``train``'s users; with intervals from ``bootstrap``
-    resamples) and each baseline on the same split."""
-    scores = score_users(model, train, test, ks, items, show_progress=show_progress)
+    resamples) and each baseline on the same split; ``exclude`` is kept out of every ranking
+    (default ``train``)."""
+    options: dict[str, Any] = {"show_progress": show_progress, "exclude": exclude}
+    scores = score_users(model, train, test, ks, items, **options)
     summary = summarize(scores, bootstrap, seed)
     report = Report(
         model=summary.metrics,
@@ -119,7 +122,7 @@ def evaluate(
         scores=scores,
     )
     for baseline in baselines:
-        base = score_users(baseline, train, test, ks, items, show_progress=show_progress)
+        base = score_users(baseline, train, test, ks, items, **options)
         report.baselines[baseline.kind] = summarize(base, n_resamples=0).metrics
     return report
 
@@ -142,7 +145,10 @@ def evaluate_dataset(
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> Report:
-    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines."""
+    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines.
+
+    On a dataset with a validation part, test rankings exclude validation items too.
+    """
     train, test = dataset.train, dataset.test
     report = evaluate(
         model,
@@ -154,6 +160,7 @@ def evaluate_dataset(
         items=ItemSpace.build(train, dataset.tags, model.similar_items),
         bootstrap=bootstrap,
         seed=seed,
+        exclude=dataset.seen,  # train and validation items are out of the test rankings
     )
     if report.scores is not None:
         report.scores.fingerprint = dataset.fingerprint

@@ -265,13 +265,13 @@ def gate_rankers(
     config: GateConfig,
     similar_items: SimilarItems | None = None,
 ) -> GateResult:
-    """Score both (models of ``dataset``'s users or rankings) on ``test``, training rows of
-    ``dataset`` excluded, and decide."""
+    """Score both (models of ``dataset``'s users or rankings) on ``test``, train and validation
+    rows of ``dataset`` excluded, and decide."""
     train = dataset.train
     items = ItemSpace.build(train, dataset.tags, similar_items)
     scores = []
     for ranker in (champion, candidate):
-        scored = score_users(ranker, train, test, (10,), items)
+        scored = score_users(ranker, train, test, (10,), items, exclude=dataset.seen)
         scored.fingerprint = dataset.fingerprint
         scores.append(scored)
     return gate_scores(scores[0], scores[1], config)

@@ -1,4 +1,8 @@
-"""Hyperparameter search over model kinds: Optuna TPE on a validation split carved from train.
+"""Hyperparameter search over model kinds: Optuna TPE on a validation split.
+
+A dataset prepared with a validation part (``musicrec data prepare --protocol ratio``) is
+searched on that part, and the winner is trained on the train part only, as the protocol does;
+otherwise a validation split is carved from train as described below.
 
 ``kinds`` (default ALS alone) share the trial budget (and the time budget) equally; each kind
 has its own TPE study over its search space (the kind's ``suggest``), started from its
@@ -143,13 +147,17 @@ def tune(
     if not build(base).in_process:
         raise ConfigError(f"tuning fits in this process; engine {build(base).engine!r} cannot")
     dataset = Dataset.load(data_dir)
-    split = validation_split(dataset.train, valid_fraction, seed)
+    given = dataset.validation_parts()  # a protocol's own validation part, else carve one
+    split = (
+        ValidationSplit(*given) if given else validation_split(dataset.train, valid_fraction, seed)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     observer = observer or NullObserver()
     tags = {"kind": base.kind, "engine": build(base).engine} | dataset_tags(dataset)
     params = (
         {"n_trials": n_trials, "timeout": timeout, "seed": seed, "prune": prune}
         | {"valid_fraction": valid_fraction, "checkpoint_every": CHECKPOINT_EVERY}
+        | {"validation": "dataset" if dataset.has_valid else "carved from train"}
         | {"kinds": ",".join(kinds), "blend": blend}
         | {f"base.{k}": v for k, v in base.to_dict().items()}
         | dataset_params(dataset)
@@ -206,7 +214,8 @@ def _report(
 def _final(
     dataset: Dataset, out_dir: Path, config: TrainConfig, observer: StageObserver
 ) -> dict[str, Any]:
-    """Train ``config`` on the full training split, evaluate on test, observed as ``best``."""
+    """Train ``config`` on the training split (never the validation part), evaluate on test,
+    observed as ``best``."""
     from musicrec.pipeline.sequence import train_and_evaluate
 
     _, report = train_and_evaluate(dataset, out_dir / "model", config, observer.child("best"))

@@ -173,11 +173,13 @@ def score_users(
     batch_size: int = 4096,
     show_progress: bool = False,
     label: str | None = None,
+    exclude: sp.csr_matrix | None = None,
 ) -> UserScores:
     """Rank every user with test artists once; every metric per user at each K.
 
     ``ranker`` is a model of the users of ``train`` or any :data:`Ranking`. Without ``items``
-    the beyond-accuracy metrics are left out (tuning needs only accuracy).
+    the beyond-accuracy metrics are left out (tuning needs only accuracy). ``exclude`` is what
+    the rankings must not hold (default ``train``; a dataset's train plus validation parts).
     """
     if isinstance(ranker, Model):
         label = label or ranker.kind
@@ -186,6 +188,7 @@ def score_users(
     ks = check_ks(ks, n_items)
     k_max = ks[-1]
     train, test = sp.csr_matrix(train), sp.csr_matrix(test)
+    exclude = train if exclude is None else sp.csr_matrix(exclude)
     n_rel = np.diff(test.indptr)
     users = np.flatnonzero(n_rel > 0)
     segments = Segments.build(train, users)
@@ -194,7 +197,7 @@ def score_users(
     with Progress(disable=not show_progress, transient=True) as progress:
         task = progress.add_task(f"evaluating {label or 'ranking'}", total=len(users))
         for batch in _batches(users, batch_size):
-            top = ranker(batch, k_max, train[batch])
+            top = ranker(batch, k_max, exclude[batch])
             tops.append(top.astype(np.int32))
             for name, column in _batch_values(top, batch, train, test, ks, segments, items):
                 parts.setdefault(name, []).append(column)
