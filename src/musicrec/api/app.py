@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from musicrec import __version__
+from musicrec.api import experiments_runtime
 from musicrec.api.errors import BodyLimitMiddleware, install_error_handlers
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.loader import load_recommender
@@ -59,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     metrics.set_model(app.state.recommender)
     app.state.live_metrics.set_model(app.state.recommender)
+    await run_in_threadpool(experiments_runtime.start, app)  # impressions, running experiments
     if settings.watch_interval_s > 0:
         watcher.start()
     try:
@@ -66,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if settings.watch_interval_s > 0:
             await run_in_threadpool(watcher.stop)
+        await run_in_threadpool(experiments_runtime.stop, app)  # commits queued impressions
         if app.state.event_store is not None:
             app.state.event_store.close()
         metrics.close()
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.served_target = None  # what the served model was loaded from
     app.state.served_stamp = None  # and the identity of its files
     app.state.watcher = None  # the ModelWatcher, made in lifespan
+    app.state.experiments = None  # the ExperimentRuntime, made in lifespan
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -98,7 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=origins,
         allow_credentials="*" not in origins,  # never a wildcard together with credentials
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "X-API-Key"],
+        allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+        expose_headers=["X-Request-ID"],
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all
