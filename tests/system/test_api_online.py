@@ -190,3 +190,50 @@ def test_guardrail_breach_stops_the_arm_by_itself(
         assert body["experiment"] is None
         metrics = client.get("/metrics").text
     assert 'experiment_arm_stopped{arm="a",experiment="guarded"} 1.0' in metrics
+
+
+def test_events_carry_request_id_and_position_to_their_impression(
+    champion: Path, worse: Path, events_url: str
+) -> None:
+    from musicrec.events.outcomes import experiment_outcomes
+
+    app = app_for(champion, events_url)
+    start(events_url, "ev", "ab", Arm("a", str(champion), 50), Arm("b", str(worse), 50))
+    with TestClient(app) as client:
+        user = users_of(client, 1)[0]
+        body = client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+        rid, artists = body["request_id"], [r["artist"] for r in body["recommendations"]]
+        events = [
+            {
+                "user_id": user,
+                "artist": artists[2],
+                "kind": "play",
+                "request_id": rid,
+                "position": 2,
+            },
+            {"user_id": user, "artist": artists[0], "kind": "skip", "request_id": rid},
+            {"user_id": user, "artist": artists[1], "kind": "ban"},  # by the time window
+        ]
+        assert client.post("/events", json={"events": events}).status_code == 201
+        bad = [
+            ({"position": 1}, "position"),  # a position needs the request id
+            ({"request_id": rid, "position": -1}, "position"),
+            ({"request_id": rid, "position": "1"}, "position"),
+            ({"request_id": "x" * 65}, "request_id"),
+        ]
+        for extra, field in bad:
+            event = {"user_id": user, "artist": artists[3]} | extra
+            refused = client.post("/events", json={"events": [events[0], event]})
+            assert refused.status_code == 422, extra
+            assert refused.json()["index"] == 1 and refused.json()["field"] == field
+        metrics = client.get("/metrics").text
+    assert f'experiment_outcomes_total{{arm="{body["arm"]}",experiment="ev",kind="play"}} 1.0' in (
+        metrics
+    )
+    found = experiment_outcomes(EventStore(events_url), "ev").set_index("kind")
+    assert found.loc["play", "shown_position"] == 2
+    assert found.loc["play", "attributed_by"] == "request"
+    assert found.loc["skip", "shown_position"] == 0
+    assert found.loc["ban", "attributed_by"] == "window"
+    assert set(found["arm"]) == {body["arm"]}
+    assert len(EventStore(events_url).user_events(user, limit=50)) == 3  # refused ones: none

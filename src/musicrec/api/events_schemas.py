@@ -21,7 +21,9 @@ class EventBatch(BaseModel):
             "Events: user_id, artist (required); kind play|skip|love|ban (default play); "
             "plays (whole number, play events only, default 1); timestamp (epoch seconds "
             "or ISO-8601, default now); event_id (optional, the sender's id: an event "
-            "whose event_id the listener already has is not stored again)."
+            "whose event_id the listener already has is not stored again); request_id "
+            "(optional, the request_id of the list the event answers) and position (optional, "
+            "0-based, where that list showed the artist)."
         ),
     )
 

@@ -14,16 +14,20 @@ and stopped experiments and enforces guardrails; :func:`stop` commits queued imp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
 
 from musicrec.api.deps import runtime
 from musicrec.api.loader import load_recommender
 from musicrec.api.settings import Settings
-from musicrec.errors import MusicrecError
+from musicrec.errors import MusicrecError, StoreError
 from musicrec.events.impressions import ImpressionWriter
+from musicrec.events.outcomes import record_requests
+from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
+from musicrec.events.writer import Appended
 from musicrec.online.metrics import ExperimentMetrics
 from musicrec.online.serving import REQUEST_ID_HEADER, ExperimentRuntime, Served, request_id
 from musicrec.serving.recommender import Rec, Recommender
@@ -41,11 +45,11 @@ def start(app: FastAPI) -> ExperimentRuntime:
             writer = ImpressionWriter(store, flush_interval_s=settings.impressions_flush_s).start()
         except MusicrecError as exc:
             log.error("impressions not logged: %s", exc)
+    metrics = getattr(app.state, "experiment_metrics", None)
+    if metrics is None:  # once per app: a second lifespan must not register them again
+        metrics = app.state.experiment_metrics = ExperimentMetrics(app.state.metrics.registry)
     online = ExperimentRuntime(
-        store,
-        lambda model: load_recommender(model, settings),
-        ExperimentMetrics(app.state.metrics.registry),
-        writer,
+        store, lambda model: load_recommender(model, settings), metrics, writer
     )
     app.state.experiments = online
     check(app)
@@ -85,6 +89,35 @@ def serve(
     if online is None:
         return Served(rid, make(champion), champion.version)
     return online.serve(rid, listener, champion, make, k)
+
+
+async def link_events(
+    request: Request,
+    store: EventStore,
+    events: Sequence[Event],
+    appended: Appended,
+    request_ids: Sequence[str | None],
+    positions: Sequence[int | None],
+) -> None:
+    """Remember which list each newly stored event answers, and credit its arm's metrics.
+
+    A link that cannot be written is logged: the event is stored, and the report then
+    attributes it by the time window instead.
+    """
+    if not any(request_ids):
+        return
+    skipped = set(appended.skipped)
+    kept = [i for i in range(len(events)) if i not in skipped]
+    rids = [request_ids[i] for i in kept]
+    where = [positions[i] for i in kept]
+    try:
+        await run_in_threadpool(record_requests, store, appended.ids, rids, where)
+    except StoreError as exc:
+        log.warning("events stored without their request ids: %s", exc)
+    for i in kept:
+        rid = request_ids[i]
+        if rid:
+            outcome(request, rid, positions[i], events[i].kind)
 
 
 def outcome(request: Request, rid: str, position: int | None, kind: str) -> None:
