@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,50 @@ def test_events_carry_request_id_and_position_to_their_impression(
     assert found.loc["ban", "attributed_by"] == "window"
     assert set(found["arm"]) == {body["arm"]}
     assert len(EventStore(events_url).user_events(user, limit=50)) == 3  # refused ones: none
+
+
+def test_admin_experiments_start_list_stop_report_with_reasons(
+    champion: Path, worse: Path, events_url: str, tmp_path: Path
+) -> None:
+    app = app_for(champion, events_url, admin_api_key="k")
+    key = {"X-API-Key": "k"}
+    arms = [
+        {"name": "a", "model": str(champion), "share": 50},
+        {"name": "b", "model": str(worse), "share": 50},
+    ]
+    with TestClient(app) as client:
+        assert client.get("/admin/experiments").status_code == 401
+        assert client.get("/admin/experiments", headers={"X-API-Key": "no"}).status_code == 403
+        started = client.post("/admin/experiments", headers=key, json={"name": "x", "arms": arms})
+        assert started.status_code == 201, started.text
+        assert [a["version"] for a in started.json()["arms"]] == [
+            Recommender.load(champion).version,
+            Recommender.load(worse).version,
+        ]
+        user = users_of(client, 1)[0]  # served at once by the worker that started it
+        assert client.get(f"/users/{user}/recommendations").json()["experiment"] == "x"
+        refusals = [
+            ({"name": "y", "arms": arms}, 409, "already runs"),
+            ({"name": "x", "arms": arms}, 409, "exists"),
+            ({"name": "z", "arms": [arms[0], arms[1] | {"share": 40}]}, 400, "sum to 100"),
+            (
+                {"name": "z", "arms": [arms[0], arms[1] | {"model": str(tmp_path / "none")}]},
+                400,
+                "does not load",
+            ),
+        ]
+        for body, status, reason in refusals:
+            refused = client.post("/admin/experiments", headers=key, json=body)
+            assert refused.status_code == status, (body, refused.text)
+            assert reason in refused.json()["detail"]
+        listed = client.get("/admin/experiments", headers=key).json()["experiments"]
+        assert [e["name"] for e in listed] == ["x"]  # nothing half-started
+        time.sleep(0.3)  # past the writer's 0.05 s flush interval
+        report = client.get("/admin/experiments/x/report", headers=key, params={"resamples": 50})
+        assert report.status_code == 200 and report.json()["arms"]["a"]["impressions"] > 0
+        assert client.get("/admin/experiments/nope/report", headers=key).status_code == 404
+        stop = client.post("/admin/experiments/x/stop", headers=key, json={"reason": "done"})
+        assert stop.status_code == 200 and stop.json()["status"] == "stopped"
+        again = client.post("/admin/experiments/x/stop", headers=key, json={"reason": "done"})
+        assert again.status_code == 409
+        assert client.get(f"/users/{user}/recommendations").json()["experiment"] is None
