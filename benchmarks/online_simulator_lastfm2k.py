@@ -237,7 +237,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                        ("interleave", "interleaving (binomial test)")):  # fmt: skip
         if key in result:
             points = [(n, p) for n, p in result[key]["curve"] if p is not None]
-            ax.plot([n for n, _ in points], [max(p, 1e-6) for _, p in points], "o-", label=label)
+            ax.plot([n for n, _ in points], [max(p, 1e-300) for _, p in points], "o-", label=label)
     ax.axhline(0.05, color="grey", linestyle="--", label="p = 0.05")
     ax.set_yscale("log")
     ax.set_xlabel("simulated listeners (one list of 10 each)")
