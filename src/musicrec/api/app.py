@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from musicrec import __version__
+from musicrec.api import experiments_runtime
 from musicrec.api.auth import install_auth
 from musicrec.api.errors import BodyLimitMiddleware, install_error_handlers
 from musicrec.api.forgotten import AccessRefresher, ForgottenListeners
@@ -67,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     metrics.set_model(app.state.recommender)
     app.state.live_metrics.set_model(app.state.recommender)
+    await run_in_threadpool(experiments_runtime.start, app)  # impressions, running experiments
     if settings.watch_interval_s > 0:
         watcher.start()
     try:
@@ -75,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(refresher.stop)
         if settings.watch_interval_s > 0:
             await run_in_threadpool(watcher.stop)
+        await run_in_threadpool(experiments_runtime.stop, app)  # commits queued impressions
         if app.state.event_store is not None:
             app.state.event_store.close()
         metrics.close()
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.served_stamp = None  # and the identity of its files
     app.state.watcher = None  # the ModelWatcher, made in lifespan
     app.state.forgotten = ForgottenListeners()
+    app.state.experiments = None  # the ExperimentRuntime, made in lifespan
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -125,7 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=origins,
         allow_credentials="*" not in origins,  # never a wildcard together with credentials
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+        allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+        expose_headers=["X-Request-ID"],
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees all

@@ -58,6 +58,10 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/model/workers"): ADMIN,
     ("POST", "/admin/reload"): ADMIN,
     ("DELETE", "/users/{user_id}"): ADMIN,
+    ("GET", "/admin/experiments"): ADMIN,
+    ("POST", "/admin/experiments"): ADMIN,
+    ("POST", "/admin/experiments/{name}/stop"): ADMIN,
+    ("GET", "/admin/experiments/{name}/report"): ADMIN,
     ("GET", "/metrics"): "metrics",
 }
 METRICS_SCOPE = "metrics"

@@ -15,10 +15,12 @@ import time
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.schemas import Recommendation
+from musicrec.online.serving import REQUEST_ID_HEADER, ExperimentRuntime, Served, request_id
 from musicrec.serving.recommender import Rec, Recommender
 
 
@@ -71,21 +73,43 @@ def recommend_body(
     started: float,
     user_id: str | None = None,
     mood: str | None = None,
+    request: Request | None = None,
+    served: Served | None = None,
 ) -> JSONBody:
-    """A ``RecommendResponse`` body."""
-    return JSONBody(
-        {
-            "type": kind,
-            "recommendations": rec_dicts(recs),
-            "user_id": user_id,
-            "mood": mood,
-            "model_version": recommender.version,
-            "took_ms": elapsed_ms(started, time.perf_counter()),
-        }
-    )
+    """A ``RecommendResponse`` body (identified and logged with ``request``)."""
+    body = {
+        "type": kind,
+        "recommendations": rec_dicts(recs),
+        "user_id": user_id,
+        "mood": mood,
+        "model_version": recommender.version,
+        "took_ms": elapsed_ms(started, time.perf_counter()),
+    }
+    if request is None:
+        return JSONBody(body)
+    return respond(request, served or plain(request, recs, recommender), body, user_id)
 
 
-def similar_response(recommender: Recommender, metrics: ApiMetrics, name: str, k: int) -> JSONBody:
+def plain(request: Request, recs: list[Rec], recommender: Recommender) -> Served:
+    """A list no experiment chose (moods, similar artists, charts, new listeners)."""
+    return Served(request_id(request.headers.get(REQUEST_ID_HEADER)), recs, recommender.version)
+
+
+def respond(
+    request: Request, served: Served, body: dict[str, Any], listener: str | None = None
+) -> JSONBody:
+    """``body`` with its list's ids and the ``X-Request-ID`` header; its impressions queued."""
+    body["model_version"] = served.model_version
+    body.update(served.envelope())
+    online: ExperimentRuntime | None = getattr(request.app.state, "experiments", None)
+    if online is not None:
+        online.log(served, listener)
+    return JSONBody(body, headers={REQUEST_ID_HEADER: served.request_id})
+
+
+def similar_response(
+    recommender: Recommender, metrics: ApiMetrics, name: str, k: int, request: Request
+) -> JSONBody:
     """Artists closest to ``name``; answers both ``/similar`` and ``/artists/{name}/similar``.
 
     The body is a ``SimilarResponse``.
@@ -94,12 +118,11 @@ def similar_response(recommender: Recommender, metrics: ApiMetrics, name: str, k
     artist, recs = recommender.similar(name, k)
     metrics.lookup("artist", known=True)
     metrics.served("similar", recs)
-    return JSONBody(
-        {
-            "type": "similar",
-            "artist": artist,
-            "recommendations": rec_dicts(recs),
-            "model_version": recommender.version,
-            "took_ms": elapsed_ms(started, time.perf_counter()),
-        }
-    )
+    body = {
+        "type": "similar",
+        "artist": artist,
+        "recommendations": rec_dicts(recs),
+        "model_version": recommender.version,
+        "took_ms": elapsed_ms(started, time.perf_counter()),
+    }
+    return respond(request, plain(request, recs, recommender), body)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from musicrec.api.schemas import NAME_PATTERN
+from musicrec.events.outcomes import MAX_POSITION, REQUEST_ID
 from musicrec.events.schema import MAX_BATCH, MAX_PLAYS, MAX_TEXT, MAX_TIMESTAMP, MIN_TIMESTAMP
 
 EventName = Annotated[
@@ -35,10 +36,13 @@ IsoTime = Annotated[
     Field(description="ISO-8601 date and time in UTC, e.g. 2024-05-01T12:00:00Z."),
 ]
 Timestamp = EpochSeconds | IsoTime
+RequestId = Annotated[str, StringConstraints(pattern=f"^{REQUEST_ID}$")]
 
 
 class _EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"dependentRequired": {"position": ["request_id"]}}
+    )
 
     user_id: EventName = Field(description="The listener.")
     artist: EventName = Field(description="Artist name.")
@@ -47,6 +51,17 @@ class _EventIn(BaseModel):
         default=None,
         description="The sender's id for the event: one the listener already has is "
         "acknowledged but not stored again, so a batch may be retried safely.",
+    )
+    request_id: RequestId | None = Field(
+        default=None,
+        description="The request_id of the list this event answers (from its response).",
+    )
+    position: int | None = Field(
+        default=None,
+        ge=0,
+        lt=MAX_POSITION,
+        strict=True,
+        description="0-based place of the artist in that list; only with request_id.",
     )
 
 
@@ -85,7 +100,8 @@ class EventBatch(BaseModel):
         max_length=MAX_BATCH,
         description=(
             "Events: play (the default kind, with plays), skip, love or ban. An event whose "
-            "event_id the listener already has is not stored again."
+            "event_id the listener already has is not stored again. request_id and position "
+            "(0-based, only with a request_id) name the shown list and place the event answers."
         ),
     )
 

@@ -132,6 +132,21 @@ RecommendRequest = Annotated[
 """``POST /recommend``: one of three bodies, told apart by ``type`` (default ``user``)."""
 
 
+# What identifies a served list (impressions and outcomes are joined on it); the last fields
+# of every list response, in this order.
+REQUEST_ID_FIELD = Field(
+    default=None,
+    description="Id of this list (also the X-Request-ID header); send it back with events.",
+)
+EXPERIMENT_FIELD = Field(
+    default=None, description="The online experiment that chose this list, if any."
+)
+ARM_FIELD = Field(default=None, description="The experiment arm that served it (ab mode).")
+TEAMS_FIELD = Field(
+    default=None, description="Interleave mode: the arm that contributed each position."
+)
+
+
 class RecommendResponse(BaseModel):
     """Recommendations plus what they were computed for."""
 
@@ -141,6 +156,10 @@ class RecommendResponse(BaseModel):
     mood: str | None = None
     model_version: str
     took_ms: float = Field(description="Server-side scoring time in milliseconds.")
+    request_id: str | None = REQUEST_ID_FIELD
+    experiment: str | None = EXPERIMENT_FIELD
+    arm: str | None = ARM_FIELD
+    teams: list[str] | None = TEAMS_FIELD
 
 
 class SimilarRequest(_Strict):
@@ -158,6 +177,10 @@ class SimilarResponse(BaseModel):
     recommendations: list[Recommendation]
     model_version: str
     took_ms: float
+    request_id: str | None = REQUEST_ID_FIELD
+    experiment: str | None = EXPERIMENT_FIELD
+    arm: str | None = ARM_FIELD
+    teams: list[str] | None = TEAMS_FIELD
 
 
 class ChartsResponse(BaseModel):
@@ -166,6 +189,10 @@ class ChartsResponse(BaseModel):
     type: Literal["charts"] = "charts"
     recommendations: list[Recommendation]
     model_version: str
+    request_id: str | None = REQUEST_ID_FIELD
+    experiment: str | None = EXPERIMENT_FIELD
+    arm: str | None = ARM_FIELD
+    teams: list[str] | None = TEAMS_FIELD
 
 
 class MoodInfo(BaseModel):
@@ -229,6 +256,10 @@ class ListenerResponse(BaseModel):
     unknown_artists: list[str] = Field(description="Input artists that were skipped.")
     model_version: str
     took_ms: float
+    request_id: str | None = REQUEST_ID_FIELD
+    experiment: str | None = EXPERIMENT_FIELD
+    arm: str | None = ARM_FIELD
+    teams: list[str] | None = TEAMS_FIELD
 
 
 class ArtistHit(BaseModel):

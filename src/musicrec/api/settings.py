@@ -93,6 +93,17 @@ class Settings(BaseSettings):
         description="Seconds between checks of the registry alias / model pointer; 0 disables.",
     )
 
+    impressions: bool = Field(
+        default=True,
+        description="Log every shown artist to the event store's impression log.",
+    )
+    impressions_flush_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=60.0,
+        description="Seconds between impression log commits (what a killed worker can lose).",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from musicrec import layout
+from musicrec.api import experiments_runtime
 from musicrec.api.loader import load_recommender
 from musicrec.api.settings import Settings
 from musicrec.errors import ModelLoadError, MusicrecError
@@ -148,6 +149,7 @@ class ModelWatcher:
                 except (ModelLoadError, MusicrecError) as exc:
                     log.warning("keeping model %s: %s", getattr(current, "version", None), exc)
         self.app.state.live_metrics.refresh_age()
+        experiments_runtime.check(self.app)  # started / stopped experiments, guardrails
         if self.store is not None:
             served = self.app.state.recommender
             self.store.heartbeat(

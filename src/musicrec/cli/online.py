@@ -126,6 +126,13 @@ def online_report(
     ] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples over listeners.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    window_hours: Annotated[
+        float,
+        typer.Option(
+            help="Attribution window: an event without a request id counts for the "
+            "latest impression of its artist this many hours before it."
+        ),
+    ] = 24.0,
     events_url_: StoreOption = None,
 ) -> None:
     """Per-arm rates with 95 % intervals, differences with p-values, the winner, guardrail stops."""
@@ -135,10 +142,14 @@ def online_report(
         raise ValueError(f"--k must be at least 1, not {k}")
     if resamples < 0:
         raise ValueError(f"--resamples must be 0 or more, not {resamples}")
+    if not window_hours > 0:
+        raise ValueError(f"--window-hours must be positive, not {window_hours:g}")
     if plot is not None and not plot.parent.is_dir():
         raise FileNotFoundError(f"--plot: folder {plot.parent} does not exist")
     experiments = _experiments(events_url_)
-    report = experiment_report(experiments.store, experiments.get(name), k, resamples, seed)
+    report = experiment_report(
+        experiments.store, experiments.get(name), k, resamples, seed, window_hours * 3600.0
+    )
     if plot is not None:
         from musicrec.online.plots import report_plot
 

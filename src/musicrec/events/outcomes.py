@@ -18,13 +18,15 @@ differently from the name the API showed. An event that matches nothing is unatt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from musicrec.errors import StoreError
+from musicrec.errors import EventError, StoreError
 from musicrec.events.impressions import COLUMNS as IMPRESSION_COLUMNS
 from musicrec.events.impressions import ensure_tables, impressions_table
 from musicrec.events.store import EventStore, events_table
@@ -68,6 +70,48 @@ def record_requests(
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot link events to requests in {store}: {exc}") from exc
     return len(rows)
+
+
+LINK_FIELDS = ("request_id", "position")
+REQUEST_ID_MAX = 64
+REQUEST_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"  # what the API hands out (and keeps from clients)
+MAX_POSITION = 10_000
+
+
+def split_links(
+    raws: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], list[str | None], list[int | None]]:
+    """Raw events without ``request_id``/``position``, and those two per event (validated).
+
+    ``request_id`` (1-64 characters, as the API gives them) and ``position`` (0-based, only
+    with a ``request_id``) name the shown artist an event answers; they are kept beside the
+    event (:func:`record_requests`), never in it. :class:`EventError` names the first bad one.
+    """
+    events: list[Mapping[str, Any]] = []
+    request_ids: list[str | None] = []
+    positions: list[int | None] = []
+    for index, raw in enumerate(raws):
+        if not isinstance(raw, Mapping) or not any(f in raw for f in LINK_FIELDS):
+            events.append(raw)
+            request_ids.append(None)
+            positions.append(None)
+            continue
+        rid, position = raw.get("request_id"), raw.get("position")
+        if rid is not None and (not isinstance(rid, str) or not re.fullmatch(REQUEST_ID, rid)):
+            raise EventError(
+                index, "request_id", f"must be 1-{REQUEST_ID_MAX} of A-Z a-z 0-9 . _ : -"
+            )
+        if position is not None:
+            if rid is None:
+                raise EventError(index, "position", "only events with a request_id carry one")
+            if isinstance(position, bool) or not isinstance(position, int):
+                raise EventError(index, "position", "must be a whole number")
+            if not 0 <= position < MAX_POSITION:
+                raise EventError(index, "position", f"must be in 0..{MAX_POSITION - 1} (0-based)")
+        events.append({key: value for key, value in raw.items() if key not in LINK_FIELDS})
+        request_ids.append(rid)
+        positions.append(position)
+    return events, request_ids, positions
 
 
 def artist_key(names: pd.Series) -> pd.Series:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from musicrec import stats
+from musicrec.events.outcomes import ATTRIBUTION_WINDOW_S
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Experiment
 from musicrec.online.guardrails import arm_breaches, observations_from_totals
@@ -168,11 +169,17 @@ def experiment_report(
     k: int | None = None,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
+    window_s: float = ATTRIBUTION_WINDOW_S,
 ) -> dict[str, Any]:
-    """The full readout of ``experiment`` from the impressions and outcomes in ``store``."""
+    """The full readout of ``experiment`` from the impressions and outcomes in ``store``.
+
+    ``window_s``: how long after an impression an event without a request id still counts
+    for it (see :mod:`musicrec.events.outcomes`).
+    """
     report: dict[str, Any] = {
         "experiment": experiment.to_dict(),
         "k": k,
+        "attribution_window_s": window_s,
         "confidence": stats.CONFIDENCE,
         "resamples": n_resamples,
         "seed": seed,
@@ -180,12 +187,12 @@ def experiment_report(
     state = _arm_state(experiment)
     if experiment.mode == "interleave":
         first, second = (arm.name for arm in experiment.arms)
-        prefs = interleave_preferences(store, experiment, k)
+        prefs = interleave_preferences(store, experiment, k, window_s)
         report["interleave"] = interleave_readout(prefs, first, second, n_resamples, seed)
         report["arms"] = state
         report["winner"] = report["interleave"]["winner"]
         return report
-    counts = arm_counts(store, experiment, k)
+    counts = arm_counts(store, experiment, k, window_s)
     readout = ab_readout(counts, [arm.share for arm in experiment.arms], n_resamples, seed)
     for name, values in readout["arms"].items():
         values.update(state[name])

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from musicrec.api.routes import (
     admin,
+    admin_experiments,
     artists,
     embedding,
     events,
@@ -26,6 +27,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     embedding.router,
     model.router,
     admin.router,
+    admin_experiments.router,
     events.router,
     forget.router,
 )

@@ -52,4 +52,4 @@ async def similar_artists(
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
 ) -> JSONBody:
     """Artists closest to ``name`` by cosine similarity of item factors."""
-    return similar_response(*runtime(request), name, k)
+    return similar_response(*runtime(request), name, k, request)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from musicrec.api import experiments_runtime
 from musicrec.api.convert import elapsed_ms
 from musicrec.api.errors import error_response
 from musicrec.api.events_schemas import (
@@ -25,6 +26,7 @@ from musicrec.api.events_schemas import (
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.schemas import NAME_MAX_LENGTH, ErrorResponse
 from musicrec.errors import EventError, StoreError
+from musicrec.events.outcomes import split_links
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 
@@ -63,7 +65,8 @@ async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Re
     store = _store(request)
     live: LiveMetrics = request.app.state.live_metrics
     try:
-        events = validate_batch(body.raw())
+        raws, request_ids, positions = split_links(body.raw())  # which list each answers
+        events = validate_batch(raws)
     except EventError as exc:
         live.rejected.labels(reason="invalid").inc()
         return _refusal(422, exc)
@@ -80,6 +83,7 @@ async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Re
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         live.rejected.labels(reason="store_unavailable").inc()
         return error_response(503, f"events not stored: {exc}", headers={"Retry-After": "1"})
+    await experiments_runtime.link_events(request, store, events, appended, request_ids, positions)
     ids = appended.ids
     skipped = set(appended.skipped)
     kinds = Counter(e.kind for i, e in enumerate(events) if i not in skipped)

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 
-from musicrec.api.convert import JSONBody, elapsed_ms, rec_dicts
+from musicrec.api.convert import JSONBody, elapsed_ms, plain, rec_dicts, respond
 from musicrec.api.deps import runtime
 from musicrec.api.schemas import ErrorResponse, ListenerRequest, ListenerResponse
 from musicrec.errors import UnknownArtistError
@@ -32,13 +32,12 @@ async def listener_recommendations(body: ListenerRequest, request: Request) -> J
     metrics.lookup("artist", known=True, count=len(body.artists) - len(result.unknown))
     metrics.lookup("artist", known=False, count=len(result.unknown))
     metrics.served("listener", result.recs)
-    return JSONBody(
-        {
-            "type": "listener",
-            "recommendations": rec_dicts(result.recs),
-            "used_artists": result.used,
-            "unknown_artists": result.unknown,
-            "model_version": recommender.version,
-            "took_ms": elapsed_ms(started, time.perf_counter()),
-        }
-    )
+    out: dict[str, object] = {
+        "type": "listener",
+        "recommendations": rec_dicts(result.recs),
+        "used_artists": result.used,
+        "unknown_artists": result.unknown,
+        "model_version": recommender.version,
+        "took_ms": elapsed_ms(started, time.perf_counter()),
+    }
+    return respond(request, plain(request, result.recs, recommender), out)

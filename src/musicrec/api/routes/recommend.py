@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from musicrec.api.convert import JSONBody, recommend_body, similar_response, to_schema
+from musicrec.api import experiments_runtime
+from musicrec.api.convert import (
+    JSONBody,
+    plain,
+    rec_dicts,
+    recommend_body,
+    respond,
+    similar_response,
+)
 from musicrec.api.deps import MetricsDep, RecommenderDep, listener_events, runtime
 from musicrec.api.schemas import (
     K_DEFAULT,
@@ -38,12 +46,15 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
     recommender, metrics = runtime(request)
+    served = None
     user_id = mood = None
     if isinstance(body, UserQuery):
         user_id = body.user_id
-        recs = live.user_recommendations(
-            recommender, user_id, body.k, listener_events(request, recommender, user_id)
-        )
+        events = listener_events(request, recommender, user_id)
+        served = experiments_runtime.serve(request, user_id, body.k, lambda model: (
+            live.user_recommendations(model, user_id, body.k, events)
+        ))  # fmt: skip
+        recs = served.recs
         metrics.lookup("user", known=True)
     elif isinstance(body, MoodQuery):
         mood = body.mood
@@ -52,25 +63,27 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     else:
         recs = recommender.recommend_random(body.k)
     metrics.served(body.type, recs)
-    return recommend_body(body.type, recs, recommender, started, user_id, mood)
+    return recommend_body(body.type, recs, recommender, started, user_id, mood, request, served)
 
 
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
 async def similar(body: SimilarRequest, request: Request) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    return similar_response(*runtime(request), body.artist_name, body.k)
+    return similar_response(*runtime(request), body.artist_name, body.k, request)
 
 
 @router.get("/charts", response_model=ChartsResponse)
 def charts(
+    request: Request,
     recommender: RecommenderDep,
     metrics: MetricsDep,
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
-) -> ChartsResponse:
+) -> JSONBody:
     """The most listened artists."""
     recs = recommender.charts(k)
     metrics.served("charts", recs)
-    return ChartsResponse(recommendations=to_schema(recs), model_version=recommender.version)
+    body = {"type": "charts", "recommendations": rec_dicts(recs), "model_version": ""}
+    return respond(request, plain(request, recs, recommender), body)
 
 
 @router.get("/moods", response_model=MoodsResponse)

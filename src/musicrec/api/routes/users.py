@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from musicrec.api import experiments_runtime
 from musicrec.api.convert import JSONBody, recommend_body
 from musicrec.api.deps import RecommenderDep, listener_events, runtime
 from musicrec.api.schemas import (
@@ -53,16 +54,15 @@ async def user_recommendations(
     """
     started = time.perf_counter()
     recommender, metrics = runtime(request)
-    recs = live.user_recommendations(
-        recommender,
-        user_id,
-        k,
-        listener_events(request, recommender, user_id),
-        mood or None,
-        exclude_recent_days,
-    )
+    events = listener_events(request, recommender, user_id)
+    served = experiments_runtime.serve(request, user_id, k, lambda model: live.user_recommendations(
+        model, user_id, k, events, mood or None, exclude_recent_days
+    ))  # fmt: skip
+    recs = served.recs
     metrics.lookup("user", known=True)
     if mood:
         metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()
     metrics.served("user", recs)
-    return recommend_body("user", recs, recommender, started, user_id, mood or None)
+    return recommend_body(
+        "user", recs, recommender, started, user_id, mood or None, request, served
+    )
