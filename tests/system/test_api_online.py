@@ -219,7 +219,7 @@ def test_events_carry_request_id_and_position_to_their_impression(
         bad = [
             ({"position": 1}, "position"),  # a position needs the request id
             ({"request_id": rid, "position": -1}, "position"),
-            ({"request_id": rid, "position": "1"}, "position"),
+            ({"request_id": rid, "position": "first"}, "position"),
             ({"request_id": "x" * 65}, "request_id"),
         ]
         for extra, field in bad:
@@ -263,10 +263,10 @@ def test_admin_experiments_start_list_stop_report_with_reasons(
         refusals = [
             ({"name": "y", "arms": arms}, 409, "already runs"),
             ({"name": "x", "arms": arms}, 409, "exists"),
-            ({"name": "z", "arms": [arms[0], arms[1] | {"share": 40}]}, 400, "sum to 100"),
+            ({"name": "z", "arms": [arms[0], arms[1] | {"share": 40}]}, 409, "sum to 100"),
             (
                 {"name": "z", "arms": [arms[0], arms[1] | {"model": str(tmp_path / "none")}]},
-                400,
+                404,
                 "does not load",
             ),
         ]

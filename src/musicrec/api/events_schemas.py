@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from musicrec.api.schemas import NAME_PATTERN
 from musicrec.events.outcomes import MAX_POSITION, REQUEST_ID
@@ -39,6 +49,18 @@ Timestamp = EpochSeconds | IsoTime
 RequestId = Annotated[str, StringConstraints(pattern=f"^{REQUEST_ID}$")]
 
 
+def _whole_number(value: Any) -> Any:
+    """A JSON integer (1 or 1.0), never true/false or text, as the schema's "integer" says."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+Position = Annotated[int, Field(ge=0, lt=MAX_POSITION), BeforeValidator(_whole_number)]
+
+
 class _EventIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"dependentRequired": {"position": ["request_id"]}}
@@ -52,17 +74,25 @@ class _EventIn(BaseModel):
         description="The sender's id for the event: one the listener already has is "
         "acknowledged but not stored again, so a batch may be retried safely.",
     )
-    request_id: RequestId | None = Field(
+    request_id: RequestId | SkipJsonSchema[None] = Field(
         default=None,
         description="The request_id of the list this event answers (from its response).",
     )
-    position: int | None = Field(
+    position: Position | SkipJsonSchema[None] = Field(
         default=None,
-        ge=0,
-        lt=MAX_POSITION,
-        strict=True,
         description="0-based place of the artist in that list; only with request_id.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _links_are_not_null(cls, data: Any) -> Any:
+        """request_id and position are left out or given: an explicit null is refused, as
+        the schema says (a position always comes with a request_id)."""
+        if isinstance(data, dict):
+            for name in ("request_id", "position"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name} may be left out but not null")
+        return data
 
 
 class PlayEvent(_EventIn):

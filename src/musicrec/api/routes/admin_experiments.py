@@ -26,9 +26,8 @@ from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
 
 router = APIRouter(prefix="/admin/experiments", tags=["admin"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 503)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 503)
 }
-CONFLICTS = ("exists", "already runs", "already stopped")
 
 
 class ArmRequest(BaseModel):
@@ -68,8 +67,12 @@ def _refused(exc: Exception) -> HTTPException:
         return HTTPException(404, str(exc))
     if isinstance(exc, StoreError):
         return HTTPException(503, str(exc))
-    conflict = any(phrase in str(exc) for phrase in CONFLICTS)
-    return HTTPException(409 if conflict else 400, str(exc))
+    if "does not load" in str(exc):  # the model named is not there, as for /admin/reload
+        return HTTPException(404, str(exc))
+    # A definition the schema allows but the rules refuse (shares that do not sum to 100,
+    # a taken name, covered listeners) conflicts with what can run: 409, never 400/422 for
+    # a request the published schema accepts.
+    return HTTPException(409, str(exc))
 
 
 @router.get("", responses=ERRORS)
