@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.schemas import Recommendation
+from musicrec.rules import NEUTRAL, Dials
 from musicrec.serving.recommender import Rec, Recommender
 
 
@@ -85,13 +86,15 @@ def recommend_body(
     )
 
 
-def similar_response(recommender: Recommender, metrics: ApiMetrics, name: str, k: int) -> JSONBody:
+def similar_response(
+    recommender: Recommender, metrics: ApiMetrics, name: str, k: int, dials: Dials = NEUTRAL
+) -> JSONBody:
     """Artists closest to ``name``; answers both ``/similar`` and ``/artists/{name}/similar``.
 
     The body is a ``SimilarResponse``.
     """
     started = time.perf_counter()
-    artist, recs = recommender.similar(name, k)
+    artist, recs = recommender.similar(name, k, dials)
     metrics.lookup("artist", known=True)
     metrics.served("similar", recs)
     return JSONBody(

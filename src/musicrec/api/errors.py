@@ -47,12 +47,21 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _suggestions(exc: RequestValidationError) -> list[str]:
+    """Close valid names an error offers (an unknown tag in the list dials)."""
+    for err in exc.errors():
+        found = (err.get("ctx") or {}).get("suggestions")
+        if isinstance(found, list):
+            return [str(name) for name in found]
+    return []
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map validation, lookup and HTTP errors to JSON answers, and count lookups."""
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, _validation_errors(exc))
+        return error_response(422, _validation_errors(exc), _suggestions(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:

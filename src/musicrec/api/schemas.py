@@ -10,10 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-K_MIN = 1
-K_MAX = 100
-K_DEFAULT = 10
-NAME_MAX_LENGTH = 200
+from musicrec.api.dials import ListDials
+from musicrec.api.limits import K_DEFAULT as K_DEFAULT  # re-exported: routes read them
+from musicrec.api.limits import K_MAX as K_MAX
+from musicrec.api.limits import K_MIN as K_MIN
+from musicrec.api.limits import NAME_MAX_LENGTH as NAME_MAX_LENGTH
+
 LISTENER_MAX_ARTISTS = 200
 
 KParam = Annotated[int, Field(ge=K_MIN, le=K_MAX, description="How many results to return.")]
@@ -65,8 +67,9 @@ class ErrorResponse(BaseModel):
 # ----------------------------------------------------------------------------- seed-compatible
 
 
-class RecommendRequest(_Strict):
-    """``POST /recommend``: recommendations for a known user, a mood or at random."""
+class RecommendRequest(ListDials):
+    """``POST /recommend``: recommendations for a known user, a mood or at random; the list
+    dials shape the user and mood lists (a random draw ignores them)."""
 
     type: Literal["user", "mood", "random"] = "user"
     user_id: str | None = Field(
@@ -97,8 +100,8 @@ class RecommendResponse(BaseModel):
     took_ms: float = Field(description="Server-side scoring time in milliseconds.")
 
 
-class SimilarRequest(_Strict):
-    """``POST /similar``."""
+class SimilarRequest(ListDials):
+    """``POST /similar``, with the list dials."""
 
     artist_name: str = Field(min_length=1, max_length=NAME_MAX_LENGTH)
     k: KParam = K_DEFAULT
@@ -160,8 +163,9 @@ class HealthResponse(BaseModel):
 # ----------------------------------------------------------------------------- resources
 
 
-class ListenerRequest(_Strict):
-    """``POST /listeners/recommendations``: a listener the model has never seen."""
+class ListenerRequest(ListDials):
+    """``POST /listeners/recommendations``: a listener the model has never seen, with the list
+    dials."""
 
     artists: list[str] = Field(min_length=1, max_length=LISTENER_MAX_ARTISTS)
     plays: list[float] | None = Field(

@@ -36,13 +36,15 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     """Recommendations for a user (by raw id, stored events folded in), a mood, or at random."""
     started = time.perf_counter()
     recommender, metrics = runtime(request)
+    dials = body.on(recommender) if body.type != "random" else None
     if body.type == "user":
-        assert body.user_id is not None
-        recs = live.user_recommendations(recommender, body.user_id, body.k, live_events(request))
+        assert body.user_id is not None and dials is not None
+        events = live_events(request)
+        recs = live.user_recommendations(recommender, body.user_id, body.k, events, dials=dials)
         metrics.lookup("user", known=True)
     elif body.type == "mood":
-        assert body.mood is not None
-        recs = recommender.recommend_mood(body.mood, body.k)
+        assert body.mood is not None and dials is not None
+        recs = recommender.recommend_mood(body.mood, body.k, dials)
         metrics.mood_requests.labels(mood=recommender.mood(body.mood).spec.name).inc()
     else:
         recs = recommender.recommend_random(body.k)
@@ -53,7 +55,8 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
 async def similar(body: SimilarRequest, request: Request) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    return similar_response(*runtime(request), body.artist_name, body.k)
+    recommender, metrics = runtime(request)
+    return similar_response(recommender, metrics, body.artist_name, body.k, body.on(recommender))
 
 
 @router.get("/charts", response_model=ChartsResponse)
