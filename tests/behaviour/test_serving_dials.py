@@ -188,3 +188,68 @@ def test_cached_answers_expire_when_a_ban_lifts(rec: Recommender) -> None:
     assert ban_expiry(profile, NOW) == NOW + 10
     assert ban_expiry(profile, NOW + 20) == NOW + 50
     assert ban_expiry(profile, time.time() + 1e10) == np.inf
+
+
+def test_a_stored_ban_with_until_holds_over_http_until_then(
+    client: TestClient, rec: Recommender
+) -> None:
+    user = rec.sample_users(6)[4]
+    url = f"/users/{user}/recommendations"
+    top = names(client.get(url, params={"k": 5}).json())
+    soon = time.time() + 3600
+    events = [
+        {"user_id": user, "artist": top[0], "kind": "ban", "until": soon},
+        {"user_id": user, "artist": top[1], "kind": "ban"},
+        {"user_id": user, "artist": top[2], "kind": "ban", "until": "2001-01-01T00:00:00Z"},
+    ]
+    answer = client.post("/events", json={"events": events})
+    assert answer.status_code == 201
+    assert "1 ban(s)" in answer.json()["ban_notice"] and "events 2" in answer.json()["ban_notice"]
+    for listed in (
+        names(client.get(url, params={"k": 10}).json()),
+        names(client.post("/recommend", json={"user_id": user, "k": 10}).json()),
+        names(client.get(url, params={"k": 10, "diversity": 0.5}).json()),
+    ):
+        assert len(listed) == 10 and not {top[0], top[1]} & set(listed)
+        assert top[2] in listed  # a ban already past has no effect
+    store = client.app.state.event_store  # type: ignore[attr-defined]
+    compact = store.compacted_events(user, 0)
+    bans = compact.loc[compact["kind"] == "ban"].set_index("artist")["until"]
+    assert bans[top[0]] == int(soon) and np.isnan(bans[top[1]]) and bans[top[2]] < time.time()
+    later = build_profile(rec, compact, user, now=soon + 1)  # the clock past the until
+    assert set(later.banned.tolist()) == {rec.catalogue.require(top[1])}
+    plain = client.post("/events", json={"events": [{"user_id": user, "artist": top[3]}]})
+    assert plain.status_code == 201 and plain.json()["ban_notice"] is None
+
+
+def test_until_is_refused_on_other_kinds(client: TestClient) -> None:
+    event = {"user_id": "u", "artist": "x", "kind": "play", "until": 2_000_000_000}
+    answer = client.post("/events", json={"events": [event]})
+    assert answer.status_code == 422 and answer.json()["field"] == "until"
+
+
+def test_a_store_of_version_2_keeps_its_bans_permanent(tmp_path: Path) -> None:
+    import sqlite3
+
+    from musicrec.events.schema import validate_batch
+    from musicrec.events.store import EventStore
+
+    path = tmp_path / "v2.db"
+    store = EventStore(f"sqlite:///{path}")
+    ban = {"user_id": "u", "artist": "Slayer", "kind": "ban"}
+    store.append(validate_batch([ban, {"user_id": "u", "artist": "Abba"}]))
+    store.close()
+    with sqlite3.connect(path) as conn:  # what version 2 had: no until anywhere
+        conn.execute("ALTER TABLE listener_artists DROP COLUMN ban_until")
+        conn.execute("ALTER TABLE events DROP COLUMN until")
+        conn.execute("UPDATE store_meta SET value = 2 WHERE key = 'schema_version'")
+    upgraded = EventStore(f"sqlite:///{path}")
+    compact = upgraded.compacted_events("u", 0)
+    bans = compact.loc[compact["kind"] == "ban"]
+    assert bans["artist"].tolist() == ["Slayer"] and bans["until"].isna().all()
+    later = {"user_id": "u", "artist": "Slayer", "kind": "ban", "until": 2_000_000_000}
+    upgraded.append(validate_batch([later], now=NOW, accept_until=True))
+    assert upgraded.compacted_events("u", 0).query("kind == 'ban'")["until"].isna().all()
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM store_meta WHERE key='schema_version'")
+        assert version.fetchone() == (3,)

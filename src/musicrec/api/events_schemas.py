@@ -21,7 +21,8 @@ class EventBatch(BaseModel):
             "Events: user_id, artist (required); kind play|skip|love|ban (default play); "
             "plays (whole number, play events only, default 1); timestamp (epoch seconds "
             "or ISO-8601, default now); event_id (optional, the sender's id: an event "
-            "whose event_id the listener already has is not stored again)."
+            "whose event_id the listener already has is not stored again); until (ban "
+            "events only: epoch seconds or ISO-8601 when the ban lifts; default never)."
         ),
     )
 
@@ -37,6 +38,10 @@ class EventsAccepted(BaseModel):
     first_id: int | None = Field(description="Id of the first stored event (null if none).")
     last_id: int | None = Field(description="Id of the last stored event (null if none).")
     took_ms: float
+    ban_notice: str | None = Field(
+        default=None,
+        description="Set when some bans have an until already past: stored, but no effect.",
+    )
 
 
 class EventRejection(BaseModel):
