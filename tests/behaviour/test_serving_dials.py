@@ -253,3 +253,20 @@ def test_a_store_of_version_2_keeps_its_bans_permanent(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         version = conn.execute("SELECT value FROM store_meta WHERE key='schema_version'")
         assert version.fetchone() == (3,)
+
+
+def test_metrics_count_what_each_rule_removed(client: TestClient, rec: Recommender) -> None:
+    def removed(rule: str) -> float:
+        text = client.get("/metrics").text
+        line = next(
+            (x for x in text.splitlines() if x.startswith(f'rule_removed_total{{rule="{rule}"')),
+            None,
+        )
+        return float(line.split()[-1]) if line else 0.0
+
+    user = rec.sample_users(7)[5]
+    url = f"/users/{user}/recommendations"
+    hidden = names(client.get(url, params={"k": 5}).json())[:3]
+    before = removed("excluded_artist")
+    client.get(url, params={"k": 5, "exclude_artists": ",".join(hidden)})
+    assert removed("excluded_artist") == before + 3

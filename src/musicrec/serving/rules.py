@@ -38,6 +38,7 @@ from musicrec.serving.moods import TagTable
 # the hard rules that remove more than that are served by the chain's deeper calls.
 OVERFETCH = MMR_POOL_FACTOR
 Ranking = Callable[[int], tuple[np.ndarray, np.ndarray]]
+RemovedObserver = Callable[[dict[str, int]], None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class ServingRules:
             )
             self.vocabulary = TagVocabulary(tags.names)
         self.popularity = np.asarray(catalogue.by_popularity, dtype=np.int64)
+        # Told what each rule removed from every list the chain makes (the API's counter).
+        self.observer: RemovedObserver | None = None
 
     def similarity(self, ids: np.ndarray) -> np.ndarray:
         """Cosine of the model's embedding of ``ids`` (what ``/similar`` ranks by)."""
@@ -113,4 +116,6 @@ class ServingRules:
             deeper=deeper,
             similarity=self.similarity if dials.diversity > 0 else None,
         )
+        if self.observer is not None:
+            self.observer(result.removed)
         return Listed(result.ids, result.scores, result.removed)
