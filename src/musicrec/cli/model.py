@@ -119,14 +119,28 @@ def evaluate(
         int, typer.Option(help="Bootstrap resamples of test users for the intervals (0: none).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    diversity: Annotated[float, typer.Option(help="List dial 0-1 (docs/dials.md).")] = 0.0,
+    discovery: Annotated[float, typer.Option(help="List dial 0-1 (docs/dials.md).")] = 0.0,
+    familiar_share: Annotated[float, typer.Option(help="List dial 0-1.")] = 0.0,
+    max_per_tag: Annotated[int | None, typer.Option(help="List dial: cap per top tag.")] = None,
+    exclude_tag: Annotated[
+        list[str] | None, typer.Option(help="List dial: leave out this tag (repeatable).")
+    ] = None,
+    include_tag: Annotated[
+        list[str] | None, typer.Option(help="List dial: only these tags (repeatable).")
+    ] = None,
 ) -> None:
     """Evaluate a model on its dataset's test split against baselines; log to its MLflow run.
 
     Every metric comes with a 95 % interval from a seeded bootstrap over test users, overall
-    and per segment (listeners by history size, test artists by popularity).
+    and per segment (listeners by history size, test artists by popularity). With list dials
+    the model's lists go through the rule chain first; the manifest and MLflow then keep the
+    model's own metrics (nothing is recorded or logged).
     """
     from musicrec.cli.evaluation import metrics_table, segments_table
+    from musicrec.data.dataset import Dataset
     from musicrec.fsutil import write_json_atomic
+    from musicrec.pipeline.dials import dataset_dials
     from musicrec.pipeline.evaluate import evaluate_model
     from musicrec.tracking import MlflowObserver
 
@@ -137,9 +151,22 @@ def evaluate(
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
+    dataset = Dataset.load(data)
+    dials = dataset_dials(
+        dataset.items,
+        dataset.tags,
+        diversity=diversity,
+        discovery=discovery,
+        familiar_share=familiar_share,
+        max_per_tag=max_per_tag,
+        exclude_tags=exclude_tag or (),
+        include_tags=include_tag or (),
+    )
+    if not dials.neutral:
+        track = record = False
     observer = MlflowObserver(experiment=experiment) if track else None
     report = evaluate_model(
-        data,
+        dataset,
         model,
         ks,
         baselines=baseline or ["popularity"],
@@ -148,6 +175,7 @@ def evaluate(
         observer=observer,
         bootstrap=bootstrap,
         seed=seed,
+        dials=dials,
     )
     payload = report.to_dict()
     if output:
