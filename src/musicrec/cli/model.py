@@ -99,6 +99,33 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _dialled(
+    data: Path,
+    diversity: float,
+    discovery: float,
+    familiar_share: float,
+    max_per_tag: int | None,
+    exclude_tags: list[str] | None,
+    include_tags: list[str] | None,
+) -> tuple[Any, Any]:
+    """The dataset and the list dials ``evaluate`` was given for it."""
+    from musicrec.data.dataset import Dataset
+    from musicrec.pipeline.dials import dataset_dials
+
+    dataset = Dataset.load(data)
+    dials = dataset_dials(
+        dataset.items,
+        dataset.tags,
+        diversity=diversity,
+        discovery=discovery,
+        familiar_share=familiar_share,
+        max_per_tag=max_per_tag,
+        exclude_tags=exclude_tags or (),
+        include_tags=include_tags or (),
+    )
+    return dataset, dials
+
+
 @app.command()
 @friendly_errors
 def evaluate(
@@ -138,9 +165,7 @@ def evaluate(
     model's own metrics (nothing is recorded or logged).
     """
     from musicrec.cli.evaluation import metrics_table, segments_table
-    from musicrec.data.dataset import Dataset
     from musicrec.fsutil import write_json_atomic
-    from musicrec.pipeline.dials import dataset_dials
     from musicrec.pipeline.evaluate import evaluate_model
     from musicrec.tracking import MlflowObserver
 
@@ -151,16 +176,8 @@ def evaluate(
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
-    dataset = Dataset.load(data)
-    dials = dataset_dials(
-        dataset.items,
-        dataset.tags,
-        diversity=diversity,
-        discovery=discovery,
-        familiar_share=familiar_share,
-        max_per_tag=max_per_tag,
-        exclude_tags=exclude_tag or (),
-        include_tags=include_tag or (),
+    dataset, dials = _dialled(
+        data, diversity, discovery, familiar_share, max_per_tag, exclude_tag, include_tag
     )
     if not dials.neutral:
         track = record = False
