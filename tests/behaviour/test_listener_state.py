@@ -289,7 +289,7 @@ def test_a_store_of_the_first_version_is_upgraded_in_place(
     with sqlite3.connect(path) as conn:
         assert conn.execute(
             "SELECT value FROM store_meta WHERE key='schema_version'"
-        ).fetchone() == (2,)
+        ).fetchone() == (3,)
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(events)")}
         assert "events_user_event_id" in indexes
     newer = tmp_path / "newer.db"

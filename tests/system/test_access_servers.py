@@ -104,10 +104,12 @@ def test_a_forgotten_listener_is_gone_on_every_worker_and_replica(replicas: Repl
         assert httpx.get(url, headers=headers).status_code == 200
 
     forgot = httpx.delete(f"{a}/users/{user}", headers=headers)
-    assert forgot.status_code == 200 and forgot.json()["rows"] == {
-        "events": 1,
-        "listener_artists": 1,
-    }
+    rows = forgot.json()["rows"]
+    # The lists served above were logged as impressions (10 per list, written off the request
+    # path, so the ones flushed by now): forgotten with the rest.
+    impressions = rows.pop("impressions", 0)
+    assert forgot.status_code == 200 and rows == {"events": 1, "listener_artists": 1}
+    assert impressions % 10 == 0 and impressions <= 30
     started = time.monotonic()
     while httpx.get(f"{b}/users/{user}/recommendations", headers=headers).status_code != 404:
         assert time.monotonic() - started < DEADLINE_S, "replica b still serves the listener"

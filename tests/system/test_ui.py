@@ -93,6 +93,18 @@ def test_moods_slider_changes_how_many(ui: AppTest):
     assert len(card_artists(ui)) == 6
 
 
+def test_moods_dials_shape_the_list_as_the_api_does(ui: AppTest, api: httpx.Client):
+    ui.button(key="mood_rock").click().run()
+    plain = card_artists(ui)
+    ui.select_slider(key="mood_discovery").set_value(1.0).run()
+    assert not ui.exception
+    body = {"type": "mood", "mood": "rock", "k": DEFAULT_K, "discovery": 1.0}
+    expected = [r["artist"] for r in api.post("/recommend", json=body).json()["recommendations"]]
+    assert card_artists(ui) == expected and expected != plain
+    ui.text_input(key="mood_tags").input("metall").run()  # an unknown tag: the API's 422
+    assert "metal" in page_text(ui) and card_artists(ui) == []
+
+
 def test_music_twins_recommend_for_a_profile_with_reasons(ui: AppTest, api: httpx.Client):
     ui.switch_page("views/twins.py").run()
     assert not ui.exception

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from musicrec.api.metrics import ApiMetrics
 from musicrec.api.schemas import Recommendation
 from musicrec.online.serving import REQUEST_ID_HEADER, ExperimentRuntime, Served, request_id
+from musicrec.rules import NEUTRAL, Dials
 from musicrec.serving.recommender import Rec, Recommender
 
 
@@ -108,14 +109,19 @@ def respond(
 
 
 def similar_response(
-    recommender: Recommender, metrics: ApiMetrics, name: str, k: int, request: Request
+    recommender: Recommender,
+    metrics: ApiMetrics,
+    name: str,
+    k: int,
+    request: Request,
+    dials: Dials = NEUTRAL,
 ) -> JSONBody:
     """Artists closest to ``name``; answers both ``/similar`` and ``/artists/{name}/similar``.
 
     The body is a ``SimilarResponse``.
     """
     started = time.perf_counter()
-    artist, recs = recommender.similar(name, k)
+    artist, recs = recommender.similar(name, k, dials)
     metrics.lookup("artist", known=True)
     metrics.served("similar", recs)
     body = {

@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from musicrec.api.schemas import K_MAX, NAME_MAX_LENGTH
+from musicrec.api.limits import K_MAX, NAME_MAX_LENGTH
 from musicrec.rules import CoolDown, Dials, TagVocabulary
+from musicrec.serving.recommender import Recommender
 
 MAX_NAMES = 100  # per list: more is a client bug, and every name costs a lookup
 RECENT_DAYS_MAX = 3650
@@ -108,6 +109,13 @@ class ListDials(BaseModel):
     @property
     def neutral(self) -> bool:
         return self == ListDials()
+
+    def on(self, recommender: Recommender, location: Literal["query", "body"] = "body") -> Dials:
+        """:meth:`to_dials` against the served model's catalogue and tags (once per request)."""
+        if self.neutral:
+            return Dials()
+        rules = recommender.rules
+        return self.to_dials(recommender.catalogue.resolve, rules.vocabulary, location)
 
     def to_dials(
         self,

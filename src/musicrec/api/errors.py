@@ -60,6 +60,15 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more if parts else "invalid request"
 
 
+def _suggestions(exc: RequestValidationError) -> list[str]:
+    """Close valid names an error offers (an unknown tag in the list dials)."""
+    for err in exc.errors():
+        found = (err.get("ctx") or {}).get("suggestions")
+        if isinstance(found, list):
+            return [str(name) for name in found]
+    return []
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map validation, lookup and HTTP errors to JSON answers, and count lookups."""
 
@@ -70,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if request.method == "POST" and request.url.path == "/events":
             request.app.state.live_metrics.rejected.labels(reason="invalid").inc()
             event = first_refused_event(errors)  # named as the event validation names it
-        return error_response(422, _summary(errors), errors=errors, extra=event)
+        return error_response(422, _summary(errors), _suggestions(exc), errors=errors, extra=event)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -89,7 +89,7 @@ class _EventIn(BaseModel):
         """request_id and position are left out or given: an explicit null is refused, as
         the schema says (a position always comes with a request_id)."""
         if isinstance(data, dict):
-            for name in ("request_id", "position"):
+            for name in ("request_id", "position", "until"):
                 if name in data and data[name] is None:
                     raise ValueError(f"{name} may be left out but not null")
         return data
@@ -103,19 +103,31 @@ class PlayEvent(_EventIn):
 
 
 class MarkEvent(_EventIn):
-    """A skip, a love (counts as several plays) or a ban (never recommended again)."""
+    """A skip or a love (counts as several plays)."""
 
-    kind: Literal["skip", "love", "ban"]
+    kind: Literal["skip", "love"]
     plays: Literal[1] = Field(default=1, description="Only play events carry plays.")
+
+
+class BanEvent(_EventIn):
+    """A ban: the artist is never recommended to the listener again, or until ``until``."""
+
+    kind: Literal["ban"]
+    plays: Literal[1] = Field(default=1, description="Only play events carry plays.")
+    until: Timestamp | SkipJsonSchema[None] = Field(
+        default=None, description="When the ban lifts (default: never)."
+    )
 
 
 def _event_kind(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "play" if kind in (None, "play") else "mark"
+    return "play" if kind in (None, "play") else "ban" if kind == "ban" else "mark"
 
 
 EventIn = Annotated[
-    Annotated[PlayEvent, Tag("play")] | Annotated[MarkEvent, Tag("mark")],
+    Annotated[PlayEvent, Tag("play")]
+    | Annotated[MarkEvent, Tag("mark")]
+    | Annotated[BanEvent, Tag("ban")],
     Discriminator(_event_kind),
 ]
 
@@ -131,7 +143,8 @@ class EventBatch(BaseModel):
         description=(
             "Events: play (the default kind, with plays), skip, love or ban. An event whose "
             "event_id the listener already has is not stored again. request_id and position "
-            "(0-based, only with a request_id) name the shown list and place the event answers."
+            "(0-based, only with a request_id) name the shown list and place the event answers. "
+            "A ban may carry until (epoch seconds or ISO-8601) when it lifts; default never."
         ),
     )
 
@@ -161,6 +174,10 @@ class EventsAccepted(BaseModel):
     first_id: int | None = Field(description="Id of the first stored event (null if none).")
     last_id: int | None = Field(description="Id of the last stored event (null if none).")
     took_ms: float
+    ban_notice: str | None = Field(
+        default=None,
+        description="Set when some bans have an until already past: stored, but no effect.",
+    )
 
 
 class StoredEvent(BaseModel):

@@ -116,6 +116,12 @@ class ApiMetrics:
             buckets=POPULARITY_BUCKETS,
             registry=reg,
         )
+        self.rule_removed = Counter(
+            "rule_removed_total",
+            "Candidate artists each rule of the list chain removed (docs/dials.md).",
+            ["rule"],
+            registry=reg,
+        )
         gauge = {"registry": reg, "multiprocess_mode": "livemax"}
         self.model_loaded = Gauge("model_loaded", "1 when a model is loaded.", **gauge)  # type: ignore[arg-type]
         self.model_info = Gauge("model_info", "The served model version.", ["version"], **gauge)  # type: ignore[arg-type]
@@ -144,11 +150,17 @@ class ApiMetrics:
                 g.set(0)
             return
         self._version = recommender.version
+        recommender.rules.observer = self.rules_removed
         self.model_info.labels(version=recommender.version).set(1)
         self.model_loaded.set(1)
         self.model_users.set(recommender.n_users)
         self.model_artists.set(recommender.n_items)
         self.model_factors.set(recommender.n_factors)
+
+    def rules_removed(self, removed: dict[str, int]) -> None:
+        for rule, count in removed.items():
+            if count:
+                self.rule_removed.labels(rule=rule).inc(count)
 
     def served(self, kind: str, recs: list[Rec]) -> None:
         child = self._served_children.get(kind)

@@ -18,10 +18,12 @@ from pydantic import (
     Tag,
 )
 
-K_MIN = 1
-K_MAX = 100
-K_DEFAULT = 10
-NAME_MAX_LENGTH = 200
+from musicrec.api.dials import ListDials
+from musicrec.api.limits import K_DEFAULT as K_DEFAULT  # re-exported: routes read them
+from musicrec.api.limits import K_MAX as K_MAX
+from musicrec.api.limits import K_MIN as K_MIN
+from musicrec.api.limits import NAME_MAX_LENGTH as NAME_MAX_LENGTH
+
 LISTENER_MAX_ARTISTS = 200
 
 KParam = Annotated[int, Field(ge=K_MIN, le=K_MAX, description="How many results to return.")]
@@ -91,8 +93,8 @@ class ErrorResponse(BaseModel):
 # ----------------------------------------------------------------------------- seed-compatible
 
 
-class UserQuery(_Strict):
-    """Recommendations for a known listener (stored events folded in)."""
+class UserQuery(ListDials):
+    """Recommendations for a known listener (stored events folded in), with the list dials."""
 
     type: Literal["user"] = "user"
     user_id: str = Field(
@@ -101,8 +103,8 @@ class UserQuery(_Strict):
     k: KParam = K_DEFAULT
 
 
-class MoodQuery(_Strict):
-    """Artists along a mood."""
+class MoodQuery(ListDials):
+    """Artists along a mood, with the list dials."""
 
     type: Literal["mood"]
     mood: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, description="Mood key.")
@@ -162,8 +164,8 @@ class RecommendResponse(BaseModel):
     teams: list[str] | None = TEAMS_FIELD
 
 
-class SimilarRequest(_Strict):
-    """``POST /similar``."""
+class SimilarRequest(ListDials):
+    """``POST /similar``, with the list dials."""
 
     artist_name: Name
     k: KParam = K_DEFAULT
@@ -228,8 +230,9 @@ class HealthResponse(BaseModel):
 # ----------------------------------------------------------------------------- resources
 
 
-class ListenerRequest(_Strict):
-    """``POST /listeners/recommendations``: a listener the model has never seen."""
+class ListenerRequest(ListDials):
+    """``POST /listeners/recommendations``: a listener the model has never seen, with the list
+    dials."""
 
     artists: list[Name] = Field(min_length=1, max_length=LISTENER_MAX_ARTISTS)
     plays: list[Annotated[float, Field(gt=0, lt=1e9)]] | None = Field(

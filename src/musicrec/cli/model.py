@@ -118,6 +118,33 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _dialled(
+    data: Path,
+    diversity: float,
+    discovery: float,
+    familiar_share: float,
+    max_per_tag: int | None,
+    exclude_tags: list[str] | None,
+    include_tags: list[str] | None,
+) -> tuple[Any, Any]:
+    """The dataset and the list dials ``evaluate`` was given for it."""
+    from musicrec.data.dataset import Dataset
+    from musicrec.pipeline.dials import dataset_dials
+
+    dataset = Dataset.load(data)
+    dials = dataset_dials(
+        dataset.items,
+        dataset.tags,
+        diversity=diversity,
+        discovery=discovery,
+        familiar_share=familiar_share,
+        max_per_tag=max_per_tag,
+        exclude_tags=exclude_tags or (),
+        include_tags=include_tags or (),
+    )
+    return dataset, dials
+
+
 @app.command()
 @friendly_errors
 def evaluate(
@@ -138,11 +165,23 @@ def evaluate(
         int, typer.Option(help="Bootstrap resamples of test users for the intervals (0: none).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    diversity: Annotated[float, typer.Option(help="List dial 0-1 (docs/dials.md).")] = 0.0,
+    discovery: Annotated[float, typer.Option(help="List dial 0-1 (docs/dials.md).")] = 0.0,
+    familiar_share: Annotated[float, typer.Option(help="List dial 0-1.")] = 0.0,
+    max_per_tag: Annotated[int | None, typer.Option(help="List dial: cap per top tag.")] = None,
+    exclude_tag: Annotated[
+        list[str] | None, typer.Option(help="List dial: leave out this tag (repeatable).")
+    ] = None,
+    include_tag: Annotated[
+        list[str] | None, typer.Option(help="List dial: only these tags (repeatable).")
+    ] = None,
 ) -> None:
     """Evaluate a model on its dataset's test split against baselines; log to its MLflow run.
 
     Every metric comes with a 95 % interval from a seeded bootstrap over test users, overall
-    and per segment (listeners by history size, test artists by popularity).
+    and per segment (listeners by history size, test artists by popularity). With list dials
+    the model's lists go through the rule chain first; the manifest and MLflow then keep the
+    model's own metrics (nothing is recorded or logged).
     """
     from musicrec.cli.evaluation import metrics_table, segments_table
     from musicrec.fsutil import write_json_atomic
@@ -156,9 +195,14 @@ def evaluate(
         raise ConfigError(f"--bootstrap must be 0 or more, got {bootstrap}")
     if output is not None and output.is_dir():
         raise ConfigError(f"--output {output}: is a directory, expected a file path")
+    dataset, dials = _dialled(
+        data, diversity, discovery, familiar_share, max_per_tag, exclude_tag, include_tag
+    )
+    if not dials.neutral:
+        track = record = False
     observer = MlflowObserver(experiment=experiment) if track else None
     report = evaluate_model(
-        data,
+        dataset,
         model,
         ks,
         baselines=baseline or ["popularity"],
@@ -167,6 +211,7 @@ def evaluate(
         observer=observer,
         bootstrap=bootstrap,
         seed=seed,
+        dials=dials,
     )
     payload = report.to_dict()
     if output:

@@ -78,6 +78,7 @@ def insert_events(
                 "timestamp": e.timestamp,
                 "received_at": received,
                 "event_id": e.event_id,
+                "until": e.until,
             }
             for e in events[start : start + chunk]
         ]

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from musicrec.events.schema import Event, play_weights
-from musicrec.events.tables import events_table, listener_artists, meta_value, set_meta
+from musicrec.events.tables import FOREVER, events_table, listener_artists, meta_value, set_meta
 
 EPOCH_KEY = "epoch"
 
@@ -49,6 +49,7 @@ _ROWS = (  # built once: this query runs on every recommendation request of a li
         _c.last_timestamp,
         _c.play_min_id,
         _c.play_max_id,
+        _c.ban_until,
     )
     .where(_c.user_id == sa.bindparam("user_id"))
     .order_by(_c.last_id.desc())
@@ -107,6 +108,9 @@ def _upsert(dialect: str) -> Any:
             "play_max_id": sa.func.coalesce(
                 greatest(_c.play_max_id, new.play_max_id), _c.play_max_id, new.play_max_id
             ),
+            "ban_until": sa.func.coalesce(
+                greatest(_c.ban_until, new.ban_until), _c.ban_until, new.ban_until
+            ),
         },
     )
 
@@ -135,9 +139,13 @@ def accumulate(
                 "last_id": event_id,
                 "play_min_id": None,
                 "play_max_id": None,
+                "ban_until": None,
             }
         row["events"] += 1
-        row["bans"] += event.kind == "ban"
+        if event.kind == "ban":
+            row["bans"] += 1
+            until = FOREVER if event.until is None else event.until
+            row["ban_until"] = max(row["ban_until"] or until, until)
         row["last_timestamp"] = max(row["last_timestamp"], event.timestamp)
         row["last_id"] = max(row["last_id"], event_id)
         if weight > 0:
@@ -168,11 +176,14 @@ def compacted_events(
     any events.
     """
     found = conn.execute(_ROWS, {"user_id": user_id, "limit": limit}).all()
-    artists: dict[str, list[Any]] = {}  # artist -> [before, before id, after, after id, bans, ts]
-    for artist, plays, bans, stamp, low, high in found:
-        entry = artists.setdefault(artist, [0.0, 0, 0.0, 0, 0, stamp])
+    # artist -> [before, before id, after, after id, bans, ts, ban until]
+    artists: dict[str, list[Any]] = {}
+    for artist, plays, bans, stamp, low, high, until in found:
+        entry = artists.setdefault(artist, [0.0, 0, 0.0, 0, 0, stamp, 0])
         entry[4] += bans
         entry[5] = max(entry[5], stamp)
+        if bans:  # a row stored before bans could expire holds permanent ones
+            entry[6] = max(entry[6], FOREVER if until is None else until)
         if low is None:  # skips and bans only
             continue
         if high <= watermark:
@@ -188,19 +199,22 @@ def compacted_events(
         if after > 0:
             entry[2] += after
             entry[3] = max(entry[3], high)
-    rows: list[tuple[int, str, str, float, int]] = []  # id, artist, kind, plays, timestamp
-    for artist, (before, before_id, after, after_id, bans, stamp) in artists.items():
+    # id, artist, kind, plays, timestamp, until (nan: none, or a permanent ban)
+    rows: list[tuple[int, str, str, float, int, float]] = []
+    nan = float("nan")
+    for artist, (before, before_id, after, after_id, bans, stamp, until) in artists.items():
         if before > 0:
-            rows.append((before_id, artist, "play", before, stamp))
+            rows.append((before_id, artist, "play", before, stamp, nan))
         if after > 0:
-            rows.append((after_id, artist, "play", after, stamp))
+            rows.append((after_id, artist, "play", after, stamp, nan))
         if bans:
-            rows.append((max(before_id, after_id), artist, "ban", 1.0, stamp))
+            lifts = nan if until >= FOREVER else float(until)
+            rows.append((max(before_id, after_id), artist, "ban", 1.0, stamp, lifts))
         if not (before > 0 or after > 0 or bans):
-            rows.append((0, artist, "skip", 1.0, stamp))
+            rows.append((0, artist, "skip", 1.0, stamp, nan))
     if not rows:
         return None
-    ids, names, kinds, plays, stamps = zip(*rows, strict=True)
+    ids, names, kinds, plays, stamps, untils = zip(*rows, strict=True)
     return pd.DataFrame(
         {
             "id": np.array(ids, dtype=np.int64),
@@ -209,5 +223,6 @@ def compacted_events(
             "kind": np.array(kinds, dtype=object),
             "plays": np.array(plays, dtype=np.float64),
             "timestamp": np.array(stamps, dtype=np.int64),
+            "until": np.array(untils, dtype=np.float64),
         }
     )

@@ -64,17 +64,22 @@ ALL_ROWS = 2**62  # a LIMIT every database accepts (SQLite alone takes -1)
 WRITE_ATTEMPTS = 3  # a transaction that lost an event-id race to another host is retried
 COLUMNS = ["id", "user_id", "artist", "kind", "plays", "timestamp"]
 INT_COLUMNS = {"id", "plays", "timestamp"}
+USER_COLUMNS = [*COLUMNS, "until"]  # a listener's events: with when their bans lift
+
+
+def _dtype(name: str) -> type:
+    if name == "until":
+        return np.float64  # nan: no until
+    return np.int64 if name in INT_COLUMNS else object
 
 
 _USER_EVENTS = (
-    sa.select(*(events_table.c[c] for c in COLUMNS))
+    sa.select(*(events_table.c[c] for c in USER_COLUMNS))
     .where(events_table.c.user_id == sa.bindparam("user_id"))
     .order_by(events_table.c.id.desc())
     .limit(sa.bindparam("limit"))
 )
-_NO_EVENTS = pd.DataFrame(
-    {name: np.empty(0, dtype=np.int64 if name in INT_COLUMNS else object) for name in COLUMNS}
-)
+_NO_EVENTS = pd.DataFrame({name: np.empty(0, dtype=_dtype(name)) for name in USER_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -253,8 +258,11 @@ class EventStore:
         columns = list(zip(*rows, strict=True))
         return pd.DataFrame(
             {
-                name: np.asarray(values, dtype=np.int64 if name in INT_COLUMNS else object)
-                for name, values in zip(COLUMNS, columns, strict=True)
+                name: np.asarray(
+                    [np.nan if v is None else v for v in values] if name == "until" else values,
+                    dtype=_dtype(name),
+                )
+                for name, values in zip(USER_COLUMNS, columns, strict=True)
             }
         )
 

@@ -17,7 +17,10 @@ import sqlalchemy as sa
 from musicrec.errors import StoreError
 from musicrec.events.schema import LOVE_PLAYS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# ``listener_artists.ban_until`` of a ban without ``until``: above every real until, so the
+# largest until of an artist's bans (SQL max) says how long the artist stays banned.
+FOREVER = 2**62
 # PostgreSQL advisory lock keys (any 64-bit numbers this application alone uses).
 MIGRATION_LOCK = 0x6D75_7369_6372_6501
 WRITE_LOCK = 0x6D75_7369_6372_6502  # shared by writers, exclusive for a training watermark
@@ -37,6 +40,7 @@ events_table = sa.Table(
     sa.Column("timestamp", sa.BigInteger, nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("event_id", sa.String(200), nullable=True),
+    sa.Column("until", sa.BigInteger, nullable=True),  # ban events: when the ban lifts
     sa.Index("events_user_id", "user_id", "id"),
     sqlite_autoincrement=True,  # ids are never reused: they are watermarks
 )
@@ -59,6 +63,8 @@ listener_artists = sa.Table(
     sa.Column("last_id", sa.BigInteger, nullable=False),
     sa.Column("play_min_id", sa.BigInteger, nullable=True),  # ids of the events with plays
     sa.Column("play_max_id", sa.BigInteger, nullable=True),
+    # The largest until of the row's bans (FOREVER: one is permanent; NULL: no ban).
+    sa.Column("ban_until", sa.BigInteger, nullable=True),
     # A listener's newest rows first, and their state version (max last_id), from the index.
     sa.Index("listener_artists_recent", "user_id", "last_id"),
 )
@@ -127,9 +133,21 @@ def migrate(conn: sa.Connection) -> int:
         columns = {column["name"] for column in inspector.get_columns("events")}
         if "event_id" not in columns:
             conn.execute(sa.text("ALTER TABLE events ADD COLUMN event_id VARCHAR(200)"))
+        if "until" not in columns:
+            conn.execute(sa.text("ALTER TABLE events ADD COLUMN until BIGINT"))
+    state_columns = (
+        {column["name"] for column in inspector.get_columns("listener_artists")}
+        if "listener_artists" in tables
+        else {"ban_until"}
+    )
+    if "ban_until" not in state_columns:  # version 2: every stored ban is permanent
+        conn.execute(sa.text("ALTER TABLE listener_artists ADD COLUMN ban_until BIGINT"))
+        conn.execute(
+            sa.update(listener_artists).where(listener_artists.c.bans > 0).values(ban_until=FOREVER)
+        )
     metadata.create_all(conn, checkfirst=True)
     event_id_index.create(conn, checkfirst=True)
-    if had_events:
+    if had_events and "listener_artists" not in tables:
         _backfill_listener_artists(conn)
     set_meta(conn, "schema_version", SCHEMA_VERSION)
     return version
@@ -151,6 +169,7 @@ def _backfill_listener_artists(conn: sa.Connection) -> None:
         sa.func.max(e.c.id),
         sa.func.min(played_id),
         sa.func.max(played_id),
+        sa.func.max(sa.case((e.c.kind == "ban", sa.func.coalesce(e.c.until, FOREVER)))),
     ).group_by(e.c.user_id, e.c.artist)
     target = listener_artists.c
     conn.execute(
@@ -166,6 +185,7 @@ def _backfill_listener_artists(conn: sa.Connection) -> None:
                 target.last_id,
                 target.play_min_id,
                 target.play_max_id,
+                target.ban_until,
             ],
             select,
         )

@@ -28,6 +28,7 @@ from musicrec.models.artifact import ModelArtifact
 from musicrec.models.base import Model
 from musicrec.models.kinds import build
 from musicrec.pipeline.beyond import ItemSpace
+from musicrec.pipeline.dials import dial_ranking, item_meta
 from musicrec.pipeline.observer import NullObserver, StageObserver, dataset_tags, observing
 from musicrec.pipeline.summary import DEFAULT_RESAMPLES, summarize
 from musicrec.pipeline.userscores import (
@@ -37,6 +38,7 @@ from musicrec.pipeline.userscores import (
     ranking_of,
     score_users,
 )
+from musicrec.rules import Dials
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def evaluate_ranker(
 
 
 def evaluate(
-    model: Model,
+    model: Model | Ranking,
     train: sp.csr_matrix,
     test: sp.csr_matrix,
     ks: Sequence[int] = DEFAULT_KS,
@@ -121,7 +123,7 @@ def evaluate(
         bootstrap={"resamples": bootstrap, "seed": seed, "confidence": 0.95, "unit": "user"},
         scores=scores,
     )
-    for baseline in baselines:
+    for baseline in baselines:  # as they rank: the dials shape the model's lists only
         base = score_users(baseline, train, test, ks, items, **options)
         report.baselines[baseline.kind] = summarize(base, n_resamples=0).metrics
     return report
@@ -144,14 +146,19 @@ def evaluate_dataset(
     *,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    dials: Dials | None = None,
 ) -> Report:
-    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines.
+    """Evaluate a fitted model on an in-memory dataset's test split, next to the baselines;
+    with ``dials``, its lists as the rule chain shapes them (:mod:`musicrec.pipeline.dials`).
 
     On a dataset with a validation part, test rankings exclude validation items too.
     """
     train, test = dataset.train, dataset.test
+    ranker: Model | Ranking = model
+    if dials is not None and not dials.neutral:
+        ranker = dial_ranking(model, train, item_meta(dataset.items, dataset.tags), dials)
     report = evaluate(
-        model,
+        ranker,
         train,
         test,
         ks,
@@ -200,8 +207,10 @@ def evaluate_model(
     *,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    dials: Dials | None = None,
 ) -> Report:
     """Evaluate an artifact on its dataset's test split; store the metrics in its manifest.
+    With ``dials`` the lists go through the rule chain first.
 
     ``observer`` sees the evaluation (MLflow logs it into the model's own train run).
     """
@@ -213,7 +222,14 @@ def evaluate_model(
     params = artifact.manifest.get("params", {})
     with observing(observer, "evaluate", params, tags | dataset_tags(dataset)):
         report = evaluate_dataset(
-            dataset, artifact.model, ks, baselines, show_progress, bootstrap=bootstrap, seed=seed
+            dataset,
+            artifact.model,
+            ks,
+            baselines,
+            show_progress,
+            bootstrap=bootstrap,
+            seed=seed,
+            dials=dials,
         )
         if record:
             record_metrics(model_dir, report)

@@ -8,6 +8,7 @@ with their events.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import sqlalchemy as sa
 from musicrec.errors import StoreError
 from musicrec.events.cache import cache_for, recency_expiry
 from musicrec.events.store import EventStore
-from musicrec.serving.profile import DAY_S, build_profile, watermark
+from musicrec.rules import NEUTRAL, Dials
+from musicrec.serving.profile import DAY_S, Profile, build_profile, watermark
 from musicrec.serving.recommender import Rec, Recommender
 
 log = logging.getLogger(__name__)
@@ -52,22 +54,23 @@ def user_recommendations(
     k: int,
     live: LiveEvents,
     mood: str | None = None,
-    exclude_recent_days: float | None = None,
+    dials: Dials = NEUTRAL,
 ) -> list[Rec]:
-    """Top-``k`` for ``user_id`` with their events folded in (model only without a store).
+    """Top-``k`` for ``user_id`` with their events folded in (model only without a store),
+    under the rule chain's ``dials``; bans hold until their ``until``, judged now.
 
     A store that cannot be read degrades to the model's answer, logged, never a failed request.
     """
     store = live.store
     if store is None:
-        return recommender.recommend_user(user_id, k, mood=mood)
+        return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
     started, now = time.perf_counter(), time.time()
     cache = cache_for(recommender, live.cache_size)
     try:
         version = store.listener_version(user_id)
-        key = (store.url, user_id, version, k, mood, exclude_recent_days, live.fresh_weight)
+        key = (store.url, user_id, version, k, mood, dials, live.fresh_weight)
         if not version:  # no events: the model's answer
-            return recommender.recommend_user(user_id, k, mood=mood)
+            return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
         cached = cache.get(key, now)
         if cached is not None:
             live.on_cache("hit")
@@ -78,15 +81,18 @@ def user_recommendations(
     except (StoreError, sa.exc.SQLAlchemyError) as exc:
         log.warning("event store unreadable, serving the model alone: %s", exc)
         live.on_unreadable()
-        return recommender.recommend_user(user_id, k, mood=mood)
+        return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
     if events.empty:
-        return recommender.recommend_user(user_id, k, mood=mood)
+        return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
     live.on_cache("miss")
-    window = exclude_recent_days * DAY_S if exclude_recent_days is not None else None
-    profile = build_profile(recommender, events, user_id, exclude_recent_days, now=now)
+    days = dials.exclude_recent_days
+    window = days * DAY_S if days is not None else None
+    profile = build_profile(recommender, events, user_id, now=now)
+    expiry = min(recency_expiry(events["timestamp"], window, now), ban_expiry(profile, now))
     if profile.empty:
-        recs = recommender.recommend_user(user_id, k, mood=mood)
-        cache.put(key, recs, recency_expiry(events["timestamp"], window, now))
+        recent = profile.listener if days is not None else None
+        recs = recommender.recommend_user(user_id, k, mood=mood, dials=dials, listener=recent)
+        cache.put(key, recs, expiry)
         return recs
     recs = recommender.recommend_user_live(
         user_id,
@@ -94,10 +100,18 @@ def user_recommendations(
         mood,
         extra_items=profile.items,
         extra_plays=profile.plays,
-        banned=profile.banned,
-        exclude=profile.recent,
         fresh_weight=live.fresh_weight,
+        dials=dials,
+        listener=profile.listener,
+        now=now,
     )
     live.on_fold_in(time.perf_counter() - started)
-    cache.put(key, recs, recency_expiry(events["timestamp"], window, now))
+    cache.put(key, recs, expiry)
     return recs
+
+
+def ban_expiry(profile: Profile, now: float) -> float:
+    """When the first ban holding at ``now`` lifts (a kept answer is stale from then on)."""
+    until = profile.listener.ban_until
+    held = until[until > now]
+    return float(held.min()) if len(held) else math.inf

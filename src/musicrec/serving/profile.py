@@ -10,12 +10,13 @@ the user or artist), because the served model then knows nothing of it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from musicrec.events.schema import WATERMARK_KEY, play_weights
+from musicrec.rules import ListenerState
 from musicrec.serving.recommender import Recommender
 from musicrec.text import normalize_name
 
@@ -28,10 +29,13 @@ class Profile:
 
     items: np.ndarray  # item indices with new plays
     plays: np.ndarray  # plays of each
-    banned: np.ndarray  # item indices never to recommend
+    banned: np.ndarray  # item indices banned at the profile's time
     recent: np.ndarray  # items with any event inside the recent window
     events: int  # events read
     unknown_artists: int  # artists not in the served catalogue
+    listener: ListenerState = field(
+        default_factory=ListenerState
+    )  # bans with their until, last event per artist
 
     @property
     def empty(self) -> bool:
@@ -56,7 +60,7 @@ def build_profile(
     """
     empty = np.empty(0, dtype=np.int64)
     if events.empty:
-        return Profile(empty, np.empty(0, dtype=np.float32), empty, empty, 0, 0)
+        return Profile(empty, np.empty(0, dtype=np.float32), empty, empty, 0, 0, ListenerState())
     now = time.time() if now is None else now
     resolve = recommender.catalogue.resolve
     names = events["artist"].tolist()
@@ -69,10 +73,9 @@ def build_profile(
     stamps = events["timestamp"].to_numpy(dtype=np.int64)[known]
     weights = play_weights(kinds, events["plays"].to_numpy()[known])
 
-    recent = empty
-    if exclude_recent_days is not None:
-        recent = np.unique(item[stamps >= now - exclude_recent_days * DAY_S])
-    banned = np.unique(item[kinds == "ban"])
+    listener = _listener(events, known, item, kinds, stamps)
+    recent = listener.recent(exclude_recent_days, now)
+    banned = listener.active_bans(now)
     counted = weights > 0
     position = int(recommender.user_ids.get_indexer(pd.Index([user_id]))[0])
     if position >= 0:  # skip what the model already learnt from this user's events
@@ -91,4 +94,27 @@ def build_profile(
         recent=recent,
         events=len(events),
         unknown_artists=unknown,
+        listener=listener,
+    )
+
+
+def _listener(
+    events: pd.DataFrame,
+    known: np.ndarray,
+    item: np.ndarray,
+    kinds: np.ndarray,
+    stamps: np.ndarray,
+) -> ListenerState:
+    """What the rule chain reads of the events: every ban with its ``until`` (none: permanent)
+    and each artist's latest event (``exclude_recent_days``)."""
+    is_ban = kinds == "ban"
+    until = None
+    if "until" in events:
+        values = pd.to_numeric(events["until"], errors="coerce").to_numpy(dtype=np.float64)
+        until = np.where(np.isnan(values[known][is_ban]), np.inf, values[known][is_ban])
+    last, where = np.unique(item, return_inverse=True)
+    latest = np.full(len(last), -np.inf)
+    np.maximum.at(latest, where, stamps.astype(np.float64))
+    return ListenerState.of(
+        bans=item[is_ban], ban_until=until, last_event=last, last_event_at=latest
     )

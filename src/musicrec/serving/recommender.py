@@ -30,8 +30,10 @@ from musicrec.errors import (
 )
 from musicrec.models.artifact import ModelArtifact
 from musicrec.models.query import Query
+from musicrec.rules import NEUTRAL, Dials, ListenerState
 from musicrec.serving.catalogue import SUGGESTIONS, Catalogue, Rec
 from musicrec.serving.moods import ResolvedMood, load_mood_specs, read_tags, resolve_moods
+from musicrec.serving.rules import Ranking, ServingRules, listener_of
 
 __all__ = ["DEFAULT_MOOD_WEIGHT", "ListenerResult", "Rec", "Recommender"]
 
@@ -77,6 +79,7 @@ class Recommender:
         self.user_ids = pd.Index(artifact.users["user_id"].astype(str))
         tags = read_tags(artifact.path / layout.TAGS)
         self.catalogue = Catalogue(artifact.items, tags)
+        self.rules = ServingRules(self.model, self.catalogue, tags)
         self.mood_specs = load_mood_specs(moods_path)
         self.moods: dict[str, ResolvedMood] = resolve_moods(
             self.mood_specs,
@@ -182,6 +185,27 @@ class Recommender:
             for i, s, r in zip(ids, scores, reasons, strict=True)
         ]
 
+    def _ruled(
+        self,
+        ranking: Ranking,
+        k: int,
+        dials: Dials,
+        listener: ListenerState | None,
+        query: Query | None,
+        explain: Query | None = None,
+        now: float | None = None,
+    ) -> list[Rec]:
+        """The list the rule chain makes from ``ranking``; fills (popular or familiar artists)
+        get the ``query``'s score for them (0 without one); explained by ``explain or query``."""
+        listed = self.rules.apply(ranking, k, dials, listener, now)
+        scores = listed.scores
+        missing = np.isnan(scores)
+        if missing.any():
+            fill = self.model.query_scores(query)[listed.ids[missing]] if query is not None else 0.0
+            scores = np.where(missing, 0.0, scores)
+            scores[missing] = fill
+        return self._recs(listed.ids, scores, explain or query)
+
     def _mood_query(self, mood: ResolvedMood) -> Query:
         query = self._mood_queries.get(mood.spec.name)
         if query is None:  # a race computes it twice, harmlessly (queries are immutable)
@@ -195,11 +219,22 @@ class Recommender:
             return query
         return self.model.blend(query, self._mood_query(self.mood(mood)), self.mood_weight)
 
-    def recommend_user(self, user_id: str, k: int, mood: str | None = None) -> list[Rec]:
-        """Top-``k`` unplayed artists for a known user, optionally blended with a mood."""
+    def recommend_user(
+        self,
+        user_id: str,
+        k: int,
+        mood: str | None = None,
+        dials: Dials = NEUTRAL,
+        listener: ListenerState | None = None,
+    ) -> list[Rec]:
+        """Top-``k`` unplayed artists for a known user, optionally blended with a mood, under
+        the rule chain's ``dials`` (``listener``: bans, recent events, exposure)."""
         query = self._with_mood(self.model.user_query(self.user_index(user_id)), mood)
-        ids, scores = self.model.rank(query, k)
-        return self._recs(ids, scores, query)
+        if dials.neutral and listener is None:
+            ids, scores = self.model.rank(query, k)
+            return self._recs(ids, scores, query)
+        ranking: Ranking = lambda n: self.model.rank(query, n)  # noqa: E731
+        return self._ruled(ranking, k, dials, listener_of(query, listener), query)
 
     def recommend_user_live(
         self,
@@ -212,6 +247,9 @@ class Recommender:
         banned: np.ndarray | None = None,
         exclude: np.ndarray | None = None,
         fresh_weight: float = 0.0,
+        dials: Dials = NEUTRAL,
+        listener: ListenerState | None = None,
+        now: float | None = None,
     ) -> list[Rec]:
         """:meth:`recommend_user` with listening events the model has not seen yet.
 
@@ -220,15 +258,18 @@ class Recommender:
         served from the new plays alone. ``fresh_weight`` blends in, like a mood, the new plays
         alone (a listener's current session; a long history otherwise outweighs it). ``banned``
         and ``exclude`` items are never recommended, and the list still has ``k`` items
-        whenever the catalogue has that many others.
+        whenever the catalogue has that many others. ``listener`` (the bans with their
+        ``until``, judged at ``now``, and recent events) and ``dials`` go to the rule chain.
         """
         extra_items = NO_ITEMS if extra_items is None else np.asarray(extra_items, dtype=np.int64)
         if extra_plays is None:
             extra_plays = np.ones(len(extra_items), dtype=np.float32)
         banned = NO_ITEMS if banned is None else np.asarray(banned, dtype=np.int64)
+        if listener is not None:
+            banned = np.union1d(banned, listener.active_bans(time.time() if now is None else now))
         exclude = NO_ITEMS if exclude is None else np.asarray(exclude, dtype=np.int64)
         if not len(extra_items) and not len(banned) and not len(exclude):
-            return self.recommend_user(user_id, k, mood=mood)
+            return self.recommend_user(user_id, k, mood=mood, dials=dials, listener=listener)
         position = int(self.user_ids.get_indexer(pd.Index([user_id]))[0])
         user = position if position >= 0 else None
         if user is None and not len(extra_items):
@@ -242,8 +283,12 @@ class Recommender:
             assert user is not None
             query = self.model.user_query(user)
         query = self._with_mood(query, mood)
-        ids, scores = self.model.rank(query, k, exclude=np.concatenate([banned, exclude]))
-        return self._recs(ids, scores, query)
+        hidden = np.concatenate([banned, exclude])
+        if dials.neutral and listener is None:
+            ids, scores = self.model.rank(query, k, exclude=hidden)
+            return self._recs(ids, scores, query)
+        ranking: Ranking = lambda n: self.model.rank(query, n, exclude=hidden)  # noqa: E731
+        return self._ruled(ranking, k, dials, listener_of(query, listener), query, now=now)
 
     def _plays(
         self, user: int | None, items: np.ndarray, plays: np.ndarray, banned: np.ndarray
@@ -261,9 +306,13 @@ class Recommender:
             items, plays = items[keep], plays[keep]
         return items, plays
 
-    def recommend_mood(self, name: str, k: int) -> list[Rec]:
+    def recommend_mood(self, name: str, k: int, dials: Dials = NEUTRAL) -> list[Rec]:
         """Top-``k`` artists along the mood's direction; explained by its defining artists."""
         mood = self.mood(name)
+        if not dials.neutral:
+            query = self._mood_query(mood)
+            ranking: Ranking = lambda n: self.model.rank(query, n)  # noqa: E731
+            return self._ruled(ranking, k, dials, None, query, self._mood_defining(mood))
         if k > MOOD_ANSWER_K:
             return self._mood_recs(mood, k)
         answer = self._mood_answers.get(mood.spec.name)
@@ -273,8 +322,12 @@ class Recommender:
 
     def _mood_recs(self, mood: ResolvedMood, k: int) -> list[Rec]:
         ids, scores = self.model.rank(self._mood_query(mood), k)
+        return self._recs(ids, scores, self._mood_defining(mood))
+
+    @staticmethod
+    def _mood_defining(mood: ResolvedMood) -> Query:
         defining = np.unique(np.concatenate([mood.seed_items, mood.tag_items]))
-        return self._recs(ids, scores, Query.of_items(defining, np.ones(len(defining))))
+        return Query.of_items(defining, np.ones(len(defining)))
 
     def recommend_random(self, k: int, seed: int | None = None) -> list[Rec]:
         """``k`` distinct artists drawn with probability proportional to log listeners."""
@@ -291,14 +344,18 @@ class Recommender:
         ids = self.catalogue.by_popularity[:k]
         return self._recs(ids, self.catalogue.listeners[ids].astype(np.float32))
 
-    def similar(self, name: str, k: int) -> tuple[str, list[Rec]]:
+    def similar(self, name: str, k: int, dials: Dials = NEUTRAL) -> tuple[str, list[Rec]]:
         """Resolved artist name and its ``k`` most similar artists under the model."""
         item = self.catalogue.require(name)
-        ids, scores = self.model.similar(item, k)
-        return str(self.catalogue.names[item]), self._recs(ids, scores)
+        resolved = str(self.catalogue.names[item])
+        if dials.neutral:
+            return resolved, self._recs(*self.model.similar(item, k))
+        ranking: Ranking = lambda n: self.model.similar(item, n)  # noqa: E731
+        seed = ListenerState.of(played=[item])  # the artist itself is never its own neighbour
+        return resolved, self._ruled(ranking, k, dials, seed, None)
 
     def recommend_listener(
-        self, artists: list[str], plays: list[float] | None, k: int
+        self, artists: list[str], plays: list[float] | None, k: int, dials: Dials = NEUTRAL
     ) -> ListenerResult:
         """Fold a listener the model has never seen into it (no retraining) and recommend."""
         counts: dict[int, float] = {}
@@ -322,5 +379,8 @@ class Recommender:
         items = np.fromiter(counts, dtype=np.int64, count=len(counts))
         values = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
         query = self.model.fold_in(items, values)
-        ids, scores = self.model.rank(query, k)
-        return ListenerResult(self._recs(ids, scores, query), used, unknown)
+        if dials.neutral:
+            return ListenerResult(self._recs(*self.model.rank(query, k), query), used, unknown)
+        ranking: Ranking = lambda n: self.model.rank(query, n)  # noqa: E731
+        recs = self._ruled(ranking, k, dials, listener_of(query), query)
+        return ListenerResult(recs, used, unknown)

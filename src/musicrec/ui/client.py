@@ -246,9 +246,10 @@ class ApiClient:
         """``GET /moods``: the moods resolved on the loaded model."""
         return self._get("/moods", MoodsResponse)
 
-    def recommend_mood(self, mood: str, k: int = 10) -> RecommendResponse:
-        """Artists for a mood."""
-        return self._post("/recommend", RecommendResponse, {"type": "mood", "mood": mood, "k": k})
+    def recommend_mood(self, mood: str, k: int = 10, **dials: Any) -> RecommendResponse:
+        """Artists for a mood, shaped by the list ``dials`` (docs/dials.md)."""
+        payload = {"type": "mood", "mood": mood, "k": k, **dials}
+        return self._post("/recommend", RecommendResponse, payload)
 
     def recommend_random(self, k: int = 10) -> RecommendResponse:
         """A random selection of artists, for discovery."""
@@ -269,10 +270,15 @@ class ApiClient:
         return self._get("/charts", ChartsResponse, k=k)
 
     def listener(
-        self, artists: Sequence[str], plays: Sequence[float] | None = None, k: int = 10
+        self,
+        artists: Sequence[str],
+        plays: Sequence[float] | None = None,
+        k: int = 10,
+        **dials: Any,
     ) -> ListenerResponse:
-        """Recommendations for a new listener described by a few artists (and play counts)."""
-        payload: dict[str, Any] = {"artists": list(artists), "k": k}
+        """Recommendations for a new listener described by a few artists (and play counts),
+        shaped by the list ``dials``."""
+        payload: dict[str, Any] = {"artists": list(artists), "k": k, **dials}
         if plays is not None:
             payload["plays"] = [float(p) for p in plays]
         return self._post("/listeners/recommendations", ListenerResponse, payload)

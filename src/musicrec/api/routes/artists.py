@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from musicrec.api.convert import JSONBody, similar_response
 from musicrec.api.deps import RecommenderDep, runtime
+from musicrec.api.dials import QueryDials
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -49,7 +50,9 @@ def search_artists(
 async def similar_artists(
     request: Request,
     name: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
+    dials: Annotated[QueryDials, Query()],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
 ) -> JSONBody:
-    """Artists closest to ``name`` by cosine similarity of item factors."""
-    return similar_response(*runtime(request), name, k, request)
+    """Artists closest to ``name`` by cosine similarity of item factors, under the list dials."""
+    recommender, metrics = runtime(request)
+    return similar_response(recommender, metrics, name, k, request, dials.on(recommender, "query"))

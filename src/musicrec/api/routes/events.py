@@ -26,6 +26,7 @@ from musicrec.api.events_schemas import (
 from musicrec.api.live_metrics import LiveMetrics
 from musicrec.api.schemas import NAME_MAX_LENGTH, ErrorResponse
 from musicrec.errors import EventError, StoreError
+from musicrec.events.bans import ban_notice
 from musicrec.events.outcomes import split_links
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
@@ -66,7 +67,7 @@ async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Re
     live: LiveMetrics = request.app.state.live_metrics
     try:
         raws, request_ids, positions = split_links(body.raw())  # which list each answers
-        events = validate_batch(raws)
+        events = validate_batch(raws, accept_until=True)
     except EventError as exc:
         live.rejected.labels(reason="invalid").inc()
         return _refusal(422, exc)
@@ -98,6 +99,7 @@ async def post_events(request: Request, body: EventBatch) -> EventsAccepted | Re
         first_id=ids[0] if ids else None,
         last_id=ids[-1] if ids else None,
         took_ms=elapsed_ms(started, time.perf_counter()),
+        ban_notice=ban_notice(events, time.time()),
     )
     # Serialised here: the hot path of ingestion skips FastAPI's response validation.
     status = 201 if ids else 200

@@ -25,7 +25,9 @@ async def listener_recommendations(body: ListenerRequest, request: Request) -> J
     started = time.perf_counter()
     recommender, metrics = runtime(request)
     try:
-        result = recommender.recommend_listener(body.artists, body.aligned_plays(), body.k)
+        result = recommender.recommend_listener(
+            body.artists, body.aligned_plays(), body.k, body.on(recommender)
+        )
     except UnknownArtistError as exc:
         exc.count = len(body.artists)  # type: ignore[attr-defined]
         raise

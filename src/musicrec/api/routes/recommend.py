@@ -51,14 +51,15 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
     if isinstance(body, UserQuery):
         user_id = body.user_id
         events = listener_events(request, recommender, user_id)
+        body.on(recommender)  # unknown tags and bad dials refused before any list is made
         served = experiments_runtime.serve(request, user_id, body.k, lambda model: (
-            live.user_recommendations(model, user_id, body.k, events)
+            live.user_recommendations(model, user_id, body.k, events, dials=body.on(model))
         ))  # fmt: skip
         recs = served.recs
         metrics.lookup("user", known=True)
     elif isinstance(body, MoodQuery):
         mood = body.mood
-        recs = recommender.recommend_mood(mood, body.k)
+        recs = recommender.recommend_mood(mood, body.k, body.on(recommender))
         metrics.mood_requests.labels(mood=recommender.mood(mood).spec.name).inc()
     else:
         recs = recommender.recommend_random(body.k)
@@ -69,7 +70,10 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
 @router.post("/similar", response_model=SimilarResponse, responses=ERRORS)
 async def similar(body: SimilarRequest, request: Request) -> JSONBody:
     """Artists closest to ``artist_name`` (accent- and case-insensitive match)."""
-    return similar_response(*runtime(request), body.artist_name, body.k, request)
+    recommender, metrics = runtime(request)
+    return similar_response(
+        recommender, metrics, body.artist_name, body.k, request, body.on(recommender)
+    )
 
 
 @router.get("/charts", response_model=ChartsResponse)

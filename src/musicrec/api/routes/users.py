@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from musicrec.api import experiments_runtime
 from musicrec.api.convert import JSONBody, recommend_body
 from musicrec.api.deps import RecommenderDep, listener_events, runtime
+from musicrec.api.dials import QueryDials
 from musicrec.api.schemas import (
     K_DEFAULT,
     K_MAX,
@@ -41,22 +42,24 @@ def sample_users(
 async def user_recommendations(
     request: Request,
     user_id: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)],
+    dials: Annotated[QueryDials, Query()],
     k: Annotated[int, Query(ge=K_MIN, le=K_MAX)] = K_DEFAULT,
     mood: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
-    exclude_recent_days: Annotated[float | None, Query(gt=0, le=3650)] = None,
 ) -> JSONBody:
     """Unplayed artists for a user, each with the history artists behind it.
 
     The user's stored events (``POST /events``) are folded in: new plays re-solve their
     taste, banned artists never come back, and a user the model has not seen is served
     from their events. ``exclude_recent_days`` also keeps out every artist with an event
-    (a skip included) in that many days. ``mood`` blends the mood's direction in.
+    (a skip included) in that many days. ``mood`` blends the mood's direction in. The
+    list dials (docs/dials.md) shape the list; a ban holds until its ``until``.
     """
     started = time.perf_counter()
     recommender, metrics = runtime(request)
+    dials.on(recommender, "query")  # unknown tags and bad dials refused before any list
     events = listener_events(request, recommender, user_id)
     served = experiments_runtime.serve(request, user_id, k, lambda model: live.user_recommendations(
-        model, user_id, k, events, mood or None, exclude_recent_days
+        model, user_id, k, events, mood or None, dials.on(model, "query")
     ))  # fmt: skip
     recs = served.recs
     metrics.lookup("user", known=True)

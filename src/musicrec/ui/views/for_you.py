@@ -13,6 +13,7 @@ from musicrec.ui.components import (
     search_choices,
     show_api_error,
 )
+from musicrec.ui.dials import dial_controls
 
 FAVOURITES = "favourites"
 MAX_FAVOURITES = 20
@@ -63,11 +64,12 @@ def render() -> None:
         placeholder="Choose or type artists",
     )
     k = st.slider("How many artists", min_value=3, max_value=48, value=12, step=3, key="for_you_k")
+    dials = dial_controls("for_you")
     if not favourites:
         st.info("Add a few artists to get recommendations.")
         return
     try:
-        result = client.listener(favourites, k=k)
+        result = client.listener(favourites, k=k, **dials)
     except ApiError as err:
         show_api_error(err, retry_key="retry_for_you")
     if result.unknown_artists:

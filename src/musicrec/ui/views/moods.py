@@ -7,6 +7,7 @@ import streamlit as st
 from musicrec.api.schemas import MoodInfo
 from musicrec.ui.client import ApiError
 from musicrec.ui.components import get_client, recommendation_cards, show_api_error
+from musicrec.ui.dials import dial_controls
 
 MOODS_PER_ROW = 6
 MOOD_STATE = "mood"
@@ -65,8 +66,9 @@ def render() -> None:
         built_from.append("tags: " + ", ".join(mood.tags))
     if built_from:
         st.caption("Built from " + " · ".join(built_from))
+    dials = dial_controls("mood")
     try:
-        result = client.recommend_mood(mood.name, k=k)
+        result = client.recommend_mood(mood.name, k=k, **dials)
     except ApiError as err:
         show_api_error(err, retry_key="retry_mood")
     recommendation_cards(result.recommendations, empty="No artists for this mood on this model.")
