@@ -149,7 +149,10 @@ def test_traffic_dashboards_and_alerts(stack: dict[str, str]) -> None:
 
     missing = []
     for title, expr in panel_queries():
-        if not query(stack["prometheus"], expr):
+        rows = query(stack["prometheus"], expr)  # a valid query, or the assertion says why
+        # The online-experiments row has data only while an experiment runs (none here; its
+        # metrics and alert are checked in tests/system/test_api_online.py and promtool tests).
+        if not rows and "experiment_" not in expr:
             missing.append(f"{title}: {expr}")
     assert not missing, "panels without data:\n" + "\n".join(missing)
 

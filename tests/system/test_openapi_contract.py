@@ -25,7 +25,24 @@ SEED = 20261203
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
+# Tags are data, not schema: the list dials name tags from the served model's vocabulary, and
+# an unknown tag is refused with 422 and the closest known tags (docs/dials.md). The schema
+# cannot list a vocabulary of thousands of tags, so on the routes that take the dials a 422
+# answer to a schema-valid request is expected; every other check still applies there.
+DIAL_ROUTES = (
+    r"^/(users/\{user_id\}/recommendations|artists/\{name\}/similar|recommend|similar"
+    r"|listeners/recommendations)$"
+)
+CONFIG = f"""
+[[operations]]
+include-path-regex = '{DIAL_ROUTES}'
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422",
+    "429"]
+"""
+
+
 def schemathesis(url: str, workdir: Path, *headers: str) -> subprocess.CompletedProcess[str]:
+    (workdir / "schemathesis.toml").write_text(CONFIG)  # read from the working directory
     cli = Path(sys.executable).parent / "schemathesis"
     cmd = [str(cli), "run", f"{url}/openapi.json", "--checks", "all", "-n", str(EXAMPLES)]
     cmd += ["--seed", str(SEED), "--no-color", *headers]
