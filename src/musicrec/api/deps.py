@@ -63,6 +63,7 @@ def live_events(request: Request) -> LiveEvents:
         on_unreadable=lambda: metrics.rejected.labels(reason="store_unreadable").inc(),
         on_fold_in=metrics.fold_in.observe,
         on_cache=lambda result: metrics.fold_in_cache.labels(result=result).inc(),
+        cooldown=settings.cooldown if settings.impressions else None,
     )
 
 

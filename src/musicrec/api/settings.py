@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from musicrec.models.ann import HNSW_EF_COSINE, HNSW_EF_SEARCH
+from musicrec.rules import CoolDown
+from musicrec.rules.inputs import COOLDOWN_DAYS, COOLDOWN_SHOWS
 from musicrec.serving.recommender import DEFAULT_MOOD_WEIGHT
 
 DEFAULT_ACCESS_REFRESH_S = 10.0  # keys and tombstones, when the model watch is off
@@ -103,6 +105,17 @@ class Settings(BaseSettings):
         le=60.0,
         description="Seconds between impression log commits (what a killed worker can lose).",
     )
+    cooldown_shows: int = Field(
+        default=COOLDOWN_SHOWS,
+        ge=0,
+        description="Shows without a play after which an artist rests for a listener (0: off).",
+    )
+    cooldown_days: float = Field(
+        default=COOLDOWN_DAYS,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Days an artist rests after its latest such show (0: off).",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -125,6 +138,13 @@ class Settings(BaseSettings):
     def access_refresh_s(self) -> float:
         """How often workers re-read the keys file and the tombstones (the watch interval)."""
         return self.watch_interval_s if self.watch_interval_s > 0 else DEFAULT_ACCESS_REFRESH_S
+
+    @property
+    def cooldown(self) -> CoolDown | None:
+        """The exposure cool-down every list of a listener follows (None: off)."""
+        if self.cooldown_shows == 0 or self.cooldown_days == 0:
+            return None
+        return CoolDown(self.cooldown_shows, self.cooldown_days)
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import sqlalchemy as sa
@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from musicrec.errors import StoreError
 from musicrec.events.cache import cache_for, recency_expiry
 from musicrec.events.store import EventStore
-from musicrec.rules import NEUTRAL, Dials
+from musicrec.rules import NEUTRAL, CoolDown, Dials, ListenerState
+from musicrec.serving.exposure import NOTHING, resting
 from musicrec.serving.profile import DAY_S, Profile, build_profile, watermark
 from musicrec.serving.recommender import Rec, Recommender
 
@@ -46,6 +47,7 @@ class LiveEvents:
     on_unreadable: Callable[[], None] = _nothing
     on_fold_in: Callable[[float], None] = _nothing
     on_cache: Callable[[str], None] = _nothing
+    cooldown: CoolDown | None = None  # exposure cool-down (None: off)
 
 
 def user_recommendations(
@@ -59,7 +61,9 @@ def user_recommendations(
     """Top-``k`` for ``user_id`` with their events folded in (model only without a store),
     under the rule chain's ``dials``; bans hold until their ``until``, judged now.
 
-    A store that cannot be read degrades to the model's answer, logged, never a failed request.
+    Artists the listener was shown too often without a play rest (``live.cooldown``,
+    :mod:`musicrec.serving.exposure`). A store that cannot be read degrades to the model's
+    answer, logged, never a failed request.
     """
     store = live.store
     if store is None:
@@ -68,9 +72,13 @@ def user_recommendations(
     cache = cache_for(recommender, live.cache_size)
     try:
         version = store.listener_version(user_id)
-        key = (store.url, user_id, version, k, mood, dials, live.fresh_weight)
-        if not version:  # no events: the model's answer
-            return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
+        rest = resting(store, recommender, user_id, live.cooldown, now, watermark(recommender))
+        if rest is not NOTHING:
+            dials = replace(dials, cooldown=live.cooldown)
+        key = (store.url, user_id, version, k, mood, dials, live.fresh_weight, rest.held)
+        if not version:  # no events: the model's answer (less what rests)
+            shown = ListenerState(exposure=rest.exposure) if rest.held else None
+            return recommender.recommend_user(user_id, k, mood=mood, dials=dials, listener=shown)
         cached = cache.get(key, now)
         if cached is not None:
             live.on_cache("hit")
@@ -83,14 +91,16 @@ def user_recommendations(
         live.on_unreadable()
         return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
     if events.empty:
-        return recommender.recommend_user(user_id, k, mood=mood, dials=dials)
+        shown = ListenerState(exposure=rest.exposure) if rest.held else None
+        return recommender.recommend_user(user_id, k, mood=mood, dials=dials, listener=shown)
     live.on_cache("miss")
     days = dials.exclude_recent_days
     window = days * DAY_S if days is not None else None
     profile = build_profile(recommender, events, user_id, now=now)
+    listener = replace(profile.listener, exposure=rest.exposure)
     expiry = min(recency_expiry(events["timestamp"], window, now), ban_expiry(profile, now))
     if profile.empty:
-        recent = profile.listener if days is not None else None
+        recent = listener if days is not None or rest.held else None
         recs = recommender.recommend_user(user_id, k, mood=mood, dials=dials, listener=recent)
         cache.put(key, recs, expiry)
         return recs
@@ -102,7 +112,7 @@ def user_recommendations(
         extra_plays=profile.plays,
         fresh_weight=live.fresh_weight,
         dials=dials,
-        listener=profile.listener,
+        listener=listener,
         now=now,
     )
     live.on_fold_in(time.perf_counter() - started)
