@@ -18,10 +18,17 @@ answers) and the machine's load average per cell as a Markdown table, and the sa
 with ``--json PATH``. The server is stopped after each worker count. Needs ``wrk`` on PATH
 (``scripts/install-os-deps.sh``).
 
+Every server gets its own event store (``--events-url``; default: a fresh SQLite file in the
+benchmark's temporary folder). ``--impressions on off off on`` starts one server per value in
+that order (``MUSICREC_IMPRESSIONS``), so the cost of the impression log is measured in
+alternated cells; after each clean stop the rows in its impression log are counted.
+
 Usage::
 
     python benchmarks/bench_wrk.py --model PATH
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user
+    python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user \
+        --impressions on off off on --duration 20
 """
 
 from __future__ import annotations
@@ -270,6 +277,20 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
+def impression_rows(events_url: str) -> int | None:
+    """Rows in the impression log of ``events_url`` (None without one)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(events_url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("impressions"):
+                return None
+            return int(conn.execute(sa.text("SELECT COUNT(*) FROM impressions")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def served_recall(model: Path, sample: int, k: int = 10) -> dict[str, float]:
     """Recall@k of what the API serves (its default index and breadths) against exact scoring.
 
@@ -327,6 +348,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--serve-arg", action="append", default=[], help="Extra serve option.")
     parser.add_argument(
+        "--impressions",
+        nargs="+",
+        choices=("on", "off", "default"),
+        default=["default"],
+        help="One server per value, in this order (MUSICREC_IMPRESSIONS; e.g. on off off on).",
+    )
+    parser.add_argument(
+        "--events-url",
+        help="Event store of the servers (default: a fresh SQLite file per server).",
+    )
+    parser.add_argument(
         "--recall-sample",
         type=int,
         default=0,
@@ -341,15 +373,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="musicrec-bench-wrk-"))
     results: list[dict[str, Any]] = []
     ready: dict[int, float] = {}
-    for workers in args.workers:
+    servers: list[tuple[str, int, int | None]] = []
+    cells = [(w, imp, n) for n, imp in enumerate(args.impressions) for w in args.workers]
+    for workers, impressions, n in cells:
+        events_url = args.events_url or f"sqlite:///{work / f'events-{n}-{workers}.db'}"
+        env = {"MUSICREC_EVENTS_URL": events_url}
+        if impressions != "default":
+            env["MUSICREC_IMPRESSIONS"] = "true" if impressions == "on" else "false"
         server = Server(
             args.model,
             workers,
-            work / f"serve-{workers}.log",
+            work / f"serve-{n}-{workers}.log",
             ["--log-level", "warning", *args.serve_arg],
+            env,
         )
         ready[workers] = server.ready_s
-        log(f"{workers} worker(s): ready in {server.ready_s:.1f}s on {server.url}")
+        log(
+            f"{workers} worker(s), impressions {impressions}: ready in {server.ready_s:.1f}s "
+            f"on {server.url}"
+        )
+        first_row = len(results)
         try:
             requests = build_requests(server.url)
             for scenario in args.scenarios:
@@ -369,6 +412,7 @@ def main() -> None:
                     per_request = 1000.0 / max(1, row["requests"])
                     row.update(
                         scenario=scenario,
+                        impressions=impressions,
                         workers=workers,
                         connections=connections,
                         load=load,
@@ -384,6 +428,11 @@ def main() -> None:
                     )
         finally:
             server.stop()
+        stored = impression_rows(events_url)  # after a clean stop: every queued row committed
+        for row in results[first_row:]:
+            row["impression_rows"] = stored
+        servers.append((impressions, workers, stored))
+        log(f"impression rows stored: {stored}")
 
     recall = served_recall(args.model, args.recall_sample) if args.recall_sample else None
     print(f"- model: {args.model}")
@@ -402,13 +451,14 @@ def main() -> None:
         )
     print()
     print(
-        "| request | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors "
+        "| request | impressions | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors "
         "| server CPU ms/req | wrk CPU ms/req | load |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {r['scenario']} | {r['workers']} | {r['connections']} | {r['rps']:,.0f} "
+            f"| {r['scenario']} | {r['impressions']} | {r['workers']} | {r['connections']} "
+            f"| {r['rps']:,.0f} "
             f"| {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
             f"| {r['server_cpu_ms']:.2f} | {r['wrk_cpu_ms']:.2f} | {r['load']:.1f} |"
         )
@@ -417,6 +467,11 @@ def main() -> None:
         "\nsystem, from /proc), which other work on the machine hardly changes; wrk CPU likewise."
         "\nload: the 1-minute load average when the cell started (server and wrk account for 1"
         "\nto 3 of it; more means other work shared the cores and the latencies show it)."
+        "\nimpressions: MUSICREC_IMPRESSIONS of that server (default: the setting's default)."
+    )
+    print(
+        "\nimpression rows stored per server, in start order (after its clean stop): "
+        + ", ".join(f"{imp} w={w}: {n if n is not None else 'no table'}" for imp, w, n in servers)
     )
     if args.json:
         payload = {"ready_s": ready, "recall": recall, "results": results}
