@@ -48,6 +48,9 @@ def api_server(
         "MUSICREC_WATCH_INTERVAL_S": str(WATCH_INTERVAL_S),
         "MUSICREC_MODEL_CACHE": os.environ.get("MUSICREC_MODEL_CACHE", ""),
         "OPENBLAS_NUM_THREADS": "1",
+        # These servers test shared state: a list asked for again and again must not change
+        # because its artists were shown 3 times (the cool-down has its own tests).
+        "MUSICREC_COOLDOWN_SHOWS": "0",
     }
     cmd = [sys.executable, "-c", "from musicrec.cli import app; app()", "serve", "--model", model]
     cmd += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
