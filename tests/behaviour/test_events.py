@@ -344,6 +344,30 @@ def test_import_validates_every_row_then_stores_all(tmp_path: Path) -> None:
         import_events(store, tmp_path / "extra.csv")
 
 
+def test_import_keeps_when_a_ban_lifts(tmp_path: Path) -> None:
+    from musicrec.errors import DataError
+    from musicrec.events.imports import import_events
+
+    store = EventStore(f"sqlite:///{tmp_path / 'ev.db'}")
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2"],
+            "artist": ["Metallica", "Slayer", "Björk"],
+            "kind": ["ban", "ban", "play"],
+            "until": ["2999-01-01T00:00:00Z", None, None],
+        }
+    )
+    frame.to_csv(tmp_path / "bans.csv", index=False)
+    assert import_events(store, tmp_path / "bans.csv").rows == 3
+    stored = store.read()
+    assert stored["until"].tolist()[0] == 32472144000  # 2999-01-01 in epoch seconds
+    assert stored["until"].isna().tolist()[1:] == [True, True]
+    frame.assign(kind="play").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataError, match="row 1.*only ban events carry until"):
+        import_events(store, tmp_path / "bad.csv")
+    assert store.count() == 3
+
+
 def test_replay_sends_lastfm1k_plays_in_time_order_and_stops(tmp_path: Path) -> None:
     from musicrec.events.replay import read_lastfm1k, replay, store_sink
 

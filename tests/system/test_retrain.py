@@ -68,6 +68,29 @@ def test_merge_events_adds_users_artists_and_removes_bans() -> None:
     assert merged.timestamps is None and merged.rows_read == 8
 
 
+def test_merge_events_drops_only_the_bans_that_hold_at_training_time() -> None:
+    """A ban with ``until`` removes its pair while it holds and nothing after, as in serving."""
+    events = pd.DataFrame(
+        {
+            "user_id": ["a", "b"],
+            "artist": ["Metallica", "Slayer"],
+            "kind": ["ban", "ban"],
+            "plays": [1, 1],
+            "timestamp": [1, 2],
+            "until": [NOW + 60, None],  # a hides metallica for a minute; b bans slayer for good
+        }
+    )
+
+    def pairs(now: float) -> list[tuple[str, str]]:
+        merged = merge_events(tiny_raw(), events, now=now)
+        users = merged.user_ids[merged.user_codes]
+        artists = merged.items["artist_key"].to_numpy()[merged.item_codes]
+        return sorted(zip(users, artists, strict=True))
+
+    assert pairs(NOW) == [("a", "slayer")]
+    assert pairs(NOW + 60) == [("a", "metallica"), ("a", "slayer")]  # lifted; b's ban holds
+
+
 def test_one_cycle_at_a_time(tmp_path: Path) -> None:
     with (
         exclusive(tmp_path),

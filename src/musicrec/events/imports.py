@@ -4,6 +4,7 @@ Every row goes through :func:`~musicrec.events.schema.validate_event`, the valid
 ``POST /events``; one invalid row refuses the file (its row number and reason are reported)
 and the valid file is stored in one transaction, so an import is all-or-nothing too. Rows with
 an ``event_id`` the listener already has are skipped, so importing a file again adds nothing.
+A ban row may carry ``until`` (epoch seconds or ISO 8601), as in ``POST /events``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from musicrec.errors import DataError, EventError
 from musicrec.events.forget import first_forgotten
-from musicrec.events.schema import FIELDS, validate_event
+from musicrec.events.schema import BAN_FIELDS, FIELDS, validate_event
 from musicrec.events.store import EventStore
 
 SUFFIXES = {".tsv": "\t", ".csv": ","}
@@ -34,7 +35,7 @@ class ImportSummary:
 
 
 def read_events_file(path: str | Path) -> pd.DataFrame:
-    """The file's rows; columns among ``user_id, artist, plays, timestamp, kind, event_id``."""
+    """The rows; columns among ``user_id, artist, plays, timestamp, kind, event_id, until``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -46,9 +47,10 @@ def read_events_file(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, sep=SUFFIXES[suffix], dtype=text_columns)
     else:
         raise DataError(f"{path}: expected .tsv, .csv or .parquet, got {suffix or 'no suffix'}")
-    unknown = sorted(set(frame.columns) - set(FIELDS))
+    known = FIELDS + BAN_FIELDS
+    unknown = sorted(set(frame.columns) - set(known))
     if unknown:
-        raise DataError(f"{path}: unknown column(s) {unknown}; expected {', '.join(FIELDS)}")
+        raise DataError(f"{path}: unknown column(s) {unknown}; expected {', '.join(known)}")
     return frame
 
 
@@ -68,7 +70,7 @@ def import_events(store: EventStore, path: str | Path) -> ImportSummary:
     for index, values in enumerate(frame.itertuples(index=False, name=None)):
         raw = {c: _clean(v) for c, v in zip(columns, values, strict=True)}
         try:
-            events.append(validate_event(index, raw, now))
+            events.append(validate_event(index, raw, now, accept_until=True))
         except EventError as exc:
             raise DataError(
                 f"{path}: row {index + 1} (after the header): {exc.reason}"

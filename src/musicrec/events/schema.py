@@ -202,16 +202,23 @@ def play_weights(kinds: np.ndarray, plays: np.ndarray) -> np.ndarray:
     return np.where(kinds == "love", LOVE_PLAYS, weights)
 
 
-def interactions(events: pd.DataFrame, key: Any = None) -> Interactions:
-    """Plays per (user, artist key) from play and love events, minus banned pairs.
+def interactions(events: pd.DataFrame, key: Any = None, now: float | None = None) -> Interactions:
+    """Plays per (user, artist key) from play and love events, minus pairs banned at ``now``.
 
     ``key`` maps an artist name to its identity (default: the name itself); the display name
-    kept is the first spelling seen. Serving fold-in and retraining both call this.
+    kept is the first spelling seen. A ban holds while ``now < until`` (no ``until`` column, or
+    a null one: for ever), as in serving; a lifted ban removes nothing, so retraining counts the
+    plays of an artist the listener hid for a while once the hiding is over.
     """
     key = key or (lambda name: name)
+    now = time.time() if now is None else now
     frame = events.assign(artist_key=events["artist"].map(key))
     frame = frame.assign(weight=play_weights(frame["kind"].to_numpy(), frame["plays"].to_numpy()))
-    bans = frame.loc[frame["kind"] == "ban", ["user_id", "artist_key", "artist"]]
+    is_ban = frame["kind"] == "ban"
+    if "until" in frame:
+        until = pd.to_numeric(frame["until"], errors="coerce")
+        is_ban &= until.isna() | (until > now)
+    bans = frame.loc[is_ban, ["user_id", "artist_key", "artist"]]
     bans = bans.drop_duplicates(["user_id", "artist_key"])
     positive = frame[frame["weight"] > 0]
     grouped = positive.groupby(["user_id", "artist_key"], sort=False).agg(

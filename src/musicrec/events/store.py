@@ -291,10 +291,11 @@ class EventStore:
             return state.listener_version(conn, user_id)
 
     def read(self, after: int = 0, upto: int | None = None) -> pd.DataFrame:
-        """Events with ``after < id <= upto``, in id order."""
+        """Events with ``after < id <= upto``, in id order (with ``until``: when bans lift)."""
         if not self._readable():
-            return pd.DataFrame(columns=COLUMNS)
-        query = sa.select(*(events_table.c[c] for c in COLUMNS)).where(events_table.c.id > after)
+            return pd.DataFrame(columns=USER_COLUMNS)
+        columns = (events_table.c[c] for c in USER_COLUMNS)
+        query = sa.select(*columns).where(events_table.c.id > after)
         if upto is not None:
             query = query.where(events_table.c.id <= upto)
         with self.engine.connect() as conn:

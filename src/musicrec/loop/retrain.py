@@ -101,15 +101,18 @@ class RetrainResult:
 # ----------------------------------------------------------------------------- merge
 
 
-def merge_events(raw: RawInteractions, events: pd.DataFrame) -> RawInteractions:
+def merge_events(
+    raw: RawInteractions, events: pd.DataFrame, now: float | None = None
+) -> RawInteractions:
     """``raw`` plus the plays of ``events`` (same identities: user id, normalized artist name).
 
-    Banned (user, artist) pairs are removed from the base rows as well. Events carry their
+    (user, artist) pairs banned at ``now`` (default: the time of the call) are removed from the
+    base rows as well; a ban whose ``until`` has passed removes nothing. Events carry their
     timestamps only when the base source has timestamps (a split must not mix the two).
     """
     if events.empty:
         return raw
-    reduced = interactions(events, key=normalize_name)
+    reduced = interactions(events, key=normalize_name, now=now)
     items = raw.items
     item_index = pd.Index(items["artist_key"])
     plays = reduced.plays
