@@ -186,6 +186,7 @@ def evaluate(
     from musicrec.cli.evaluation import metrics_table, segments_table
     from musicrec.fsutil import write_json_atomic
     from musicrec.pipeline.evaluate import evaluate_model
+    from musicrec.pipeline.userscores import check_ks
     from musicrec.tracking import MlflowObserver
 
     ks = sorted(set(k or [10, 20]))
@@ -200,6 +201,7 @@ def evaluate(
     )
     if not dials.neutral:
         track = record = False
+    check_ks(ks, dataset.shape[1])  # before MLflow opens its store for a run
     observer = MlflowObserver(experiment=experiment) if track else None
     report = evaluate_model(
         dataset,

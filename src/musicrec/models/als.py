@@ -34,7 +34,7 @@ from musicrec.models.confidence import confidence
 from musicrec.models.exact import FactorRanker
 from musicrec.models.factors import LOSS_EVERY, Factors, has_cuda, loss_sweeps, training_loss
 from musicrec.models.query import Query
-from musicrec.models.topk import padded, topk_dense
+from musicrec.models.topk import own_rows, padded, topk_dense
 
 if TYPE_CHECKING:
     from musicrec.data.dataset import Dataset
@@ -303,9 +303,7 @@ class ALSModel(FactorIndex, Model):
                 ids[row, : len(found)], scores[row, : len(found)] = found, found_scores
             return ids, scores
         scores = self.vectors.unit(items) @ self.vectors.unit_all.T
-        own = sp.csr_matrix(
-            (np.ones(len(items)), (np.arange(len(items)), items)), shape=scores.shape
-        )
+        own = own_rows(items, scores.shape[1])
         return topk_dense(scores, k, own)
 
     # ---------------------------------------------------------------- one listener

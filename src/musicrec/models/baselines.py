@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from musicrec.config import TrainConfig
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.query import Query
-from musicrec.models.topk import PAD, one_row, padded, topk_dense, unpadded
+from musicrec.models.topk import PAD, one_row, own_rows, padded, topk_dense, unpadded
 
 
 class PopularityModel(Model):
@@ -68,9 +68,7 @@ class PopularityModel(Model):
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The most listened other items, for every item alike."""
         items = np.asarray(items, dtype=np.int64)
-        own = sp.csr_matrix(
-            (np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), self.n_items)
-        )
+        own = own_rows(items, self.n_items)
         return self._rank(None, own, k, own)
 
     def save(self, directory: Path) -> None:
@@ -125,9 +123,7 @@ class RandomModel(Model):
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         items = np.asarray(items, dtype=np.int64)
-        own = sp.csr_matrix(
-            (np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), self.n_items)
-        )
+        own = own_rows(items, self.n_items)
         return self._rank(items, own, k, own)
 
     def save(self, directory: Path) -> None:

@@ -17,7 +17,7 @@ from musicrec.config import TrainConfig
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.kinds import build, model_class
 from musicrec.models.query import Query, unit_max
-from musicrec.models.topk import topk_dense
+from musicrec.models.topk import own_rows, topk_dense
 
 PARTS = ("first", "second")
 
@@ -106,9 +106,7 @@ class BlendModel(Model):
             valid = ids >= 0
             dense[rows[valid], ids[valid]] = scores[valid]
             total += share * unit_max(dense)
-        own = sp.csr_matrix(
-            (np.ones(len(items)), (np.arange(len(items)), items)), shape=(len(items), n)
-        )
+        own = own_rows(items, n)
         return topk_dense(total, k, own)
 
     def save(self, directory: Path) -> None:

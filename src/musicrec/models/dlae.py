@@ -33,7 +33,7 @@ from musicrec.errors import ConfigError
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.itemitem import check_ease_memory
 from musicrec.models.query import Query
-from musicrec.models.topk import topk_dense
+from musicrec.models.topk import own_rows, topk_dense
 
 INVERSE = "dlae_inverse.npy"
 PENALTY = "dlae_penalty.npy"
@@ -110,10 +110,7 @@ class DLAEModel(Model):
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of ``B``: the items an item's presence in a history raises most."""
         items = np.asarray(items, dtype=np.int64)
-        own = sp.csr_matrix(
-            (np.ones(len(items), dtype=np.float32), (np.arange(len(items)), items)),
-            shape=(len(items), self.n_items),
-        )
+        own = own_rows(items, self.n_items)
         return topk_dense(self._scores_of(own), k, own)
 
     def save(self, directory: Path) -> None:

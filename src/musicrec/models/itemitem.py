@@ -30,7 +30,14 @@ from musicrec.data.dataset import Dataset
 from musicrec.errors import ConfigError
 from musicrec.models.base import IterationCallback, Model
 from musicrec.models.query import Query
-from musicrec.models.topk import padded, rank_candidates, topk_dense, topk_sparse, unpadded
+from musicrec.models.topk import (
+    own_rows,
+    padded,
+    rank_candidates,
+    topk_dense,
+    topk_sparse,
+    unpadded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +176,7 @@ class ItemItemModel(Model):
 
     def similar_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         items = np.asarray(items, dtype=np.int64)
-        own = sp.csr_matrix(
-            (np.ones(len(items), dtype=np.float32), (np.arange(len(items)), items)),
-            shape=(len(items), self.n_items),
-        )
+        own = own_rows(items, self.n_items)
         if self.dense:
             rows = np.array(self.similarity[items], dtype=np.float32)
             return topk_dense(rows, k, own)

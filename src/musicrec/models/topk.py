@@ -42,6 +42,16 @@ def one_row(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
     )
 
 
+def own_rows(items: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """``len(items) x n_items``, row ``i`` marking ``items[i]``: keeps a query item out of its
+    own similar items."""
+    items = np.asarray(items, dtype=np.int64)
+    rows = np.arange(len(items) + 1)
+    return sp.csr_matrix(
+        (np.ones(len(items), dtype=np.float32), items, rows), (len(items), n_items)
+    )
+
+
 def checked_rows(matrix: sp.csr_matrix, n_rows: int, n_items: int) -> sp.csr_matrix:
     """``matrix`` as CSR after checking its shape at the public boundary of a model."""
     matrix = sp.csr_matrix(matrix)
