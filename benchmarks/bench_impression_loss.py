@@ -124,11 +124,12 @@ def trial(args: argparse.Namespace, work: Path, n: int, how: str, after_s: float
         started = time.monotonic()
         threads, answered = drive(server.url, paths, args.clients, stop, args.max_requests)
         stop.wait(after_s)
+        victim = a_worker(server.process.pid) if how == "SIGKILL worker" else 0
         signalled = time.monotonic()
         if how == "SIGKILL":
             os.killpg(server.process.pid, signal.SIGKILL)  # the supervisor and every worker
-        elif how == "SIGKILL worker":
-            os.kill(a_worker(server.process.pid), signal.SIGKILL)
+        elif victim:
+            os.kill(victim, signal.SIGKILL)
             time.sleep(1.0)  # the other worker answers on; then a clean stop stores its rows
             server.process.terminate()
         else:
