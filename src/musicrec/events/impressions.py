@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import operator
-import queue
 import threading
 import time
 import weakref
@@ -212,17 +211,17 @@ class WriterStats:
     batches: int = 0  # commits that succeeded
 
 
-_STOP = object()
-
-
 Sink = Callable[[list[Row]], object]
 
 
 class ImpressionWriter:
     """Batched, non-blocking impression writes for one process (thread-safe).
 
-    ``sink`` stores one batch or raises :class:`~musicrec.errors.StoreError` (the rows are
-    tried again); by default it commits them to ``store``. ``on_stop`` runs after the last one.
+    ``write`` appends a list's rows to a buffer under a lock and returns; the thread wakes
+    every ``flush_interval_s``, or once ``batch_rows`` rows wait, and takes the whole buffer
+    (a request never wakes it for its own rows). ``sink`` stores one batch or raises
+    :class:`~musicrec.errors.StoreError` (the rows are tried again); by default it commits them
+    to ``store``. ``on_stop`` runs after the last batch.
     """
 
     def __init__(
@@ -242,8 +241,11 @@ class ImpressionWriter:
         self._on_stop = on_stop
         self.flush_interval_s = flush_interval_s
         self.batch_rows = batch_rows
+        self.max_queued = max_queued
         self.stats = WriterStats()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
+        self._lists: list[Sequence[Row]] = []  # waiting for the thread, and their rows
+        self._rows = 0
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="impression-writer", daemon=True)
         self._lock = threading.Lock()
         self._accepting = False
@@ -263,76 +265,59 @@ class ImpressionWriter:
         """Queue one list's rows; never blocks. False (rows counted as dropped) when full."""
         if not rows:
             return True
-        if self._accepting:
-            try:
-                self._queue.put_nowait(rows)
-                return True
-            except queue.Full:
-                pass
         with self._lock:
+            if self._accepting and len(self._lists) < self.max_queued:
+                self._lists.append(rows)
+                self._rows += len(rows)
+                if self._rows >= self.batch_rows:
+                    self._wake.set()
+                return True
             self.stats.dropped += len(rows)
         return False
 
     @property
     def queued(self) -> int:
-        """Lists waiting for the writer thread (approximate)."""
-        return self._queue.qsize()
+        """Lists waiting for the writer thread."""
+        return len(self._lists)
 
     def stop(self, timeout_s: float = 30.0) -> WriterStats:
-        """Stop accepting rows, commit everything queued, and end the thread."""
+        """Stop accepting rows, pass on everything queued, and end the thread."""
         with self._lock:
             was_accepting, self._accepting = self._accepting, False
         if not was_accepting:
             return self.stats
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            log.warning("impression writer queue stayed full for %.0fs", timeout_s)
+        self._wake.set()
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             log.warning("impression writer did not finish within %.0fs", timeout_s)
-        else:  # a write racing with stop() may have queued rows behind the stop mark
-            self._drain([])
         if self._on_stop is not None:
             self._on_stop()
         return self.stats
 
     def _run(self) -> None:
-        pending: list[Row] = []
-        deadline = time.monotonic() + self.flush_interval_s
-        stopping = False
-        while not stopping:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                if item is _STOP:
-                    stopping = True
-                else:
-                    pending.extend(item)
-            except queue.Empty:
-                pass
-            if stopping or len(pending) >= self.batch_rows or time.monotonic() >= deadline:
-                pending = self._drain(pending) if stopping else self._flush(pending)
-                deadline = time.monotonic() + self.flush_interval_s
-
-    def _drain(self, pending: list[Row]) -> list[Row]:
-        """Commit every queued row (at stop), retrying a refused commit a few times."""
+        pending: list[Row] = []  # rows taken from the buffer, not stored yet
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                pending.extend(item)
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            with self._lock:  # every list accepted before a stop is taken here
+                lists, self._lists, self._rows = self._lists, [], 0
+                stopping = not self._accepting
+            pending.extend(row for rows in lists for row in rows)
+            if stopping:
+                self._drain(pending)
+                return
+            pending = self._flush(pending)
+
+    def _drain(self, pending: list[Row]) -> None:
+        """Store every row (at stop), retrying a refused batch a few times."""
         for attempt in range(3):
             pending = self._flush(pending)
             if not pending:
-                break
+                return
             time.sleep(0.2 * (attempt + 1))
-        if pending:
-            log.error("impression writer stopped with %d rows it could not store", len(pending))
-            with self._lock:
-                self.stats.dropped += len(pending)
-        return []
+        log.error("impression writer stopped with %d rows it could not store", len(pending))
+        with self._lock:
+            self.stats.dropped += len(pending)
 
     def _flush(self, pending: list[Row]) -> list[Row]:
         """Commit ``pending`` in chunks of ``batch_rows``; what is left after a failure."""
