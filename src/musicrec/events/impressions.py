@@ -53,6 +53,7 @@ HANDOFF_INTERVAL_S = 0.1  # a worker's hand-offs to the host writer: what killin
 KIND = "impressions"  # the host writer's receiver of these rows
 BATCH_ROWS = 5_000
 MAX_QUEUED_LISTS = 20_000  # about 200,000 rows of k=10 lists: seconds of peak traffic
+MAX_QUEUED_ROWS = 200_000  # the same in rows (the host writer's "lists" are workers' batches)
 MAX_RETRY_ROWS = 200_000  # rows kept for the next try while the database refuses writes
 CREATE_ATTEMPTS = 5
 NAME = 200  # listener ids and artist names, as in the events table
@@ -219,9 +220,10 @@ class ImpressionWriter:
 
     ``write`` appends a list's rows to a buffer under a lock and returns; the thread wakes
     every ``flush_interval_s``, or once ``batch_rows`` rows wait, and takes the whole buffer
-    (a request never wakes it for its own rows). ``sink`` stores one batch or raises
-    :class:`~musicrec.errors.StoreError` (the rows are tried again); by default it commits them
-    to ``store``. ``on_stop`` runs after the last batch.
+    (a request never wakes it for its own rows). It holds at most ``max_queued`` lists and
+    ``MAX_QUEUED_ROWS`` rows; beyond either, rows are dropped and counted. ``sink`` stores
+    one batch or raises :class:`~musicrec.errors.StoreError` (the rows are tried again); by
+    default it commits them to ``store``. ``on_stop`` runs after the last batch.
     """
 
     def __init__(
@@ -266,7 +268,8 @@ class ImpressionWriter:
         if not rows:
             return True
         with self._lock:
-            if self._accepting and len(self._lists) < self.max_queued:
+            room = len(self._lists) < self.max_queued and self._rows < MAX_QUEUED_ROWS
+            if self._accepting and room:
                 self._lists.append(rows)
                 self._rows += len(rows)
                 if self._rows >= self.batch_rows:
