@@ -21,14 +21,17 @@ with ``--json PATH``. The server is stopped after each worker count. Needs ``wrk
 Every server gets its own event store (``--events-url``; default: a fresh SQLite file in the
 benchmark's temporary folder). ``--impressions on off off on`` starts one server per value in
 that order (``MUSICREC_IMPRESSIONS``), so the cost of the impression log is measured in
-alternated cells; after each clean stop the rows in its impression log are counted.
+alternated cells; after each clean stop the rows in its impression log are counted. Impressions
+also turn on the exposure cool-down (a read of the listener's impressions per request); add
+``--env MUSICREC_COOLDOWN_SHOWS=0`` to measure the writes alone. ``--env`` passes any setting
+to every server.
 
 Usage::
 
     python benchmarks/bench_wrk.py --model PATH
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user \
-        --impressions on off off on --duration 20
+        --impressions on off off on --duration 20 --env MUSICREC_COOLDOWN_SHOWS=0
 """
 
 from __future__ import annotations
@@ -363,6 +366,13 @@ def main() -> None:
         help="One server per value, in this order (MUSICREC_IMPRESSIONS; e.g. on off off on).",
     )
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A setting for every server (e.g. MUSICREC_COOLDOWN_SHOWS=0); repeatable.",
+    )
+    parser.add_argument(
         "--events-url",
         help="Event store of the servers (default: a fresh SQLite file per server).",
     )
@@ -377,6 +387,8 @@ def main() -> None:
         sys.exit("wrk not found: run scripts/install-os-deps.sh")
     if args.duration > 120 or args.warmup > 30:
         sys.exit("--duration is at most 120 s and --warmup 30 s per cell")
+    if any("=" not in item for item in args.env):
+        sys.exit("--env takes NAME=VALUE")
 
     work = Path(tempfile.mkdtemp(prefix="musicrec-bench-wrk-"))
     results: list[dict[str, Any]] = []
@@ -385,7 +397,7 @@ def main() -> None:
     cells = [(w, imp, n) for n, imp in enumerate(args.impressions) for w in args.workers]
     for workers, impressions, n in cells:
         events_url = args.events_url or f"sqlite:///{work / f'events-{n}-{workers}.db'}"
-        env = {"MUSICREC_EVENTS_URL": events_url}
+        env = dict(item.split("=", 1) for item in args.env) | {"MUSICREC_EVENTS_URL": events_url}
         if impressions != "default":
             env["MUSICREC_IMPRESSIONS"] = "true" if impressions == "on" else "false"
         server = Server(
