@@ -5,17 +5,24 @@ For every trial a fresh ``musicrec serve`` (``--workers``, loopback, its own SQL
 ``--clients`` threads asking ``GET /users/{id}/recommendations?k=10`` in a loop; each answered
 list's request id (``X-Request-ID``) and the time it arrived are kept. After a random moment
 (``--min-s`` to ``--max-s`` seconds of traffic) the whole server (supervisor and workers) is
-sent SIGKILL, ``--kills`` times; then once SIGTERM (a clean stop) while the clients still ask.
-Each trial stops itself after ``--max-requests`` lists at the latest.
+sent SIGKILL, ``--kills`` times; with ``--worker-kills N``, N more trials SIGKILL one worker
+only, let the clients go on for a second (the other worker answers) and then stop the server
+cleanly; last, once SIGTERM (a clean stop) while the clients still ask. Each trial stops
+itself after ``--max-requests`` lists at the latest.
 
 Lost = lists answered whose request id has no row in the impression log. The lost window is
-the time from the oldest lost list's answer to the kill; with a 1 s flush it should stay
-under about a second (plus one commit). Prints a Markdown table; ``--json PATH`` writes it too.
+the time from the oldest lost list's answer to the kill. With several workers the workers hand
+their rows to the serving process's writer every 0.1 s, which commits every ``--flush``
+seconds: killing a worker should lose about 0.1 s of its lists, killing the whole server about
+``--flush`` plus one commit. Lists/s and lost s count every worker's lists, so for a killed
+worker (one of two) lost s understates its own lost time about twice: read the lost window.
+Prints a Markdown table; ``--json PATH`` writes it too.
 
 Usage::
 
     python benchmarks/bench_impression_loss.py --model PATH
     python benchmarks/bench_impression_loss.py --model PATH --workers 2 --kills 5 --flush 1.0
+    python benchmarks/bench_impression_loss.py --model PATH --workers 2 --kills 3 --worker-kills 3
 """
 
 from __future__ import annotations
@@ -85,6 +92,22 @@ def drive(
     return threads, answered
 
 
+def a_worker(supervisor: int) -> int:
+    """The pid of one of ``supervisor``'s uvicorn workers (not multiprocessing's helpers)."""
+    for entry in sorted(Path("/proc").iterdir(), key=lambda p: p.name):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if parent == supervisor and "spawn_main" in command:
+            return int(entry.name)
+    raise RuntimeError(f"no worker process under {supervisor}")
+
+
 def trial(args: argparse.Namespace, work: Path, n: int, how: str, after_s: float) -> dict[str, Any]:
     events_url = f"sqlite:///{work / f'events-{n}.db'}"
     env = {
@@ -101,9 +124,14 @@ def trial(args: argparse.Namespace, work: Path, n: int, how: str, after_s: float
         started = time.monotonic()
         threads, answered = drive(server.url, paths, args.clients, stop, args.max_requests)
         stop.wait(after_s)
+        victim = a_worker(server.process.pid) if how == "SIGKILL worker" else 0
         signalled = time.monotonic()
         if how == "SIGKILL":
             os.killpg(server.process.pid, signal.SIGKILL)  # the supervisor and every worker
+        elif victim:
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(1.0)  # the other worker answers on; then a clean stop stores its rows
+            server.process.terminate()
         else:
             server.process.terminate()  # what `musicrec serve` gets from Ctrl-C / systemd
         server.process.wait(timeout=60)
@@ -145,6 +173,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8, help="Client threads asking at once.")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILL trials (then one SIGTERM).")
+    parser.add_argument(
+        "--worker-kills", type=int, default=0, help="Trials that SIGKILL one worker only."
+    )
     parser.add_argument("--flush", type=float, default=1.0, help="MUSICREC_IMPRESSIONS_FLUSH_S.")
     parser.add_argument("--min-s", type=float, default=2.0, help="Earliest signal (s of traffic).")
     parser.add_argument("--max-s", type=float, default=6.0, help="Latest signal (s of traffic).")
@@ -152,11 +183,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="Also write the rows here.")
     args = parser.parse_args()
-    if not 0 < args.min_s <= args.max_s <= 60 or args.kills > 20:
-        sys.exit("need 0 < --min-s <= --max-s <= 60 and --kills <= 20")
+    if not 0 < args.min_s <= args.max_s <= 60 or args.kills > 20 or args.worker_kills > 20:
+        sys.exit("need 0 < --min-s <= --max-s <= 60 and --kills, --worker-kills <= 20")
+    if args.worker_kills and args.workers < 2:
+        sys.exit("--worker-kills needs --workers 2 or more (one worker must answer on)")
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="musicrec-bench-loss-"))
     plan = [("SIGKILL", rng.uniform(args.min_s, args.max_s)) for _ in range(args.kills)]
+    plan += [
+        ("SIGKILL worker", rng.uniform(args.min_s, args.max_s)) for _ in range(args.worker_kills)
+    ]
     plan.append(("SIGTERM", rng.uniform(args.min_s, args.max_s)))
     rows = [trial(args, work, n, how, after) for n, (how, after) in enumerate(plan)]
 

@@ -2,6 +2,10 @@
 
 Prints a Markdown table of:
 
+- CPU per list of the serving process (every thread), at 500 lists per second for
+  ``--cpu-lists`` lists: building the rows only; building them and committing them in the
+  process (one worker, or an app used directly); building them and handing them to a host
+  writer in another process (``serve --workers N``), which commits them;
 - ``ImpressionWriter.write`` per served list of ``--k`` rows (building the rows with
   ``impressions_of`` and queueing them), p50/p99 in microseconds: the whole cost a request pays;
 - rows committed per second by the writer thread into SQLite (WAL, synchronous=FULL);
@@ -30,7 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrec.events.impressions import ImpressionWriter, impressions_of, read_impressions
+from musicrec.events.impressions import (
+    ImpressionWriter,
+    forwarding_writer,
+    impressions_of,
+    read_impressions,
+)
 from musicrec.events.store import EventStore
 
 CHILD = """
@@ -52,6 +61,57 @@ while True:
     if delay > 0:
         time.sleep(delay)
 """
+
+
+HOST = """
+import sys
+from musicrec.events.impressions import attach_to_host
+from musicrec.events.store import EventStore
+from musicrec.events.writer import WriterService
+store = EventStore(sys.argv[1])
+service = WriterService(store)
+attach_to_host(service, store, 1.0)
+print(service.address, flush=True)
+sys.stdin.read()  # until the parent closes it
+service.stop()
+"""
+
+
+def cpu_per_list(url: str, k: int, n: int, rate: float, mode: str) -> float:
+    """CPU time (us, all threads of this process) per list, paced at ``rate`` lists/s.
+
+    ``mode``: ``build`` (only the rows), ``commit`` (a writer committing in this process) or
+    ``hand-off`` (a writer handing them to a host writer in another process). Pacing sleeps
+    after every 50 lists, as a busy worker serves lists back to back (a sleep per list would
+    add a wake-up and cold caches to every one).
+    """
+    store = EventStore(url)
+    host, writer = None, None
+    if mode == "hand-off":
+        args = [sys.executable, "-c", HOST, url]
+        host = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert host.stdout is not None and host.stdin is not None
+        writer = forwarding_writer(store, host.stdout.readline().strip())
+    elif mode == "commit":
+        writer = ImpressionWriter(store).start()
+    artists = [f"artist {j}" for j in range(k)]
+    scores = [float(k - j) for j in range(k)]
+    cpu, started = time.process_time(), time.monotonic()
+    for i in range(n):
+        rows = impressions_of(f"c{i}", f"u{i}", artists, scores, "v1", "exp", "a")
+        if writer is not None:
+            writer.write(rows)
+        if i % 50 == 49 and (delay := started + (i + 1) / rate - time.monotonic()) > 0:
+            time.sleep(delay)
+    if writer is not None:
+        stats = writer.stop()
+        assert stats.written == n * k and stats.dropped == 0, stats
+    cpu = time.process_time() - cpu
+    if host is not None:
+        host.communicate(timeout=60)  # closes its stdin: it stops, committing every row
+    if writer is not None:
+        assert len(read_impressions(store)) == n * k
+    return cpu / n * 1e6
 
 
 def request_path_cost(store: EventStore, k: int, n: int) -> tuple[float, float, float]:
@@ -102,10 +162,18 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cpu-lists", type=int, default=10_000, help="lists for the CPU cost")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-impressions-") as tmp:
+        modes = ("build", "commit", "hand-off")
+        cpu = {
+            mode: cpu_per_list(
+                f"sqlite:///{Path(tmp) / f'cpu-{mode}.db'}", args.k, args.cpu_lists, 500.0, mode
+            )
+            for mode in modes
+        }
         store = EventStore(f"sqlite:///{Path(tmp) / 'cost.db'}")
         p50, p99, committed = request_path_cost(store, args.k, args.calls)
         losses = []
@@ -117,6 +185,9 @@ def main() -> None:
     print(f"k={args.k}, {args.calls:,} lists for the cost; {args.kills} kills at {args.rate:g}")
     print(f"lists/s with a {args.flush:g} s flush interval; SQLite WAL, synchronous=FULL\n")
     print("| measure | value |\n|---|---|")
+    print(f"| process CPU per list at 500 lists/s: building the rows | {cpu['build']:.0f} µs |")
+    print(f"| ... and committing them in the process | {cpu['commit']:.0f} µs |")
+    print(f"| ... and handing them to a host writer | {cpu['hand-off']:.0f} µs |")
     print(f"| write() per list, p50 | {p50:.1f} µs |")
     print(f"| write() per list, p99 | {p99:.1f} µs |")
     print(f"| rows committed per second (writer thread) | {committed:,.0f} |")

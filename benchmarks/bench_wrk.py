@@ -21,14 +21,17 @@ with ``--json PATH``. The server is stopped after each worker count. Needs ``wrk
 Every server gets its own event store (``--events-url``; default: a fresh SQLite file in the
 benchmark's temporary folder). ``--impressions on off off on`` starts one server per value in
 that order (``MUSICREC_IMPRESSIONS``), so the cost of the impression log is measured in
-alternated cells; after each clean stop the rows in its impression log are counted.
+alternated cells; after each clean stop the rows in its impression log are counted. Impressions
+also turn on the exposure cool-down (a read of the listener's impressions per request); add
+``--env MUSICREC_COOLDOWN_SHOWS=0`` to measure the writes alone. ``--env`` passes any setting
+to every server.
 
 Usage::
 
     python benchmarks/bench_wrk.py --model PATH
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user \
-        --impressions on off off on --duration 20
+        --impressions on off off on --duration 20 --env MUSICREC_COOLDOWN_SHOWS=0
 """
 
 from __future__ import annotations
@@ -167,7 +170,12 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of ``pid`` and its children (uvicorn's workers) so far."""
-    total = 0.0
+    return sum(split_cpu_seconds(pid))
+
+
+def split_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) so far of ``pid``, and of its children (uvicorn's workers)."""
+    own = children = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -176,9 +184,12 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: parent pid
-            total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-    return total
+        seconds = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        if int(entry.name) == pid:
+            own += seconds
+        elif int(fields[1]) == pid:  # fields[1]: parent pid
+            children += seconds
+    return own, children
 
 
 def children_cpu_seconds() -> float:
@@ -355,6 +366,13 @@ def main() -> None:
         help="One server per value, in this order (MUSICREC_IMPRESSIONS; e.g. on off off on).",
     )
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A setting for every server (e.g. MUSICREC_COOLDOWN_SHOWS=0); repeatable.",
+    )
+    parser.add_argument(
         "--events-url",
         help="Event store of the servers (default: a fresh SQLite file per server).",
     )
@@ -369,6 +387,8 @@ def main() -> None:
         sys.exit("wrk not found: run scripts/install-os-deps.sh")
     if args.duration > 120 or args.warmup > 30:
         sys.exit("--duration is at most 120 s and --warmup 30 s per cell")
+    if any("=" not in item for item in args.env):
+        sys.exit("--env takes NAME=VALUE")
 
     work = Path(tempfile.mkdtemp(prefix="musicrec-bench-wrk-"))
     results: list[dict[str, Any]] = []
@@ -377,7 +397,7 @@ def main() -> None:
     cells = [(w, imp, n) for n, imp in enumerate(args.impressions) for w in args.workers]
     for workers, impressions, n in cells:
         events_url = args.events_url or f"sqlite:///{work / f'events-{n}-{workers}.db'}"
-        env = {"MUSICREC_EVENTS_URL": events_url}
+        env = dict(item.split("=", 1) for item in args.env) | {"MUSICREC_EVENTS_URL": events_url}
         if impressions != "default":
             env["MUSICREC_IMPRESSIONS"] = "true" if impressions == "on" else "false"
         server = Server(
@@ -402,13 +422,12 @@ def main() -> None:
                     if args.warmup > 0:
                         run_wrk(server.url, script, connections, args.warmup, args.threads)
                     load = os.getloadavg()[0]  # other work on the machine skews every figure
-                    server_cpu, wrk_cpu = (
-                        tree_cpu_seconds(server.process.pid),
-                        children_cpu_seconds(),
-                    )
+                    before = split_cpu_seconds(server.process.pid), children_cpu_seconds()
                     row = run_wrk(server.url, script, connections, args.duration, args.threads)
-                    server_cpu = tree_cpu_seconds(server.process.pid) - server_cpu
-                    wrk_cpu = children_cpu_seconds() - wrk_cpu
+                    own, workers_cpu = split_cpu_seconds(server.process.pid)
+                    workers_cpu -= before[0][1]
+                    server_cpu = own - before[0][0] + workers_cpu
+                    wrk_cpu = children_cpu_seconds() - before[1]
                     per_request = 1000.0 / max(1, row["requests"])
                     row.update(
                         scenario=scenario,
@@ -417,6 +436,7 @@ def main() -> None:
                         connections=connections,
                         load=load,
                         server_cpu_ms=server_cpu * per_request,
+                        workers_cpu_ms=workers_cpu * per_request,
                         wrk_cpu_ms=wrk_cpu * per_request,
                     )
                     results.append(row)
@@ -452,19 +472,22 @@ def main() -> None:
     print()
     print(
         "| request | impressions | workers | conns | req/s | p50 ms | p90 ms | p99 ms | errors "
-        "| server CPU ms/req | wrk CPU ms/req | load |"
+        "| server CPU ms/req | workers CPU ms/req | wrk CPU ms/req | load |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['scenario']} | {r['impressions']} | {r['workers']} | {r['connections']} "
             f"| {r['rps']:,.0f} "
             f"| {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} "
-            f"| {r['server_cpu_ms']:.2f} | {r['wrk_cpu_ms']:.2f} | {r['load']:.1f} |"
+            f"| {r['server_cpu_ms']:.2f} | {r['workers_cpu_ms']:.2f} | {r['wrk_cpu_ms']:.2f} "
+            f"| {r['load']:.1f} |"
         )
     print(
         "\nserver CPU ms/req: CPU time of the server's processes per answered request (user +"
         "\nsystem, from /proc), which other work on the machine hardly changes; wrk CPU likewise."
+        "\nworkers CPU: the same for the workers alone (without the serving process, which"
+        "\nsupervises them and, with several workers, runs the host's event and impression writer)."
         "\nload: the 1-minute load average when the cell started (server and wrk account for 1"
         "\nto 3 of it; more means other work shared the cores and the latencies show it)."
         "\nimpressions: MUSICREC_IMPRESSIONS of that server (default: the setting's default)."

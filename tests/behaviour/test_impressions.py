@@ -16,7 +16,9 @@ import pytest
 from online_stores import BACKENDS, empty_store
 
 from musicrec.events.impressions import (
+    HANDOFF_INTERVAL_S,
     ImpressionWriter,
+    attach_to_host,
     impressions_of,
     read_impressions,
     write_impressions,
@@ -24,6 +26,7 @@ from musicrec.events.impressions import (
 from musicrec.events.outcomes import attribute, experiment_outcomes, record_requests
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
+from musicrec.events.writer import WriterService
 
 NOW = 1_700_000_000.0
 
@@ -117,6 +120,76 @@ def test_sigkill_loses_at_most_the_last_moments(tmp_path: Path) -> None:
     assert killed_at - newest < 2.0  # far less than that unless the machine is very busy
     counts = stored.groupby("request_id").size()
     assert (counts == 2).all()  # a list is stored whole or not at all
+
+
+# ----------------------------------------------------------------------------- host writer
+
+FORWARDING_WORKER = """
+import sys, time
+from musicrec.events.impressions import forwarding_writer, impressions_of
+from musicrec.events.store import EventStore
+url, address, name, lists = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+writer = forwarding_writer(EventStore(url), address)
+print("ready", flush=True)
+i = 0
+while lists < 0 or i < lists:
+    writer.write(impressions_of(f"{name}-{i}", name, ["A", "B"], [1.0, 0.5], "v1", at=time.time()))
+    i += 1
+    time.sleep(0.002)
+stats = writer.stop()
+print(stats.written, stats.dropped, flush=True)
+"""
+
+
+def forwarding_worker(url: str, service: WriterService, name: str, lists: int) -> subprocess.Popen:
+    args = [sys.executable, "-c", FORWARDING_WORKER, url, service.address, name, str(lists)]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_two_worker_processes_hand_rows_to_the_host_writer_and_a_clean_stop_loses_none(
+    tmp_path: Path,
+) -> None:
+    """Rows go through the host writer (a 60 s flush: only its stop commits them), whole."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    service = WriterService(store)
+    host = attach_to_host(service, store, flush_interval_s=60.0)
+    children = [forwarding_worker(url, service, f"w{n}", 300) for n in range(2)]
+    try:
+        for child in children:
+            out, _ = child.communicate(timeout=60)
+            assert out.split() == ["600", "0"]  # handed on, none dropped
+        assert read_impressions(EventStore(url)).empty  # the workers committed nothing
+    finally:
+        service.stop()
+    stored = read_impressions(EventStore(url))
+    assert host.stats.written == len(stored) == 2 * 300 * 2 and host.stats.dropped == 0
+    assert set(stored["listener"]) == {"w0", "w1"}
+    assert (stored.groupby("request_id")["position"].apply(list).map([0, 1].__eq__)).all()
+    assert not Path(service.address).exists()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_at_most_its_last_hand_off(tmp_path: Path) -> None:
+    """SIGKILL a forwarding worker: every list it made up to a hand-off before is stored."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    service = WriterService(store)
+    attach_to_host(service, store, flush_interval_s=0.2)
+    child = forwarding_worker(url, service, "w", -1)
+    try:
+        time.sleep(1.5)
+    finally:
+        killed_at = time.time()
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        service.stop()
+    stored = read_impressions(EventStore(url))
+    assert killed_at - stored["time"].max() < 10 * HANDOFF_INTERVAL_S  # far less, unless busy
+    counts = stored.groupby("request_id").size()
+    assert (counts == 2).all() and len(counts) > 100
 
 
 # ----------------------------------------------------------------------------- attribution

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -285,3 +290,51 @@ def test_admin_experiments_start_list_stop_report_with_reasons(
         again = client.post("/admin/experiments/x/stop", headers=key, json={"reason": "done"})
         assert again.status_code == 409
         assert client.get(f"/users/{user}/recommendations").json()["experiment"] is None
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_commits_impressions_in_the_host_writer(
+    champion: Path, tmp_path: Path
+) -> None:
+    """``serve --workers 2``: the workers hand their rows to the host writer, which (with a
+    60 s flush) commits nothing until the clean stop, and then every list, whole."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    events_url = f"sqlite:///{tmp_path / 'events.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env |= {"MUSICREC_EVENTS_URL": events_url, "MUSICREC_IMPRESSIONS_FLUSH_S": "60"}
+    cmd = [sys.executable, "-c", "from musicrec.cli import app; app()", "serve", "--model"]
+    cmd += [str(champion), "--port", str(port), "--workers", "2", "--log-level", "warning"]
+    log = (tmp_path / "serve.log").open("w")
+    launched = time.monotonic()
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base, shown = f"http://127.0.0.1:{port}", {}
+    try:
+        deadline = time.monotonic() + 180  # a busy machine starts slowly
+        ready = 0
+        while ready < 4:  # several answers, so both workers are most likely up
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "server did not become ready"
+            try:
+                ready += httpx.get(f"{base}/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        users = httpx.get(f"{base}/users", params={"limit": 40}, timeout=5).json()["users"]
+        for user in users:  # a new connection each time: spread over the workers
+            body = httpx.get(f"{base}/users/{user}/recommendations", params={"k": K}).json()
+            shown[body["request_id"]] = [r["artist"] for r in body["recommendations"]]
+        time.sleep(0.5)  # several hand-offs: the rows wait in the host writer
+        if time.monotonic() - launched < 55:  # before its first flush
+            assert read_impressions(EventStore(events_url)).empty
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    stored = read_impressions(EventStore(events_url))
+    assert len(shown) == 40 and set(stored["request_id"]) == set(shown)
+    for rid, artists in shown.items():
+        assert stored[stored["request_id"] == rid].sort_values("position")["artist"].tolist() == (
+            artists
+        )

@@ -23,7 +23,7 @@ from musicrec.api.deps import runtime
 from musicrec.api.loader import load_recommender
 from musicrec.api.settings import Settings
 from musicrec.errors import MusicrecError, StoreError
-from musicrec.events.impressions import ImpressionWriter
+from musicrec.events.impressions import ImpressionWriter, forwarding_writer
 from musicrec.events.outcomes import record_requests
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
@@ -36,13 +36,20 @@ log = logging.getLogger(__name__)
 
 
 def start(app: FastAPI) -> ExperimentRuntime:
-    """Open the impression writer (with an event store) and apply running experiments."""
+    """Open the impression writer (with an event store) and apply running experiments.
+
+    With a host writer (``events_writer``) the rows are handed to it; else committed here.
+    """
     settings: Settings = app.state.settings
     store: EventStore | None = app.state.event_store
     writer = None
     if store is not None and settings.impressions:
         try:
-            writer = ImpressionWriter(store, flush_interval_s=settings.impressions_flush_s).start()
+            if settings.events_writer:  # the host's writer commits them (serve --workers N)
+                writer = forwarding_writer(store, settings.events_writer)
+            else:
+                writer = ImpressionWriter(store, flush_interval_s=settings.impressions_flush_s)
+                writer.start()
         except MusicrecError as exc:
             log.error("impressions not logged: %s", exc)
     metrics = getattr(app.state, "experiment_metrics", None)

@@ -103,7 +103,8 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0.0,
         le=60.0,
-        description="Seconds between impression log commits (what a killed worker can lose).",
+        description="Seconds between impression log commits (what killing the process that "
+        "commits them can lose: the worker, or with several workers the serving process).",
     )
     cooldown_shows: int = Field(
         default=COOLDOWN_SHOWS,

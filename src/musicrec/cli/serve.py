@@ -60,22 +60,31 @@ def host_event_writer(workers: int) -> Iterator[str | None]:
     """With several workers and an event store: one writer for all of them (group commit).
 
     It runs in this process, which only supervises the workers; they find its socket in
-    ``MUSICREC_EVENTS_WRITER`` (see :mod:`musicrec.events.writer`). One worker needs none.
+    ``MUSICREC_EVENTS_WRITER`` (see :mod:`musicrec.events.writer`). It also commits the
+    impressions they hand it (:mod:`musicrec.events.impressions`). One worker needs none.
     """
     from musicrec.api.settings import Settings
+    from musicrec.events.impressions import attach_to_host
     from musicrec.events.store import EventStore
     from musicrec.events.writer import WriterService
 
-    url = Settings().events_url  # type: ignore[call-arg]
+    settings = Settings()  # type: ignore[call-arg]
+    url = settings.events_url
     if workers <= 1 or not url:
         yield None
         return
     try:
-        service = WriterService(EventStore(url))
+        store = EventStore(url)
+        service = WriterService(store)
     except (MusicrecError, ImportError) as exc:  # the workers report it and serve without
         console.print(f"[yellow]warning:[/yellow] no event writer: {exc}", soft_wrap=True)
         yield None
         return
+    if settings.impressions:
+        try:
+            attach_to_host(service, store, settings.impressions_flush_s)
+        except MusicrecError as exc:  # events are still stored; impressions are not
+            console.print(f"[yellow]warning:[/yellow] impressions not logged: {exc}")
     os.environ[WRITER_ENV] = service.address
     try:
         yield service.address

@@ -9,22 +9,34 @@ beside the events, so every worker and replica writes one log and outcomes can b
 
 :class:`ImpressionWriter` keeps the database off the request path: a request hands its rows
 to a bounded queue (never blocking: when the queue is full the rows are dropped and counted)
-and one background thread commits them every ``flush_interval_s`` or every ``batch_rows``
-rows, whichever comes first. :meth:`ImpressionWriter.stop` commits everything still queued
-(a clean stop loses nothing). A process killed outright loses what was queued since the last
-commit: at most about ``flush_interval_s`` of impressions plus one commit's time;
-``benchmarks/bench_impressions.py`` measures it.
+and one background thread passes them on every ``flush_interval_s`` or every ``batch_rows``
+rows, whichever comes first, to its sink. :meth:`ImpressionWriter.stop` passes on everything
+still queued (a clean stop loses nothing).
+
+Where the rows go depends on the process. A worker of ``musicrec serve --workers N`` does not
+commit them: :func:`forwarding_writer` sends each batch (plain tuples, pickled) every
+``HANDOFF_INTERVAL_S`` over the socket of the host's writer process
+(:class:`~musicrec.events.writer.WriterService`), so a list costs the worker its rows and a
+share of one send. There :func:`attach_to_host` runs one writer that commits the rows of every
+worker every ``flush_interval_s``, taking turns with the event commits. A single process
+(one worker, or an app used directly) commits in its own writer thread.
+
+A killed worker loses what it had not sent yet: at most about ``HANDOFF_INTERVAL_S``. A killed
+host writer (the whole server) loses what it had not committed: about ``flush_interval_s``
+plus one commit and one hand-off. ``benchmarks/bench_impression_loss.py`` measures both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
+import operator
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from multiprocessing.connection import Client, Connection
 from typing import Any
 
 import pandas as pd
@@ -32,12 +44,16 @@ import sqlalchemy as sa
 
 from musicrec.errors import StoreError
 from musicrec.events.store import EventStore
+from musicrec.events.writer import Handoff, WriterService, read_key
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
+HANDOFF_INTERVAL_S = 0.1  # a worker's hand-offs to the host writer: what killing it loses
+KIND = "impressions"  # the host writer's receiver of these rows
 BATCH_ROWS = 5_000
 MAX_QUEUED_LISTS = 20_000  # about 200,000 rows of k=10 lists: seconds of peak traffic
+MAX_QUEUED_ROWS = 200_000  # the same in rows (the host writer's "lists" are workers' batches)
 MAX_RETRY_ROWS = 200_000  # rows kept for the next try while the database refuses writes
 CREATE_ATTEMPTS = 5
 NAME = 200  # listener ids and artist names, as in the events table
@@ -82,6 +98,8 @@ class Impression:
 
 
 FIELDS = tuple(f.name for f in fields(Impression))
+values_of = operator.attrgetter(*FIELDS)  # an Impression's values, as a tuple in FIELDS order
+Row = Impression | tuple[Any, ...]  # a row, or its values (as sent to the host writer)
 
 
 def impressions_of(
@@ -146,17 +164,18 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
         _CREATED.setdefault(store, set()).add(id(tables))
 
 
-def write_impressions(store: EventStore, rows: Sequence[Impression]) -> int:
+def write_impressions(store: EventStore, rows: Sequence[Row]) -> int:
     """Commit ``rows`` in one transaction (the writer thread's step; also for tools and tests)."""
     if not rows:
         return 0
     ensure_tables(store)
+    values = [
+        dict(zip(FIELDS, row if isinstance(row, tuple) else values_of(row), strict=True))
+        for row in rows
+    ]
     try:
         with store.writes.begin() as conn:
-            conn.execute(
-                sa.insert(impressions_table),
-                [{name: getattr(row, name) for name in FIELDS} for row in rows],
-            )
+            conn.execute(sa.insert(impressions_table), values)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot store impressions in {store}: {exc}") from exc
     return len(rows)
@@ -193,11 +212,19 @@ class WriterStats:
     batches: int = 0  # commits that succeeded
 
 
-_STOP = object()
+Sink = Callable[[list[Row]], object]
 
 
 class ImpressionWriter:
-    """Batched, non-blocking impression writes for one process (thread-safe)."""
+    """Batched, non-blocking impression writes for one process (thread-safe).
+
+    ``write`` appends a list's rows to a buffer under a lock and returns; the thread wakes
+    every ``flush_interval_s``, or once ``batch_rows`` rows wait, and takes the whole buffer
+    (a request never wakes it for its own rows). It holds at most ``max_queued`` lists and
+    ``MAX_QUEUED_ROWS`` rows; beyond either, rows are dropped and counted. ``sink`` stores
+    one batch or raises :class:`~musicrec.errors.StoreError` (the rows are tried again); by
+    default it commits them to ``store``. ``on_stop`` runs after the last batch.
+    """
 
     def __init__(
         self,
@@ -205,21 +232,30 @@ class ImpressionWriter:
         flush_interval_s: float = FLUSH_INTERVAL_S,
         batch_rows: int = BATCH_ROWS,
         max_queued: int = MAX_QUEUED_LISTS,
+        sink: Sink | None = None,
+        on_stop: Callable[[], object] | None = None,
     ):
         if flush_interval_s <= 0 or batch_rows < 1 or max_queued < 1:
             raise ValueError("flush interval, batch size and queue bound must be positive")
         self.store = store
+        self.local = sink is None  # commits in this process (else hands the rows on)
+        self._sink: Sink = sink or (lambda rows: write_impressions(store, rows))
+        self._on_stop = on_stop
         self.flush_interval_s = flush_interval_s
         self.batch_rows = batch_rows
+        self.max_queued = max_queued
         self.stats = WriterStats()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
+        self._lists: list[Sequence[Row]] = []  # waiting for the thread, and their rows
+        self._rows = 0
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="impression-writer", daemon=True)
         self._lock = threading.Lock()
         self._accepting = False
 
     def start(self) -> ImpressionWriter:
-        """Create the table and start the writer thread."""
-        ensure_tables(self.store)
+        """Create the table (when it commits here) and start the writer thread."""
+        if self.local:
+            ensure_tables(self.store)
         with self._lock:
             if self._thread.ident is not None:
                 raise RuntimeError("an impression writer starts once; make a new one")
@@ -227,85 +263,71 @@ class ImpressionWriter:
             self._thread.start()
         return self
 
-    def write(self, rows: Sequence[Impression]) -> bool:
+    def write(self, rows: Sequence[Row]) -> bool:
         """Queue one list's rows; never blocks. False (rows counted as dropped) when full."""
         if not rows:
             return True
-        if self._accepting:
-            try:
-                self._queue.put_nowait(rows)
-                return True
-            except queue.Full:
-                pass
         with self._lock:
+            room = len(self._lists) < self.max_queued and self._rows < MAX_QUEUED_ROWS
+            if self._accepting and room:
+                self._lists.append(rows)
+                self._rows += len(rows)
+                if self._rows >= self.batch_rows:
+                    self._wake.set()
+                return True
             self.stats.dropped += len(rows)
         return False
 
     @property
     def queued(self) -> int:
-        """Lists waiting for the writer thread (approximate)."""
-        return self._queue.qsize()
+        """Lists waiting for the writer thread."""
+        return len(self._lists)
 
     def stop(self, timeout_s: float = 30.0) -> WriterStats:
-        """Stop accepting rows, commit everything queued, and end the thread."""
+        """Stop accepting rows, pass on everything queued, and end the thread."""
         with self._lock:
             was_accepting, self._accepting = self._accepting, False
         if not was_accepting:
             return self.stats
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            log.warning("impression writer queue stayed full for %.0fs", timeout_s)
+        self._wake.set()
         self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             log.warning("impression writer did not finish within %.0fs", timeout_s)
-        else:  # a write racing with stop() may have queued rows behind the stop mark
-            self._drain([])
+        if self._on_stop is not None:
+            self._on_stop()
         return self.stats
 
     def _run(self) -> None:
-        pending: list[Impression] = []
-        deadline = time.monotonic() + self.flush_interval_s
-        stopping = False
-        while not stopping:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                if item is _STOP:
-                    stopping = True
-                else:
-                    pending.extend(item)
-            except queue.Empty:
-                pass
-            if stopping or len(pending) >= self.batch_rows or time.monotonic() >= deadline:
-                pending = self._drain(pending) if stopping else self._flush(pending)
-                deadline = time.monotonic() + self.flush_interval_s
-
-    def _drain(self, pending: list[Impression]) -> list[Impression]:
-        """Commit every queued row (at stop), retrying a refused commit a few times."""
+        pending: list[Row] = []  # rows taken from the buffer, not stored yet
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                pending.extend(item)
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            with self._lock:  # every list accepted before a stop is taken here
+                lists, self._lists, self._rows = self._lists, [], 0
+                stopping = not self._accepting
+            pending.extend(row for rows in lists for row in rows)
+            if stopping:
+                self._drain(pending)
+                return
+            pending = self._flush(pending)
+
+    def _drain(self, pending: list[Row]) -> None:
+        """Store every row (at stop), retrying a refused batch a few times."""
         for attempt in range(3):
             pending = self._flush(pending)
             if not pending:
-                break
+                return
             time.sleep(0.2 * (attempt + 1))
-        if pending:
-            log.error("impression writer stopped with %d rows it could not store", len(pending))
-            with self._lock:
-                self.stats.dropped += len(pending)
-        return []
+        log.error("impression writer stopped with %d rows it could not store", len(pending))
+        with self._lock:
+            self.stats.dropped += len(pending)
 
-    def _flush(self, pending: list[Impression]) -> list[Impression]:
+    def _flush(self, pending: list[Row]) -> list[Row]:
         """Commit ``pending`` in chunks of ``batch_rows``; what is left after a failure."""
         while pending:
             batch = pending[: self.batch_rows]
             try:
-                write_impressions(self.store, batch)
+                self._sink(batch)
             except StoreError as exc:
                 log.warning("impressions not stored yet (%d rows wait): %s", len(pending), exc)
                 with self._lock:
@@ -318,3 +340,61 @@ class ImpressionWriter:
                 self.stats.batches += 1
             pending = pending[self.batch_rows :]
         return pending
+
+
+# ----------------------------------------------------------------------------- host writer
+
+
+class RowSender:
+    """A worker's one-way channel to the host writer: :class:`~musicrec.events.writer.Handoff`
+    messages, no answers.
+
+    One connection, opened on first use and again after a failure; for one sending thread.
+    """
+
+    def __init__(self, address: str):
+        self.address = address
+        self._key = read_key(address)
+        self._conn: Connection | None = None
+
+    def send(self, kind: str, rows: list[Any]) -> None:
+        """Hand ``rows`` to the host writer (on its way once this returns, not yet stored)."""
+        try:
+            if self._conn is None:
+                self._conn = Client(self.address, family="AF_UNIX", authkey=self._key)
+            self._conn.send(Handoff(kind, rows))
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise StoreError(f"event writer at {self.address} unreachable: {exc}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+            self._conn = None
+
+
+def forwarding_writer(store: EventStore, address: str) -> ImpressionWriter:
+    """A worker's writer that hands its rows to the host writer at ``address`` (started)."""
+    sender = RowSender(address)
+
+    def send(rows: list[Row]) -> None:
+        sender.send(KIND, [row if isinstance(row, tuple) else values_of(row) for row in rows])
+
+    return ImpressionWriter(
+        store, flush_interval_s=HANDOFF_INTERVAL_S, sink=send, on_stop=sender.close
+    ).start()
+
+
+def attach_to_host(
+    service: WriterService, store: EventStore, flush_interval_s: float = FLUSH_INTERVAL_S
+) -> ImpressionWriter:
+    """Commit the impressions every worker hands to ``service`` (stopped with it)."""
+
+    def commit(rows: list[Row]) -> None:
+        with service.lock:  # between the event commits, not waiting on the database's lock
+            write_impressions(store, rows)
+
+    writer = ImpressionWriter(store, flush_interval_s=flush_interval_s, sink=commit).start()
+    service.attach(KIND, writer)
+    return writer

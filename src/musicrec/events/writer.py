@@ -16,6 +16,13 @@ whole host, reached by every worker through a :class:`RemoteWriter` over a Unix 
 One thread waits on all the workers' connections: the batches that reach it while a commit is
 under way go together into the next one, whichever worker sent them. Server databases serve
 several hosts, each with its own writer.
+
+Rows that need no answer (the impression log, :mod:`musicrec.events.impressions`) reach the
+same process as :class:`Handoff` messages, sent by a worker's :class:`RowSender` in batches:
+the service passes them to the receiver attached for their kind, which commits them on its own
+clock, holding :attr:`WriterService.lock` so its commits take turns with the events' in this
+process instead of waiting on the database's lock. :meth:`WriterService.stop` reads what the
+workers sent before they went, then stops the receivers, which commit everything they hold.
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from musicrec.errors import StoreError
 from musicrec.events.schema import Event
@@ -50,6 +58,7 @@ SOCKET_NAME = "writer.sock"
 KEY_NAME = "writer.key"
 PID_NAME = "writer.pid"
 DIR_PREFIX = "musicrec-writer-"
+DRAIN_S = 10.0  # at stop, the longest it reads what workers still send
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,20 @@ class _Appender(Protocol):
     def close(self) -> None: ...
 
 
+class _Receiver(Protocol):
+    def write(self, rows: Sequence[Any]) -> bool: ...
+
+    def stop(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Rows of ``kind`` for the host writer's receiver of that kind; no answer is sent."""
+
+    kind: str
+    rows: list[Any]
+
+
 class WriterService:
     """The host's writer: stores the batches its workers send, sharing commits among them.
 
@@ -153,6 +176,9 @@ class WriterService:
         self.store = store
         self.commits = 0  # transactions, and the batches they held (for tests and metrics)
         self.batches = 0
+        self.lock = threading.Lock()  # held by every commit of this process (see Handoff)
+        self._receivers: dict[str, _Receiver] = {}
+        self._unknown: set[str] = set()  # kinds sent without a receiver (warned once)
         remove_stale_directories()
         self.directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))  # mode 0700
         (self.directory / PID_NAME).write_text(str(os.getpid()))
@@ -183,31 +209,57 @@ class WriterService:
             with contextlib.suppress(OSError):
                 self._wake_write.send(b"+")
 
+    def attach(self, kind: str, receiver: _Receiver) -> None:
+        """Pass every :class:`Handoff` of ``kind`` to ``receiver`` (stopped by :meth:`stop`)."""
+        self._receivers[kind] = receiver
+
     def _run(self) -> None:
         while not self._closed.is_set():
-            ready = wait([self._wake_read, *self._connections], timeout=1.0)
-            requests: list[tuple[Connection, Batches]] = []
-            for source in ready:
-                if source is self._wake_read:
-                    self._wake_read.recv(4096)
-                    while not self._new.empty():
-                        self._connections.append(self._new.get())
-                    continue
-                conn = cast(Connection, source)
-                try:
-                    requests.append((conn, conn.recv()))
-                except (EOFError, OSError):  # the worker went away
+            self._serve(wait([self._wake_read, *self._connections], timeout=1.0))
+        while not self._new.empty():  # stopping: read what the workers sent before they went
+            self._connections.append(self._new.get())
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and (ready := wait(self._connections, timeout=0.05)):
+            self._serve(ready)
+
+    def _serve(self, ready: list[Any]) -> None:
+        requests: list[tuple[Connection, Batches]] = []
+        for source in ready:
+            if source is self._wake_read:
+                self._wake_read.recv(4096)
+                while not self._new.empty():
+                    self._connections.append(self._new.get())
+                continue
+            conn = cast(Connection, source)
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # the worker went away
+                with contextlib.suppress(ValueError):
                     self._connections.remove(conn)
-                    conn.close()
-            if requests:
-                self._commit(requests)
+                conn.close()
+                continue
+            if isinstance(message, Handoff):
+                self._hand_off(message)
+            else:
+                requests.append((conn, message))
+        if requests:
+            self._commit(requests)
+
+    def _hand_off(self, message: Handoff) -> None:
+        receiver = self._receivers.get(message.kind)
+        if receiver is not None:
+            receiver.write(message.rows)
+        elif message.kind not in self._unknown:
+            self._unknown.add(message.kind)
+            log.warning("event writer has no receiver for %s: their rows are dropped", message.kind)
 
     def _commit(self, requests: list[tuple[Connection, Batches]]) -> None:
         """One transaction for every batch of ``requests``; then each sender's answer."""
         batches = [batch for _, sent in requests for batch in sent]
         replies: list[tuple[str, object]]
         try:
-            results = self.store.append_batches(batches)
+            with self.lock:
+                results = self.store.append_batches(batches)
         except Exception as exc:  # never leave a worker waiting for nothing
             if not isinstance(exc, StoreError):
                 log.exception("event writer failed")
@@ -223,11 +275,12 @@ class WriterService:
             try:
                 conn.send(reply)
             except OSError:
-                self._connections.remove(conn)
+                with contextlib.suppress(ValueError):
+                    self._connections.remove(conn)
                 conn.close()
 
     def stop(self) -> None:
-        """Stop accepting and writing, close the store and remove the socket."""
+        """Stop accepting, store what was sent, stop the receivers, close the store."""
         self._closed.set()
         with (  # wake accept(): a client without the key
             contextlib.suppress(OSError),
@@ -237,7 +290,9 @@ class WriterService:
         with contextlib.suppress(OSError):
             self._wake_write.send(b"+")
         self._acceptor.join(timeout=5)
-        self._writer.join(timeout=30)  # after the commit under way
+        self._writer.join(timeout=30)  # after the commit under way and what was left to read
+        for receiver in self._receivers.values():
+            receiver.stop()  # commits every row it holds
         self._listener.close()
         for conn in [*self._connections, *list(self._new.queue)]:
             with contextlib.suppress(OSError):
@@ -265,16 +320,21 @@ def remove_stale_directories() -> None:
             pass
 
 
+def read_key(address: str) -> bytes:
+    """The key that authenticates a worker to the host writer listening at ``address``."""
+    try:
+        return (Path(address).parent / KEY_NAME).read_bytes()
+    except OSError as exc:
+        raise StoreError(f"no event writer at {address}: {exc}") from exc
+
+
 class RemoteWriter:
     """A worker's side of the host writer: one connection per concurrent append, reused."""
 
     def __init__(self, address: str, timeout_s: float = 60.0):
         self.address = address
         self.timeout_s = timeout_s
-        try:
-            self._key = (Path(address).parent / KEY_NAME).read_bytes()
-        except OSError as exc:
-            raise StoreError(f"no event writer at {address}: {exc}") from exc
+        self._key = read_key(address)
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
@@ -326,10 +386,7 @@ class AsyncRemoteWriter:
     def __init__(self, address: str, timeout_s: float = 60.0):
         self.address = address
         self.timeout_s = timeout_s
-        try:
-            self._key = (Path(address).parent / KEY_NAME).read_bytes()
-        except OSError as exc:
-            raise StoreError(f"no event writer at {address}: {exc}") from exc
+        self._key = read_key(address)
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
