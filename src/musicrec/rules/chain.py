@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from musicrec.errors import ConfigError
-from musicrec.rules.filters import Caps, Filters
+from musicrec.rules.filters import Caps, Filters, first_allowed
 from musicrec.rules.inputs import (
     DEEPER,
     FAMILIAR,
@@ -71,11 +71,14 @@ class _Pool:
         self.parts.append((ids[keep], scores[keep], np.full(int(keep.sum()), origin, np.int8)))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pool so far, the same arrays until something is added (:class:`Caps` keeps
+        the grouping of the arrays it was last asked about)."""
         if not self.parts:
-            return np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8)
-        ids, scores, origin = (np.concatenate(part) for part in zip(*self.parts, strict=True))
-        self.parts = [(ids, scores, origin)]
-        return ids, scores, origin
+            self.parts = [(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8))]
+        if len(self.parts) > 1:
+            ids, scores, origin = (np.concatenate(part) for part in zip(*self.parts, strict=True))
+            self.parts = [(ids, scores, origin)]
+        return self.parts[0]
 
 
 def _first_occurrence(ids: np.ndarray) -> np.ndarray:
@@ -139,13 +142,12 @@ def _choose_new(
     mmr_pool: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Positions (into the pool) of the ``n`` new artists, in list order; and cap removals."""
-    group, _, room = caps.groups(ids)
+    group, room = caps.groups(ids)
     value = blend(scores, meta.listeners[ids], dials.discovery)
     ranked = dials.discovery > 0  # otherwise the source's order stands, exactly
     order = np.argsort(-value, kind="stable") if ranked else np.arange(len(ids))
     if dials.diversity <= 0 or n <= 1:
-        taken, _ = caps.scan(ids[order], n)
-        chosen = order[taken]
+        chosen = order[first_allowed(group[order], room, n)]
     else:
         assert similarity is not None
         reach = capacity_prefix(order, group, room, n)
