@@ -52,9 +52,11 @@ MMR_POOL_FACTOR = 4
 class _Pool:
     """Listable new artists gathered from every source, in source order, each once."""
 
-    def __init__(self, n_items: int, filters: Filters):
+    def __init__(self, n_items: int, filters: Filters, caps: Caps):
         self.seen = np.zeros(n_items, dtype=bool)
         self.filters = filters
+        self.caps = caps
+        self.sizes = caps.count(np.empty(0, dtype=np.int64))  # the pool's, per top tag
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.examined = 0
 
@@ -69,10 +71,14 @@ class _Pool:
         self.examined += len(ids)
         keep = self.filters.keep(ids)
         self.parts.append((ids[keep], scores[keep], np.full(int(keep.sum()), origin, np.int8)))
+        self.sizes = self.sizes + self.caps.count(ids[keep])
+
+    def capacity(self) -> int:
+        """How many of the pool could be listed together under the cap."""
+        return self.caps.fit(self.sizes)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The pool so far, the same arrays until something is added (:class:`Caps` keeps
-        the grouping of the arrays it was last asked about)."""
+        """The pool so far (joined once after each addition, not on every call)."""
         if not self.parts:
             self.parts = [(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8))]
         if len(self.parts) > 1:
@@ -90,7 +96,6 @@ def _first_occurrence(ids: np.ndarray) -> np.ndarray:
 
 def _fill_pool(
     pool: _Pool,
-    caps: Caps,
     needed: int,
     candidates: Candidates,
     deeper: Deeper | None,
@@ -100,7 +105,7 @@ def _fill_pool(
     pool.add(candidates, MODEL)
     fetched, calls, n_items = len(candidates), 0, len(pool.seen)
     while deeper is not None and calls < MAX_DEEPER_CALLS and fetched < n_items:
-        if caps.capacity(pool.arrays()[0]) >= needed:
+        if pool.capacity() >= needed:
             return
         want = min(n_items, max(2 * fetched, fetched + 2 * needed))
         more = deeper(want)
@@ -110,7 +115,7 @@ def _fill_pool(
             break  # the ranking has nothing deeper
         fetched = len(more)
     start, chunk = 0, max(FIRST_POPULAR_CHUNK, 2 * needed)
-    while start < len(popularity) and caps.capacity(pool.arrays()[0]) < needed:
+    while start < len(popularity) and pool.capacity() < needed:
         pool.add(Candidates.of(popularity[start : start + chunk]), POPULARITY)
         start, chunk = start + chunk, 2 * chunk
 
@@ -203,11 +208,11 @@ def apply_rules(
         favourites, looked_at = _familiar(listener, filters)
         target = math.floor(dials.familiar_share * k + 0.5)
         familiar, capped = _take_familiar(favourites, familiar, caps, target)
-    pool = _Pool(meta.n_items, filters)
+    pool = _Pool(meta.n_items, filters, caps)
     needed = k - len(familiar)
-    _fill_pool(pool, caps, needed, candidates, deeper, np.asarray(popularity, dtype=np.int64))
+    _fill_pool(pool, needed, candidates, deeper, np.asarray(popularity, dtype=np.int64))
     ids, scores, origin = pool.arrays()
-    n_new = min(needed, caps.capacity(ids))
+    n_new = min(needed, pool.capacity())
     chosen, capped_new = _choose_new(ids, scores, meta, caps, dials, n_new, similarity, mmr_pool)
     caps.take(ids[chosen])
     capped += capped_new

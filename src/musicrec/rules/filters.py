@@ -79,14 +79,14 @@ class Caps:
     """``max_per_tag``: at most ``cap`` listed artists share a top tag (untagged: no cap).
 
     The artists listed so far are counted per tag code in one array, so a tag's room left is
-    an index lookup; the grouping of a batch (one sort) is kept for the batch last asked about.
+    an index lookup.
     """
 
     def __init__(self, meta: ItemMeta, cap: int | None):
         self.top_tag = meta.top_tag
         self.cap = cap
+        # listed artists per tag code; the last slot (code -1, untagged) stays 0
         self._listed = np.zeros(meta.n_codes + 1 if cap is not None else 0, dtype=np.int64)
-        self._last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def groups(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Compact group of each item and the room each group has left.
@@ -95,20 +95,27 @@ class Caps:
         """
         if self.cap is None:
             return np.zeros(len(ids), dtype=np.int64), np.array([UNCAPPED], dtype=np.int64)
-        if self._last is None or self._last[0] is not ids:
-            codes, group = np.unique(self.top_tag[ids], return_inverse=True)
-            self._last = (ids, group.astype(np.int64), codes)
-        _, group, codes = self._last
+        codes, group = np.unique(self.top_tag[ids], return_inverse=True)
         room = np.where(codes >= 0, np.maximum(self.cap - self._listed[codes], 0), UNCAPPED)
-        return group, room
+        return group.astype(np.int64), room
 
     def capacity(self, ids: np.ndarray) -> int:
         """How many of ``ids`` could be listed together under the cap."""
+        return self.fit(self.count(ids))
+
+    def count(self, ids: np.ndarray) -> np.ndarray:
+        """How many of ``ids`` carry each top tag (untagged first; all of them without a cap):
+        counts of batches add up, so a growing pool is counted once per addition."""
         if self.cap is None:
-            return len(ids)
-        group, room = self.groups(ids)
-        sizes = np.bincount(group, minlength=len(room))
-        return int(np.minimum(sizes, room).sum())
+            return np.array([len(ids)], dtype=np.int64)
+        return np.bincount(self.top_tag[ids] + 1, minlength=len(self._listed))
+
+    def fit(self, sizes: np.ndarray) -> int:
+        """How many items of these :meth:`count` sizes could be listed together under the cap."""
+        if self.cap is None:
+            return int(sizes.sum())
+        room = np.maximum(self.cap - self._listed[:-1], 0)
+        return int(sizes[0] + np.minimum(sizes[1:], room).sum())
 
     def scan(self, ids: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
         """Positions of the first ``limit`` of ``ids`` (in order) the cap allows, and how many
