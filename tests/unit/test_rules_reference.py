@@ -114,6 +114,7 @@ def mmr_inputs(draw: st.DrawFn):
     rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     ties = draw(st.booleans())  # values from three levels: many exact ties
     value = rng.choice([0.0, 0.5, 1.0], size) if ties else rng.random(size)
+    value = value * draw(st.sampled_from([1.0, 5.0]))  # the cap's gates scale with the values
     vectors = rng.normal(size=(size, draw(st.integers(1, 6))))
     sim = cosine(vectors)(np.arange(size)) * draw(st.sampled_from([1.0, 3.0]))
     groups = draw(st.integers(1, 6))

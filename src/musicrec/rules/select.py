@@ -63,18 +63,24 @@ def blend(scores: np.ndarray, listeners: np.ndarray, discovery: float) -> np.nda
 
 
 def _gates(
-    sim: np.ndarray, group: np.ndarray, item_room: np.ndarray, n: int, lists: int
+    value: np.ndarray,
+    sim: np.ndarray,
+    group: np.ndarray,
+    item_room: np.ndarray,
+    n: int,
+    lists: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The cap as arithmetic: each list's gate per item, and what a pick adds to the gates.
 
     An item's gate is ``big * (room left - 1/2)``: at least ``big / 2`` while its tag has room
     in the list, at most ``-big / 2`` once the tag is full; a pick adds ``-big`` to the items
     sharing its capped tag and ``-inf`` to itself. ``big`` is a power of two of at least four
-    times the largest objective (value in 0..1, similarity at most its largest magnitude), so
+    times the largest objective (largest value plus largest similarity, in magnitude), so
     ``min(objective, gate)`` passes an open item's objective unchanged, a closed item never
     beats an open one, and every gate is exact in float32.
     """
-    bound = 1.0 + max(float(sim.max(initial=1.0)), -float(sim.min(initial=-1.0)))
+    largest_value = float(np.abs(value).max(initial=1.0))
+    bound = largest_value + max(float(sim.max(initial=1.0)), -float(sim.min(initial=-1.0)))
     big = np.float32(2.0 ** np.ceil(np.log2(4.0 * bound)))
     gate = np.empty((lists, len(group)), dtype=np.float32)
     gate[:] = big * (np.minimum(item_room, n + 1) - 0.5)  # room beyond n never runs out
@@ -112,7 +118,7 @@ def _frontier(
     offsets = np.arange(lists) * size  # where each list starts in base_flat
     capped = bool((item_room < UNCAPPED).any())
     if capped:
-        gate, shut = _gates(sim, group, item_room, n, lists)
+        gate, shut = _gates(value, sim, group, item_room, n, lists)
     similarity_sum = np.zeros((lists, size), dtype=np.float32)
     objective = np.empty((lists, size), dtype=np.float32)
     picks = np.empty((lists, n), dtype=np.int64)
