@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from musicrec.errors import ConfigError
-from musicrec.rules.filters import Caps, Filters
+from musicrec.rules.filters import Caps, Filters, first_allowed
 from musicrec.rules.inputs import (
     DEEPER,
     FAMILIAR,
@@ -52,9 +52,11 @@ MMR_POOL_FACTOR = 4
 class _Pool:
     """Listable new artists gathered from every source, in source order, each once."""
 
-    def __init__(self, n_items: int, filters: Filters):
+    def __init__(self, n_items: int, filters: Filters, caps: Caps):
         self.seen = np.zeros(n_items, dtype=bool)
         self.filters = filters
+        self.caps = caps
+        self.sizes = caps.count(np.empty(0, dtype=np.int64))  # the pool's, per top tag
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.examined = 0
 
@@ -69,13 +71,20 @@ class _Pool:
         self.examined += len(ids)
         keep = self.filters.keep(ids)
         self.parts.append((ids[keep], scores[keep], np.full(int(keep.sum()), origin, np.int8)))
+        self.sizes = self.sizes + self.caps.count(ids[keep])
+
+    def capacity(self) -> int:
+        """How many of the pool could be listed together under the cap."""
+        return self.caps.fit(self.sizes)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pool so far (joined once after each addition, not on every call)."""
         if not self.parts:
-            return np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8)
-        ids, scores, origin = (np.concatenate(part) for part in zip(*self.parts, strict=True))
-        self.parts = [(ids, scores, origin)]
-        return ids, scores, origin
+            self.parts = [(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int8))]
+        if len(self.parts) > 1:
+            ids, scores, origin = (np.concatenate(part) for part in zip(*self.parts, strict=True))
+            self.parts = [(ids, scores, origin)]
+        return self.parts[0]
 
 
 def _first_occurrence(ids: np.ndarray) -> np.ndarray:
@@ -87,7 +96,6 @@ def _first_occurrence(ids: np.ndarray) -> np.ndarray:
 
 def _fill_pool(
     pool: _Pool,
-    caps: Caps,
     needed: int,
     candidates: Candidates,
     deeper: Deeper | None,
@@ -97,7 +105,7 @@ def _fill_pool(
     pool.add(candidates, MODEL)
     fetched, calls, n_items = len(candidates), 0, len(pool.seen)
     while deeper is not None and calls < MAX_DEEPER_CALLS and fetched < n_items:
-        if caps.capacity(pool.arrays()[0]) >= needed:
+        if pool.capacity() >= needed:
             return
         want = min(n_items, max(2 * fetched, fetched + 2 * needed))
         more = deeper(want)
@@ -107,7 +115,7 @@ def _fill_pool(
             break  # the ranking has nothing deeper
         fetched = len(more)
     start, chunk = 0, max(FIRST_POPULAR_CHUNK, 2 * needed)
-    while start < len(popularity) and caps.capacity(pool.arrays()[0]) < needed:
+    while start < len(popularity) and pool.capacity() < needed:
         pool.add(Candidates.of(popularity[start : start + chunk]), POPULARITY)
         start, chunk = start + chunk, 2 * chunk
 
@@ -139,13 +147,12 @@ def _choose_new(
     mmr_pool: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Positions (into the pool) of the ``n`` new artists, in list order; and cap removals."""
-    group, _, room = caps.groups(ids)
+    group, room = caps.groups(ids)
     value = blend(scores, meta.listeners[ids], dials.discovery)
     ranked = dials.discovery > 0  # otherwise the source's order stands, exactly
     order = np.argsort(-value, kind="stable") if ranked else np.arange(len(ids))
     if dials.diversity <= 0 or n <= 1:
-        taken, _ = caps.scan(ids[order], n)
-        chosen = order[taken]
+        chosen = order[first_allowed(group[order], room, n)]
     else:
         assert similarity is not None
         reach = capacity_prefix(order, group, room, n)
@@ -201,11 +208,11 @@ def apply_rules(
         favourites, looked_at = _familiar(listener, filters)
         target = math.floor(dials.familiar_share * k + 0.5)
         familiar, capped = _take_familiar(favourites, familiar, caps, target)
-    pool = _Pool(meta.n_items, filters)
+    pool = _Pool(meta.n_items, filters, caps)
     needed = k - len(familiar)
-    _fill_pool(pool, caps, needed, candidates, deeper, np.asarray(popularity, dtype=np.int64))
+    _fill_pool(pool, needed, candidates, deeper, np.asarray(popularity, dtype=np.int64))
     ids, scores, origin = pool.arrays()
-    n_new = min(needed, caps.capacity(ids))
+    n_new = min(needed, pool.capacity())
     chosen, capped_new = _choose_new(ids, scores, meta, caps, dials, n_new, similarity, mmr_pool)
     caps.take(ids[chosen])
     capped += capped_new

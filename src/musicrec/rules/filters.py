@@ -22,123 +22,108 @@ RULES: tuple[str, ...] = (
     "max_per_tag",
 )
 UNCAPPED = np.iinfo(np.int64).max
-_ITEM_RULES = ("banned", "excluded_artist", "played", "recent", "cooldown")  # by item, no tags
-_TAG_RULES = ("excluded_tag", "include_tags")
+_HARD = len(RULES) - 1  # every rule but max_per_tag: one bit each, in RULES order
+_BIT = {rule: np.uint8(1 << position) for position, rule in enumerate(RULES[:_HARD])}
+# For each bit pattern, 1 + the position of its lowest bit in RULES (0: no bit set): the rule an
+# item is charged to is the first one that removes it.
+_FIRST = np.array(
+    [0] + [(mask & -mask).bit_length() for mask in range(1, 1 << _HARD)], dtype=np.int8
+)
 
 
 class Filters:
-    """One request's hard rules, evaluated on batches of item indices."""
+    """One request's hard rules, evaluated on batches of item indices.
+
+    Every rule that goes by item (bans, excluded artists, played, recent, cool-down) sets its
+    bit in one per-item byte at construction; a batch then costs one gather, the tag rules'
+    table lookups and one table lookup for the first rule of each item.
+    """
 
     def __init__(self, dials: Dials, meta: ItemMeta, listener: ListenerState, now: float):
         self.meta = meta
-        cooldown = np.empty(0, dtype=np.int64)
-        if dials.cooldown is not None:
-            cooldown = held_back(listener.exposure, now, dials.cooldown)
-        self._sets: dict[str, np.ndarray] = {
+        self._bits = np.zeros(meta.n_items, dtype=np.uint8)
+        item_rules = {
             "banned": listener.active_bans(now),
-            "excluded_artist": np.unique(np.asarray(dials.exclude_artists, dtype=np.int64)),
-            "played": np.unique(listener.played),
+            "excluded_artist": np.asarray(dials.exclude_artists, dtype=np.int64),
+            "played": listener.played,
             "recent": listener.recent(dials.exclude_recent_days, now),
-            "cooldown": cooldown,
         }
+        if dials.cooldown is not None:
+            item_rules["cooldown"] = held_back(listener.exposure, now, dials.cooldown)
+        for rule, items in item_rules.items():
+            self._bits[items] |= _BIT[rule]
         self._exclude_tags = np.asarray(dials.exclude_tags, dtype=np.int64)
         self._include_tags = np.asarray(dials.include_tags, dtype=np.int64)
         self.removed: dict[str, int] = dict.fromkeys(RULES, 0)
-        # Per item, 1 + the position in RULES of the first item rule removing it (0: none):
-        # one gather per batch instead of a set lookup per rule.
-        self._first = np.zeros(meta.n_items, dtype=np.int8)
-        for rule in reversed(_ITEM_RULES):
-            self._first[self._sets[rule]] = RULES.index(rule) + 1
-
-    def _hits(self, rule: str, ids: np.ndarray) -> np.ndarray | None:
-        """Which of ``ids`` the rule removes (None: the rule removes nothing here)."""
-        if rule == "excluded_tag":
-            if not len(self._exclude_tags):
-                return None
-            return self.meta.carries_any(ids, self._exclude_tags)
-        if rule == "include_tags":
-            if not len(self._include_tags):
-                return None
-            return ~self.meta.carries_any(ids, self._include_tags)
-        blocked = self._sets.get(rule)
-        if blocked is None or not len(blocked):
-            return None
-        found: np.ndarray = np.isin(ids, blocked, assume_unique=False)
-        return found
 
     def keep(self, ids: np.ndarray, familiar: bool = False) -> np.ndarray:
         """Mask of ``ids`` every rule allows; ``familiar`` items skip the ``played`` rule."""
+        bits = self._bits[ids]
+        if len(self._exclude_tags):
+            excluded = self.meta.carries_any(ids, self._exclude_tags)
+            bits |= excluded.view(np.uint8) * _BIT["excluded_tag"]
+        if len(self._include_tags):
+            outside = ~self.meta.carries_any(ids, self._include_tags)
+            bits |= outside.view(np.uint8) * _BIT["include_tags"]
         if familiar:
-            return self._keep_familiar(ids)
-        first = self._first[ids]
-        for rule in _TAG_RULES:
-            hits = self._hits(rule, ids)
-            if hits is not None:
-                code = RULES.index(rule) + 1
-                first = np.where(hits & ((first == 0) | (first > code)), code, first)
-        counts = np.bincount(first, minlength=len(RULES) + 1)
-        for position, rule in enumerate(RULES[:-1], start=1):
-            self.removed[rule] += int(counts[position])
+            bits &= ~_BIT["played"]
+        first = _FIRST[bits]
+        counts = np.bincount(first, minlength=_HARD + 1).tolist()
+        for position, rule in enumerate(RULES[:_HARD], start=1):
+            self.removed[rule] += counts[position]
         allowed: np.ndarray = first == 0
         return allowed
 
-    def _keep_familiar(self, ids: np.ndarray) -> np.ndarray:
-        """:meth:`keep` for the listener's own artists: rule by rule, ``played`` skipped."""
-        alive = np.ones(len(ids), dtype=bool)
-        for rule in RULES[:-1]:
-            if rule == "played":
-                continue
-            hits = self._hits(rule, ids)
-            if hits is None:
-                continue
-            hits &= alive
-            count = int(hits.sum())
-            if count:
-                self.removed[rule] += count
-                alive &= ~hits
-        return alive
-
 
 class Caps:
-    """``max_per_tag``: at most ``cap`` listed artists share a top tag (untagged: no cap)."""
+    """``max_per_tag``: at most ``cap`` listed artists share a top tag (untagged: no cap).
+
+    The artists listed so far are counted per tag code in one array, so a tag's room left is
+    an index lookup.
+    """
 
     def __init__(self, meta: ItemMeta, cap: int | None):
         self.top_tag = meta.top_tag
         self.cap = cap
-        self.taken = np.empty(0, dtype=np.int64)  # top tags of the artists listed so far
+        # listed artists per tag code; the last slot (code -1, untagged) stays 0
+        self._listed = np.zeros(meta.n_codes + 1 if cap is not None else 0, dtype=np.int64)
 
-    @property
-    def active(self) -> bool:
-        return self.cap is not None
+    def groups(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Compact group of each item and the room each group has left.
 
-    def groups(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Compact group of each item, each group's tag and the room each group has left."""
+        Without a cap every item is in group 0, which has unlimited room.
+        """
+        if self.cap is None:
+            return np.zeros(len(ids), dtype=np.int64), np.array([UNCAPPED], dtype=np.int64)
         codes, group = np.unique(self.top_tag[ids], return_inverse=True)
-        room = np.full(len(codes), UNCAPPED, dtype=np.int64)
-        if self.cap is not None:
-            listed, counts = np.unique(self.taken, return_counts=True)
-            where = np.minimum(np.searchsorted(listed, codes), max(len(listed) - 1, 0))
-            hit = (listed[where] == codes) if len(listed) else np.zeros(len(codes), dtype=bool)
-            taken = np.where(hit, counts[where] if len(listed) else 0, 0)
-            room = np.where(codes >= 0, np.maximum(self.cap - taken, 0), UNCAPPED)
-        return group.astype(np.int64), codes, room
+        room = np.where(codes >= 0, np.maximum(self.cap - self._listed[codes], 0), UNCAPPED)
+        return group.astype(np.int64), room
 
     def capacity(self, ids: np.ndarray) -> int:
         """How many of ``ids`` could be listed together under the cap."""
+        return self.fit(self.count(ids))
+
+    def count(self, ids: np.ndarray) -> np.ndarray:
+        """How many of ``ids`` carry each top tag (untagged first; all of them without a cap):
+        counts of batches add up, so a growing pool is counted once per addition."""
         if self.cap is None:
-            return len(ids)
-        group, _, room = self.groups(ids)
-        sizes = np.bincount(group, minlength=len(room))
-        return int(np.minimum(sizes, room).sum())
+            return np.array([len(ids)], dtype=np.int64)
+        return np.bincount(self.top_tag[ids] + 1, minlength=len(self._listed))
+
+    def fit(self, sizes: np.ndarray) -> int:
+        """How many items of these :meth:`count` sizes could be listed together under the cap."""
+        if self.cap is None:
+            return int(sizes.sum())
+        room = np.maximum(self.cap - self._listed[:-1], 0)
+        return int(sizes[0] + np.minimum(sizes[1:], room).sum())
 
     def scan(self, ids: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
         """Positions of the first ``limit`` of ``ids`` (in order) the cap allows, and how many
         were passed over for it before the last one taken."""
         if self.cap is None:
             return np.arange(min(limit, len(ids))), 0
-        group, _, room = self.groups(ids)
-        allowed = occurrence(group) < room[group]
-        positions = np.flatnonzero(allowed)[:limit]
+        group, room = self.groups(ids)
+        positions = first_allowed(group, room, limit)
         reach = positions[-1] + 1 if len(positions) else 0
         return positions, int(reach - len(positions))
 
@@ -146,7 +131,14 @@ class Caps:
         """Count ``ids`` as listed."""
         if self.cap is not None:
             tags = self.top_tag[ids]
-            self.taken = np.concatenate([self.taken, tags[tags >= 0]])
+            np.add.at(self._listed, tags[tags >= 0], 1)
+
+
+def first_allowed(group: np.ndarray, room: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the first ``limit`` items, in order, that fit their group's room."""
+    if not (room < UNCAPPED).any():
+        return np.arange(min(limit, len(group)))
+    return np.flatnonzero(occurrence(group) < room[group])[:limit]
 
 
 def occurrence(group: np.ndarray) -> np.ndarray:

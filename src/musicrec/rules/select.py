@@ -62,6 +62,37 @@ def blend(scores: np.ndarray, listeners: np.ndarray, discovery: float) -> np.nda
     return mixed
 
 
+def _gates(
+    value: np.ndarray,
+    sim: np.ndarray,
+    group: np.ndarray,
+    item_room: np.ndarray,
+    n: int,
+    lists: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cap as arithmetic: each list's gate per item, and what a pick adds to the gates.
+
+    An item's gate is ``big * (room left - 1/2)``: at least ``big / 2`` while its tag has room
+    in the list, at most ``-big / 2`` once the tag is full; a pick adds ``-big`` to the items
+    sharing its capped tag and ``-inf`` to itself. ``big`` is a power of two of at least four
+    times the largest objective (largest value plus largest similarity, in magnitude), so
+    ``min(objective, gate)`` passes an open item's objective unchanged, a closed item never
+    beats an open one, and every gate is exact in float32.
+    """
+    largest_value = float(np.abs(value).max(initial=1.0))
+    bound = largest_value + max(float(sim.max(initial=1.0)), -float(sim.min(initial=-1.0)))
+    big = np.float32(2.0 ** np.ceil(np.log2(4.0 * bound)))
+    gate = np.empty((lists, len(group)), dtype=np.float32)
+    gate[:] = big * (np.minimum(item_room, n + 1) - 0.5)  # room beyond n never runs out
+    # equal keys share a capped tag; each uncapped item has a key of its own
+    key = np.where(item_room < UNCAPPED, group, -1 - np.arange(len(group)))
+    small = max(len(group), int(group.max(initial=0))) < 2**15 - 1
+    key = key.astype(np.int16 if small else np.int64)  # int16: a faster compare
+    shut: np.ndarray = np.equal.outer(key, key) * -big
+    np.fill_diagonal(shut, -np.inf)
+    return gate, shut
+
+
 def _frontier(
     value: np.ndarray,
     sim: np.ndarray,
@@ -73,35 +104,37 @@ def _frontier(
     """Greedy MMR lists (positions) for every trade-off of ``grid`` at once.
 
     Step ``s`` picks, per list, the best ``(1 - g) * value - g * mean similarity to the ``s``
-    picked``; picked and capped-out items are set to ``-inf`` in the list's own copy of the
-    values (float32, in place: this loop is the chain's hot path).
+    picked`` among the items still open: not picked, their tag not full in that list. This
+    loop is the chain's hot path: each step is the same few numpy calls over every list and
+    candidate (float32), whatever the lists picked. A picked item's value is set to ``-inf``
+    in the list's own copy; under a cap, :func:`_gates` closes picked items and full tags.
     """
     lists, size = len(grid), len(value)
     weight = grid.astype(np.float32)[:, None]
     base = (1.0 - weight) * value.astype(np.float32)[None, :]
-    base[:, room[group] <= 0] = -np.inf
+    item_room = room[group]
+    base[:, item_room <= 0] = -np.inf
+    base_flat = base.reshape(-1)
+    offsets = np.arange(lists) * size  # where each list starts in base_flat
+    capped = bool((item_room < UNCAPPED).any())
+    if capped:
+        gate, shut = _gates(value, sim, group, item_room, n, lists)
     similarity_sum = np.zeros((lists, size), dtype=np.float32)
     objective = np.empty((lists, size), dtype=np.float32)
     picks = np.empty((lists, n), dtype=np.int64)
-    rows = np.arange(lists)
-    capped = bool((room < UNCAPPED).any())
-    taken = np.zeros((lists, len(room)), dtype=np.int64)
-    by_group = np.argsort(group, kind="stable")  # members of group g: by_group[start[g]:end[g]]
-    bounds = np.searchsorted(group[by_group], np.arange(len(room) + 1))
     for step in range(n):
         np.multiply(similarity_sum, weight / max(step, 1), out=objective)
         np.subtract(base, objective, out=objective)
+        if capped:
+            np.minimum(objective, gate, out=objective)
         chosen = objective.argmax(axis=1)
         picks[:, step] = chosen
-        similarity_sum += sim[chosen]
-        base[rows, chosen] = -np.inf
-        if capped:
-            chosen_group = group[chosen]
-            taken[rows, chosen_group] += 1
-            full = taken[rows, chosen_group] >= room[chosen_group]
-            for row in np.flatnonzero(full).tolist():
-                filled = int(chosen_group[row])
-                base[row, by_group[bounds[filled] : bounds[filled + 1]]] = -np.inf
+        if step + 1 < n:
+            similarity_sum += sim[chosen]
+            if capped:
+                gate += shut[chosen]
+            else:
+                base_flat[offsets + chosen] = -np.inf
     return picks
 
 
@@ -152,6 +185,8 @@ def cap_removed(order: np.ndarray, chosen: np.ndarray, group: np.ndarray, room: 
 
 def capacity_prefix(order: np.ndarray, group: np.ndarray, room: np.ndarray, n: int) -> int:
     """Length of the shortest prefix of ``order`` that holds ``n`` items under the cap."""
+    if not (room < UNCAPPED).any():
+        return n if 0 < n <= len(order) else len(order)
     allowed = occurrence(group[order]) < room[group[order]]
     where = np.flatnonzero(allowed)
     return int(where[n - 1] + 1) if n > 0 and len(where) >= n else len(order)
