@@ -324,6 +324,17 @@ def test_moods_with_a_listener_show_their_list_and_hide(
     assert card_artists(ui) == _their_list(online_api, user, mood="jazz")
 
 
+def test_the_address_can_name_the_listener(api_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    monkeypatch.setenv("MUSICREC_API_URL", api_url)
+    user = httpx.get(f"{api_url}/users", params={"limit": 1}, timeout=10).json()["users"][0]
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
+    at.query_params["listener"] = user
+    at.run().switch_page("views/for_you.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="listener").value == user
+    assert f"Recommended for {user}" in page_text(at) and len(card_artists(at)) == DEFAULT_K
+
+
 def test_hide_without_an_event_store_says_why(api_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
     monkeypatch.setenv("MUSICREC_API_URL", api_url)
     at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
