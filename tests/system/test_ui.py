@@ -394,6 +394,11 @@ def test_experiments_page_draws_each_arm_with_its_interval(
     pair = ab["differences"][0]["listen_through"]
     assert table.loc["listen_through", "difference"] == pytest.approx(pair["difference"]["value"])
     assert table.loc["listen_through", "p_value"] == pytest.approx(pair["p_value"])
+    if ab["srm_ok"] is False:  # how many candidate listeners came before the stop varies
+        assert "expected once an arm is stopped (candidate)" in text
+        assert not [w for w in ui.warning if "Sample-ratio mismatch" in w.value]
+    else:
+        assert f"Sample-ratio check: χ² p = {ab['srm']['p_value']:.3g}" in text
     interleave = reports[INTERLEAVE]["interleave"]
     wins = ", ".join(f"{name} {n:,}" for name, n in interleave["wins"].items())
     assert f"won {wins}, ties {interleave['ties']:,}" in text

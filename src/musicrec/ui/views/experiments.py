@@ -73,11 +73,29 @@ def ab_readout(report: dict[str, Any]) -> None:
     listen = pairs[pairs["metric"] == "listen_through"]
     _winner_line(report, None if listen.empty else listen["p_adjusted"].min())
     if not pairs.empty:
+        number = st.column_config.NumberColumn
         st.dataframe(
-            pairs, hide_index=True, column_config={"p_value": "p", "p_adjusted": "p (Holm)"}
+            pairs,
+            hide_index=True,
+            column_config={
+                **{name: number(format="%.4f") for name in ("difference", "low", "high")},
+                "p_value": number("p", format="%.3g"),
+                "p_adjusted": number("p (Holm)", format="%.3g"),
+            },
         )
+    _srm(report)
+
+
+def _srm(report: dict[str, Any]) -> None:
     srm = report.get("srm") or {}
-    if report.get("srm_ok") is False:
+    stopped = [name for name, arm in report["arms"].items() if arm.get("stopped_at")]
+    if report.get("srm_ok") is False and stopped:
+        st.caption(
+            f"Sample-ratio check: χ² p = {_p(srm.get('p_value'))}, listeners "
+            f"{srm.get('listeners')} for shares {srm.get('shares')}: expected once an arm is "
+            f"stopped ({', '.join(stopped)}), since its listeners see the champion from then on."
+        )
+    elif report.get("srm_ok") is False:
         st.warning(
             f"Sample-ratio mismatch (χ² p = {_p(srm.get('p_value'))}): the arms' listener "
             f"counts {srm.get('listeners')} do not match their shares {srm.get('shares')}. "
