@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +11,21 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
-from ui_fixtures import api_url, ui_model  # noqa: F401  (session fixtures)
+from ui_fixtures import (  # noqa: F401  (session fixtures)
+    AB,
+    INTERLEAVE,
+    OnlineApi,
+    api_url,
+    online_api,
+    ui_model,
+)
 
 import musicrec.ui
 from musicrec.cli import app as cli_app
 from musicrec.cli.ui import streamlit_command
+from musicrec.events.store import EventStore
 from musicrec.serving.moods import load_mood_specs
+from musicrec.stats import proportion_interval
 from musicrec.ui.charts import (
     OTHER_ARTISTS,
     map_chart,
@@ -26,6 +36,7 @@ from musicrec.ui.charts import (
 )
 from musicrec.ui.client import ApiClient, ApiRequestError, ApiUnavailable, ArtistMap, MapPoint
 from musicrec.ui.profiles import PROFILES
+from musicrec.ui.readouts import ab_chart, ab_frame, interleave_chart, interleave_frame
 
 APP = Path(musicrec.ui.__file__).resolve().parent / "app.py"
 APP_TIMEOUT_S = 30
@@ -35,7 +46,16 @@ DEFAULT_K = 12  # the pages' slider default
 def page_text(at: AppTest) -> str:
     """Everything a listener can read on the page, as one string."""
     parts: list[str] = []
-    for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error"):
+    for kind in (
+        "title",
+        "subheader",
+        "markdown",
+        "caption",
+        "info",
+        "success",
+        "warning",
+        "error",
+    ):
         parts += [str(element.value) for element in getattr(at, kind)]
     return "\n".join(parts)
 
@@ -240,6 +260,210 @@ def test_api_down_shows_a_friendly_message_and_retry(monkeypatch: pytest.MonkeyP
     assert not at.exception and at.error
 
 
+# ----------------------------------------------------------------------------- listener
+
+
+DAY_S = 86_400
+
+
+def _as_listener(online: OnlineApi, monkeypatch: pytest.MonkeyPatch, page: str) -> AppTest:
+    monkeypatch.setenv("MUSICREC_API_URL", online.url)
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
+    user = httpx.get(f"{online.url}/users", params={"limit": 3}, timeout=10).json()["users"][2]
+    at.session_state["listener"] = user
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _their_list(online: OnlineApi, user: str, **params: object) -> list[str]:
+    answer = httpx.get(
+        f"{online.url}/users/{user}/recommendations", params={"k": DEFAULT_K, **params}
+    )
+    assert answer.status_code == 200, answer.text
+    return [r["artist"] for r in answer.json()["recommendations"]]
+
+
+def test_for_you_hides_an_artist_of_the_listener_for_a_month(
+    online_api: OnlineApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    ui = _as_listener(online_api, monkeypatch, "views/for_you.py")
+    user = ui.session_state["listener"]
+    before = card_artists(ui)
+    assert before == _their_list(online_api, user) and len(before) == DEFAULT_K
+    assert f"Recommended for {user}" in page_text(ui)
+    hidden = before[1]
+    clicked = time.time()
+    ui.button(key="hide_for_you_2").click().run()
+    assert not ui.exception, ui.exception
+    after = card_artists(ui)
+    assert hidden not in after and len(after) == DEFAULT_K
+    assert after == _their_list(online_api, user)  # the service leaves it out too
+    assert f"{hidden} is hidden for {user} until" in ui.success[0].value
+    stored = EventStore(online_api.events_url).user_events(user)
+    ban = stored[(stored["kind"] == "ban") & (stored["artist"] == hidden)]
+    assert len(ban) == 1
+    assert clicked + 30 * DAY_S - 5 <= ban["until"].iloc[0] <= time.time() + 30 * DAY_S + 5
+
+
+def test_moods_with_a_listener_show_their_list_and_hide(
+    online_api: OnlineApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    ui = _as_listener(online_api, monkeypatch, "views/moods.py")
+    user = ui.session_state["listener"]
+    ui.button(key="mood_jazz").click().run()
+    before = card_artists(ui)
+    assert before == _their_list(online_api, user, mood="jazz")
+    assert f"For listener {user}" in page_text(ui)
+    ui.button(key="hide_mood_1").click().run()
+    assert not ui.exception, ui.exception
+    assert before[0] not in card_artists(ui)
+    assert card_artists(ui) == _their_list(online_api, user, mood="jazz")
+
+
+def test_the_address_can_name_the_listener(api_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    monkeypatch.setenv("MUSICREC_API_URL", api_url)
+    user = httpx.get(f"{api_url}/users", params={"limit": 1}, timeout=10).json()["users"][0]
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
+    at.query_params["listener"] = user
+    at.run().switch_page("views/for_you.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="listener").value == user
+    assert f"Recommended for {user}" in page_text(at) and len(card_artists(at)) == DEFAULT_K
+
+
+def test_hide_without_an_event_store_says_why(api_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    monkeypatch.setenv("MUSICREC_API_URL", api_url)
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
+    user = httpx.get(f"{api_url}/users", params={"limit": 1}, timeout=10).json()["users"][0]
+    at.session_state["listener"] = user
+    at.run().switch_page("views/for_you.py").run()
+    before = card_artists(at)
+    at.button(key="hide_for_you_1").click().run()
+    assert not at.exception
+    assert "Could not hide" in at.warning[0].value and "events are disabled" in at.warning[0].value
+    assert card_artists(at) == before
+
+
+def test_without_a_listener_no_card_offers_to_hide(ui: AppTest):
+    ui.button(key="mood_rock").click().run()
+    assert card_artists(ui)
+    assert not [b for b in ui.button if b.key.startswith("hide_")]
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def _experiments_page(url: str, monkeypatch: pytest.MonkeyPatch, key: str | None) -> AppTest:
+    monkeypatch.setenv("MUSICREC_API_URL", url)
+    if key is None:
+        monkeypatch.delenv("MUSICREC_UI_ADMIN_KEY", raising=False)
+    else:
+        monkeypatch.setenv("MUSICREC_UI_ADMIN_KEY", key)
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S).run()
+    at.switch_page("views/experiments.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_experiments_page_draws_each_arm_with_its_interval(
+    online_api: OnlineApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    ui = _experiments_page(online_api.url, monkeypatch, online_api.admin_key)
+    headers = {"X-API-Key": online_api.admin_key}
+    reports = {
+        name: httpx.get(
+            f"{online_api.url}/admin/experiments/{name}/report", headers=headers, timeout=60
+        ).json()
+        for name in (AB, INTERLEAVE)
+    }
+    text = page_text(ui)
+    assert f"🟢 {AB}" in text and f"🟢 {INTERLEAVE}" in text
+    assert len(ui.get("vega_lite_chart")) == 2  # one readout chart per experiment
+    ab = reports[AB]
+    assert ab["winner"] == "control"  # the seeded control arm's listeners play far more
+    assert "Winner: **control**" in text
+    stopped = ab["arms"]["candidate"]
+    assert stopped["stopped_at"] and "guardrail skip_rate" in stopped["stop_reason"]
+    assert "Arm **candidate** stopped" in text and stopped["stop_reason"] in text
+    table = ui.dataframe[0].value.set_index("metric")
+    pair = ab["differences"][0]["listen_through"]
+    assert table.loc["listen_through", "difference"] == pytest.approx(pair["difference"]["value"])
+    assert table.loc["listen_through", "p_value"] == pytest.approx(pair["p_value"])
+    if ab["srm_ok"] is False:  # how many candidate listeners came before the stop varies
+        assert "expected once an arm is stopped (candidate)" in text
+        assert not [w for w in ui.warning if "Sample-ratio mismatch" in w.value]
+    else:
+        assert f"Sample-ratio check: χ² p = {ab['srm']['p_value']:.3g}" in text
+    interleave = reports[INTERLEAVE]["interleave"]
+    wins = ", ".join(f"{name} {n:,}" for name, n in interleave["wins"].items())
+    assert f"won {wins}, ties {interleave['ties']:,}" in text
+
+
+def test_experiments_page_needs_an_admin_key(
+    online_api: OnlineApi,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    ui = _experiments_page(online_api.url, monkeypatch, None)
+    assert "needs an admin key" in ui.info[0].value and "MUSICREC_UI_ADMIN_KEY" in ui.info[0].value
+    assert not ui.get("vega_lite_chart")
+    refused = _experiments_page(online_api.url, monkeypatch, "not-the-admin-key")
+    assert "refused the UI's API key" in refused.error[0].value
+    assert "admin scope" in refused.error[0].value and not refused.get("vega_lite_chart")
+
+
+def test_ab_readout_frame_and_chart_follow_the_report():
+    estimate = {"value": 0.3, "low": 0.25, "high": 0.36}
+    arm = {"listeners": 40, "impressions": 400, "stopped_at": None}
+    report = {
+        "winner": "b",
+        "arms": {
+            "a": {**arm, "listen_through": estimate, "skip_rate": estimate, "ban_rate": estimate},
+            "b": {
+                **arm,
+                "listen_through": {"value": 0.5, "low": 0.41, "high": 0.58},
+                "skip_rate": {"value": None, "low": None, "high": None},
+                "ban_rate": estimate,
+            },
+            "c": {**arm, "stopped_at": 1.0, "stop_reason": "guardrail ban_rate: ..."},
+        },
+    }
+    frame = ab_frame(report).set_index(["arm", "metric"])
+    assert frame.loc[("b", "listen_through"), ["value", "low", "high"]].tolist() == [
+        0.5,
+        0.41,
+        0.58,
+    ]
+    assert np.isnan(frame.loc[("b", "skip_rate"), "value"])
+    assert frame.xs("listen_through", level="metric")["status"].to_dict() == {
+        "a": "running",
+        "b": "winner",
+        "c": "stopped",
+    }
+    spec = ab_chart(ab_frame(report)).to_dict()
+    assert spec["facet"] and len(spec["spec"]["layer"]) == 2  # error bar + point per arm
+
+
+def test_interleave_win_share_has_the_binomial_interval():
+    report = {
+        "interleave": {"wins": {"a": 30, "b": 10}, "ties": 5, "listeners": 45},
+        "arms": {"a": {}, "b": {}},
+        "winner": "a",
+    }
+    frame = interleave_frame(report).set_index("arm")
+    assert frame.loc["a", "share"] == pytest.approx(0.75)
+    assert frame.loc["b", "share"] == pytest.approx(0.25)
+    low, high = proportion_interval(30, 40)
+    assert frame.loc["a", ["low", "high"]].tolist() == pytest.approx([low, high])
+    assert low < 0.75 < high and low > 0.5  # the share is above a half, as the test says
+    assert frame.loc["a", "status"] == "winner" and frame.loc["b", "decided"] == 40
+    assert interleave_chart(interleave_frame(report)).to_dict()["layer"]
+
+
 # ----------------------------------------------------------------------------- client
 
 
@@ -402,3 +626,42 @@ def test_streamlit_command_is_headless_without_telemetry():
     assert "--server.headless true" in joined
     assert "--browser.gatherUsageStats false" in joined
     assert "--server.port 8765" in joined and "--server.address 127.0.0.1" in joined
+
+
+def test_client_posts_a_ban_with_until_and_names_the_key_an_admin_route_needs():
+    seen: list[tuple[str, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, request.content))
+        if request.url.path.startswith("/admin"):
+            return httpx.Response(403, json={"detail": "API key 'ui' lacks the 'admin' scope"})
+        body = {"accepted": 1, "stored": 1, "duplicates": 0, "first_id": 1, "last_id": 1}
+        return httpx.Response(201, json={**body, "took_ms": 1.0})
+
+    client = _client(handler)
+    client.ban("u1", "Adele", 2_000_000_000, request_id="r-1", position=3)
+    assert seen[0] == (
+        "/events",
+        b'{"events":[{"user_id":"u1","artist":"Adele","kind":"ban","until":2000000000,'
+        b'"request_id":"r-1","position":3}]}',
+    )
+    with pytest.raises(ApiUnavailable, match="admin scope: \\$MUSICREC_UI_ADMIN_KEY"):
+        client.experiments()
+
+
+def test_the_pages_client_sends_the_ui_key_and_the_admin_page_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from musicrec.ui.components import get_admin_client, get_client
+
+    monkeypatch.setenv("MUSICREC_API_URL", "http://api.test")
+    monkeypatch.setenv("MUSICREC_API_KEY", "read-key")
+    monkeypatch.delenv("MUSICREC_UI_ADMIN_KEY", raising=False)
+    monkeypatch.delenv("MUSICREC_UI_ADMIN_KEY_FILE", raising=False)
+    assert get_client()._http.headers["X-API-Key"] == "read-key"
+    assert get_admin_client() is None
+    secret = tmp_path / "admin.key"
+    secret.write_text("admin-key\n")
+    monkeypatch.setenv("MUSICREC_UI_ADMIN_KEY_FILE", str(secret))
+    admin = get_admin_client()
+    assert admin is not None and admin._http.headers["X-API-Key"] == "admin-key"

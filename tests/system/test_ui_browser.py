@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from ui_fixtures import (  # noqa: F401  (session fixtures)
-    api_url,
+    AB,
+    INTERLEAVE,
+    OnlineApi,
     clean_env,
     free_port,
     musicrec_executable,
+    online_api,
     running,
     ui_model,
 )
+
+from musicrec.events.store import EventStore
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +53,21 @@ def _require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    """``musicrec ui`` on a free loopback port, talking to the fixture API."""
+def api_url(online_api: OnlineApi) -> str:  # noqa: F811
+    """The fixture API with an event store and experiments running."""
+    return online_api.url
+
+
+@pytest.fixture(scope="module")
+def ui_url(online_api: OnlineApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    """``musicrec ui`` on a free loopback port, talking to the fixture API with its admin key."""
     _require_browser()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("ui-streamlit") / "streamlit.log"
-    command = [musicrec_executable(), "ui", "--api-url", api_url, "--port", str(port)]
-    with running(command, f"{url}/_stcore/health", log, clean_env(), UI_START_TIMEOUT_S):
+    command = [musicrec_executable(), "ui", "--api-url", online_api.url, "--port", str(port)]
+    env = clean_env(MUSICREC_UI_ADMIN_KEY=online_api.admin_key)
+    with running(command, f"{url}/_stcore/health", log, env, UI_START_TIMEOUT_S):
         yield url
 
 
@@ -109,7 +122,7 @@ def _save_screenshot(driver, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def test_pick_a_mood_in_a_real_browser(driver, ui_url: str, api_url: str):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_pick_a_mood_in_a_real_browser(driver, ui_url: str, api_url: str):  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -150,7 +163,7 @@ def test_music_twins_explain_their_recommendations(driver, ui_url: str):  # type
     _save_screenshot(driver, "ui-twins.png")
 
 
-def test_about_page_draws_the_metrics_and_the_map(driver, ui_url: str, api_url: str):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_about_page_draws_the_metrics_and_the_map(driver, ui_url: str, api_url: str):  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -167,3 +180,66 @@ def test_about_page_draws_the_metrics_and_the_map(driver, ui_url: str, api_url: 
     taste = driver.find_element(By.XPATH, "//*[text()='A map of taste']")
     driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", taste)
     _save_screenshot(driver, "ui-about-map.png")
+
+
+def _their_list(api_url: str, user: str) -> list[str]:
+    answer = httpx.get(f"{api_url}/users/{user}/recommendations", params={"k": 12}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return [r["artist"] for r in answer.json()["recommendations"]]
+
+
+def test_hide_an_artist_for_a_month_in_a_real_browser(  # type: ignore[no-untyped-def]
+    driver,
+    ui_url: str,
+    online_api: OnlineApi,  # noqa: F811
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user = httpx.get(f"{online_api.url}/users", params={"limit": 5}, timeout=10).json()["users"][4]
+    before = _their_list(online_api.url, user)
+    wait = WebDriverWait(driver, WAIT_S)
+    driver.get(f"{ui_url}/for_you?listener={user}")
+    wait.until(lambda d: f"1. {before[0]}" in d.find_element(By.TAG_NAME, "body").text)
+    _wait_idle(driver, wait)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert f"Recommended for {user}" in body
+    for rank, artist in enumerate(before[:6], start=1):
+        assert f"{rank}. {artist}" in body
+    clicked = time.time()
+    driver.find_element(By.CSS_SELECTOR, ".st-key-hide_for_you_1 button").click()
+    notice = f"{before[0]} is hidden for {user} until"
+    wait.until(lambda d: notice in d.find_element(By.TAG_NAME, "body").text)
+    _wait_idle(driver, wait)
+    after = _their_list(online_api.url, user)
+    assert before[0] not in after and len(after) == len(before)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert f"1. {before[0]}" not in body
+    for rank, artist in enumerate(after[:6], start=1):
+        assert f"{rank}. {artist}" in body
+    assert "Traceback" not in body
+    stored = EventStore(online_api.events_url).user_events(user)
+    ban = stored[(stored["kind"] == "ban") & (stored["artist"] == before[0])]
+    assert len(ban) == 1
+    until = float(ban["until"].iloc[0])
+    assert clicked + 30 * 86_400 - 5 <= until <= time.time() + 30 * 86_400 + 5
+    driver.execute_script("window.scrollTo(0, 0)")
+    _save_screenshot(driver, "ui-hide.png")
+
+
+def test_experiments_page_charts_each_arm_in_a_real_browser(driver, ui_url: str):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT_S)
+    driver.get(f"{ui_url}/experiments")
+    wait.until(lambda d: INTERLEAVE in d.find_element(By.TAG_NAME, "body").text)
+    _wait_idle(driver, wait)
+    charts = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, charts)) >= 2)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert AB in body and "Winner: control" in body
+    assert "Arm candidate stopped" in body and "guardrail skip_rate" in body
+    assert "Traceback" not in body
+    driver.execute_script("window.scrollTo(0, 0)")
+    _save_screenshot(driver, "ui-experiments.png")

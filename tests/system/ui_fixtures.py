@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -123,5 +125,111 @@ def api_url(ui_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "--log-level",
         "warning",
     ]
-    with running(command, f"{url}/ready", log, clean_env(), SERVER_START_TIMEOUT_S):
+    # No event store (the default is events.db in the working directory): this API is the
+    # model alone, and a test that posts events sees them refused.
+    env = clean_env(MUSICREC_EVENTS_URL="")
+    with running(command, f"{url}/ready", log, env, SERVER_START_TIMEOUT_S):
         yield url
+
+
+# ----------------------------------------------------------------------------- online
+
+
+ADMIN_KEY = "ui-test-admin-key"
+AB, INTERLEAVE = "ranker-ab", "ranker-il"
+SEED_K = 10
+SKIP_GUARDRAIL = 0.5  # the candidate arm's listeners skip most of what they are shown
+
+
+@dataclass(frozen=True)
+class OnlineApi:
+    """A ``musicrec serve`` with an event store, an admin key and two running experiments."""
+
+    url: str
+    events_url: str
+    admin_key: str
+
+
+def _seed_outcomes(url: str, rng: random.Random) -> None:
+    """Every sampled listener asks for a list and answers it: in ``ranker-ab`` the control
+    arm's listeners play most of theirs, the candidate's play little and skip the rest
+    (so its skip-rate guardrail stops it); in ``ranker-il`` most listeners play what arm
+    ``a`` contributed."""
+    users = httpx.get(f"{url}/users", params={"limit": 160}, timeout=10).json()["users"]
+    for user in users:
+        body = httpx.get(
+            f"{url}/users/{user}/recommendations", params={"k": SEED_K}, timeout=10
+        ).json()
+        rid, shown = body["request_id"], [r["artist"] for r in body["recommendations"]]
+        if body["experiment"] == AB:
+            played = rng.randint(5, 8) if body["arm"] == "control" else rng.randint(0, 2)
+            kinds = ["play"] * played + ["skip"] * (len(shown) - played)
+            rng.shuffle(kinds)
+        elif body["experiment"] == INTERLEAVE:
+            liked = "a" if rng.random() < 0.8 else "b"
+            kinds = ["play" if team == liked else "skip" for team in body["teams"]]
+        else:
+            continue
+        events = [
+            {"user_id": user, "artist": artist, "kind": kind, "request_id": rid, "position": i}
+            for i, (artist, kind) in enumerate(zip(shown, kinds, strict=True))
+        ]
+        answer = httpx.post(f"{url}/events", json={"events": events}, timeout=10)
+        assert answer.status_code == 201, answer.text
+
+
+def _start_experiments(url: str, model: Path) -> None:
+    headers = {"X-API-Key": ADMIN_KEY}
+    for name, mode, arms, population, guardrails in (
+        (AB, "ab", ("control", "candidate"), [0, 50], {"skip_rate": SKIP_GUARDRAIL}),
+        (INTERLEAVE, "interleave", ("a", "b"), [50, 100], {}),
+    ):
+        body = {
+            "name": name,
+            "mode": mode,
+            "arms": [{"name": arm, "model": str(model), "share": 50} for arm in arms],
+            "population": population,
+            "guardrails": guardrails,
+        }
+        answer = httpx.post(f"{url}/admin/experiments", json=body, headers=headers, timeout=60)
+        assert answer.status_code == 201, answer.text
+
+
+def _wait_for_guardrail(url: str, timeout: float = 30.0) -> None:
+    """Until the API's watcher has stopped the candidate arm on its skip rate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = httpx.get(
+            f"{url}/admin/experiments", headers={"X-API-Key": ADMIN_KEY}, timeout=10
+        ).json()["experiments"]
+        (ab,) = [e for e in listed if e["name"] == AB]
+        arms = {arm["name"]: arm for arm in ab["arms"]}
+        if arms["candidate"]["stopped_at"] is not None:
+            assert ab["status"] == "running" and arms["control"]["stopped_at"] is None, ab
+            return
+        time.sleep(0.5)
+    pytest.fail("the candidate arm's skip-rate guardrail did not stop it")
+
+
+@pytest.fixture(scope="session")
+def online_api(ui_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnlineApi]:
+    """A real ``musicrec serve`` with a SQLite event store and an admin key, running an A/B
+    experiment (one arm stopped by its guardrail) and an interleaved one, with outcomes."""
+    work = tmp_path_factory.mktemp("ui-online")
+    events_url = f"sqlite:///{work / 'events.db'}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [musicrec_executable(), "serve", "--model", str(ui_model), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--index", "exact", "--log-level", "warning"]
+    env = clean_env(
+        MUSICREC_EVENTS_URL=events_url,
+        MUSICREC_ADMIN_API_KEY=ADMIN_KEY,
+        MUSICREC_WATCH_INTERVAL_S="1",
+        # The UI asks for the same lists again and again: no exposure cool-down here.
+        MUSICREC_COOLDOWN_SHOWS="0",
+    )
+    with running(command, f"{url}/ready", work / "serve.log", env, SERVER_START_TIMEOUT_S):
+        _start_experiments(url, ui_model)
+        _seed_outcomes(url, random.Random(7))
+        _wait_for_guardrail(url)
+        yield OnlineApi(url, events_url, ADMIN_KEY)

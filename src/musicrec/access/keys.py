@@ -205,14 +205,17 @@ def revoke_key(path: str | Path, name_or_id: str) -> ApiKey:
         return keys[at]
 
 
-def client_key(explicit: str | None = None) -> str | None:
+def client_key(
+    explicit: str | None = None, env: str = CLIENT_KEY_ENV, file_env: str = CLIENT_KEY_FILE_ENV
+) -> str | None:
     """A client's key: ``explicit``, else ``$MUSICREC_API_KEY``, else the file named by
-    ``$MUSICREC_API_KEY_FILE`` (a mounted secret); ``None`` for an open API."""
+    ``$MUSICREC_API_KEY_FILE`` (a mounted secret); ``None`` for an open API. ``env`` and
+    ``file_env`` name other variables for a second key (the web UI's admin key)."""
     if explicit:
         return explicit.strip()
-    if os.environ.get(CLIENT_KEY_ENV, "").strip():
-        return os.environ[CLIENT_KEY_ENV].strip()
-    path = os.environ.get(CLIENT_KEY_FILE_ENV, "").strip()
+    if os.environ.get(env, "").strip():
+        return os.environ[env].strip()
+    path = os.environ.get(file_env, "").strip()
     if not path:
         return None
     try:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from musicrec.ui.client import ApiError
 from musicrec.ui.components import get_client
+from musicrec.ui.listener import listener_picker
 
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
@@ -21,6 +22,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("for_you.py", "For You", "💿"),
     ("explore.py", "Explore", "🔭"),
     ("about.py", "About the model", "📊"),
+    ("experiments.py", "Experiments", "🧪"),
 )
 
 
@@ -51,6 +53,7 @@ def main() -> None:
     ]
     navigation = st.navigation(pages)
     sidebar_status()
+    listener_picker()
     navigation.run()
 
 

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from musicrec.access.keys import CLIENT_KEY_ENV, CLIENT_KEY_FILE_ENV, client_key
+from musicrec.api.events_schemas import EventsAccepted
 from musicrec.api.schemas import (
     ArtistSearchResponse,
     ChartsResponse,
@@ -27,10 +29,13 @@ from musicrec.api.schemas import (
     MoodsResponse,
     RecommendResponse,
     SimilarResponse,
+    UserSampleResponse,
 )
 
 API_URL_ENV = "MUSICREC_API_URL"
 API_TIMEOUT_ENV = "MUSICREC_API_TIMEOUT"
+ADMIN_KEY_ENV = "MUSICREC_UI_ADMIN_KEY"  # the Experiments page's key (admin scope)
+ADMIN_KEY_FILE_ENV = "MUSICREC_UI_ADMIN_KEY_FILE"  # or a file holding it (a mounted secret)
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 8.0
 CONNECT_TIMEOUT_S = 2.0
@@ -73,6 +78,37 @@ class ArtistMap(BaseModel):
     points: list[MapPoint]
     explained_variance: list[float] = []
     model_version: str = ""
+
+
+class ExperimentList(BaseModel):
+    """``GET /admin/experiments``: every experiment, oldest first (``Experiment.to_dict``)."""
+
+    experiments: list[dict[str, Any]]
+
+
+class ExperimentReport(BaseModel):
+    """``GET /admin/experiments/{name}/report``: what ``musicrec online report --json``
+    prints; kept as the API sends it (:mod:`musicrec.ui.readouts` reads it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    experiment: dict[str, Any]
+    arms: dict[str, dict[str, Any]] = {}
+    winner: str | None = None
+
+
+def admin_key_from_env() -> str | None:
+    """The UI's admin key: ``$MUSICREC_UI_ADMIN_KEY`` or the file named by
+    ``$MUSICREC_UI_ADMIN_KEY_FILE``; ``None`` when neither is set."""
+    return client_key(env=ADMIN_KEY_ENV, file_env=ADMIN_KEY_FILE_ENV)
+
+
+def _key_hint(path: str) -> str:
+    """Which key a refused request needs, and how the UI is given one."""
+    if path.startswith("/admin"):
+        return f"a key with the admin scope: ${ADMIN_KEY_ENV} or ${ADMIN_KEY_FILE_ENV}"
+    scope = "events" if path.startswith("/events") else "read"
+    return f"a key with the {scope} scope: ${CLIENT_KEY_ENV} or ${CLIENT_KEY_FILE_ENV}"
 
 
 def api_url_from_env() -> str:
@@ -185,8 +221,7 @@ class ApiClient:
             if status in (401, 403):
                 raise ApiUnavailable(
                     f"The recommendation service refused the UI's API key ({detail}). "
-                    f"Give the UI a key with the read scope: ${CLIENT_KEY_ENV} or "
-                    f"${CLIENT_KEY_FILE_ENV}.",
+                    f"Give the UI {_key_hint(path)}.",
                     status=status,
                 )
             if status == 429:
@@ -290,3 +325,42 @@ class ApiClient:
     def artist_map(self, limit: int = 300) -> ArtistMap:
         """A 2-D map of the most listened artists' embeddings."""
         return self._get("/artists/map", ArtistMap, limit=limit)
+
+    def users(self, limit: int = 50) -> UserSampleResponse:
+        """A deterministic sample of listener ids the model knows."""
+        return self._get("/users", UserSampleResponse, limit=limit)
+
+    def for_listener(
+        self, user_id: str, k: int = 10, mood: str | None = None, **dials: Any
+    ) -> RecommendResponse:
+        """A known listener's list (their stored events folded in, their bans left out),
+        along ``mood`` when given, shaped by the list ``dials``."""
+        path = f"/users/{quote(user_id, safe='')}/recommendations"
+        return self._get(path, RecommendResponse, k=k, mood=mood, **dials)
+
+    def ban(
+        self,
+        user_id: str,
+        artist: str,
+        until: int,
+        request_id: str | None = None,
+        position: int | None = None,
+    ) -> EventsAccepted:
+        """``POST /events``: ``user_id`` bans ``artist`` until ``until`` (epoch seconds);
+        ``request_id`` and ``position`` name the shown list and place it answers."""
+        event: dict[str, Any] = {"user_id": user_id, "artist": artist, "kind": "ban"}
+        event["until"] = int(until)
+        if request_id:
+            event["request_id"] = request_id
+            if position is not None:
+                event["position"] = int(position)
+        return self._post("/events", EventsAccepted, {"events": [event]})
+
+    def experiments(self) -> ExperimentList:
+        """``GET /admin/experiments`` (admin key): every experiment with its arms and state."""
+        return self._get("/admin/experiments", ExperimentList)
+
+    def experiment_report(self, name: str, resamples: int = 1000) -> ExperimentReport:
+        """``GET /admin/experiments/{name}/report`` (admin key): the readout with intervals."""
+        path = f"/admin/experiments/{quote(name, safe='')}/report"
+        return self._get(path, ExperimentReport, resamples=resamples)

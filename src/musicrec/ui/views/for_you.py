@@ -14,6 +14,7 @@ from musicrec.ui.components import (
     show_api_error,
 )
 from musicrec.ui.dials import dial_controls
+from musicrec.ui.listener import current_listener, listener_cards, listener_list
 
 FAVOURITES = "favourites"
 MAX_FAVOURITES = 20
@@ -26,10 +27,35 @@ def _add(name: str) -> None:
         st.session_state[FAVOURITES] = [*chosen, name]
 
 
+def render_listener(listener: str) -> None:
+    """A known listener's own list, with "Hide for a month" on every artist."""
+    st.caption(
+        f"What the model recommends to listener {listener}, from everything they played; "
+        "artists they played or hid are left out. Choose *nobody* under *Listening as* to "
+        "start from a few favourite artists instead."
+    )
+    client = get_client()
+    k = st.slider("How many artists", min_value=3, max_value=48, value=12, step=3, key="for_you_k")
+    dials = dial_controls("for_you")
+    try:
+        result = listener_list(client, "for_you", listener, k, None, dials)
+    except ApiError as err:
+        show_api_error(err, retry_key="retry_for_you")
+    st.subheader(f"Recommended for {listener}")
+    listener_cards(client, "for_you", listener, result, "Nothing left to recommend.")
+
+
 def render() -> None:
     """The For You page."""
     st.title("💿 For You")
-    st.caption("Tell us a few artists you love; the model finds what you are missing.")
+    listener = current_listener()
+    if listener:
+        render_listener(listener)
+        return
+    st.caption(
+        "Tell us a few artists you love; the model finds what you are missing. (Pick a "
+        "listener under *Listening as* to see their own list and hide artists for a month.)"
+    )
     client = get_client()
     query = st.text_input(
         "Search the catalogue", key="artist_search", placeholder="Type part of a name, e.g. radio"

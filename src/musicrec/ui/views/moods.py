@@ -8,6 +8,7 @@ from musicrec.api.schemas import MoodInfo
 from musicrec.ui.client import ApiError
 from musicrec.ui.components import get_client, recommendation_cards, show_api_error
 from musicrec.ui.dials import dial_controls
+from musicrec.ui.listener import current_listener, listener_cards, listener_list
 
 MOODS_PER_ROW = 6
 MOOD_STATE = "mood"
@@ -67,11 +68,23 @@ def render() -> None:
     if built_from:
         st.caption("Built from " + " · ".join(built_from))
     dials = dial_controls("mood")
+    listener = current_listener()
+    empty = "No artists for this mood on this model."
     try:
-        result = client.recommend_mood(mood.name, k=k, **dials)
+        if listener:
+            result = listener_list(client, "mood", listener, k, mood.name, dials)
+        else:
+            result = client.recommend_mood(mood.name, k=k, **dials)
     except ApiError as err:
         show_api_error(err, retry_key="retry_mood")
-    recommendation_cards(result.recommendations, empty="No artists for this mood on this model.")
+    if listener:
+        st.caption(
+            f"For listener {listener}: the mood blended with their taste; artists they "
+            "played or hid are left out."
+        )
+        listener_cards(client, "mood", listener, result, empty)
+    else:
+        recommendation_cards(result.recommendations, empty=empty)
 
 
 if __name__ == "__main__":
