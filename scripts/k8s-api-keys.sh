@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 umask 077
 keys="$work/api-keys.json"
 admin="$("$musicrec" keys create --name admin --scope admin,read,events --keys-file "$keys")"
-ui="$("$musicrec" keys create --name ui --scope read --keys-file "$keys")"
+ui="$("$musicrec" keys create --name ui --scope read,events --keys-file "$keys")"
 
 kubectl -n "$namespace" create secret generic musicrec-api-keys \
     --from-file=api-keys.json="$keys" --dry-run=client -o yaml | kubectl apply -f -
