@@ -125,7 +125,21 @@ def sample_list(
     before = np.concatenate(([0.0], np.cumsum(weights[order])[:-1]))
     step = weights[order] / np.maximum(weights.sum() - before, weights[order])
     marginal = position_marginals(log_w, order, rng, marginal_samples)
+    # The estimate can miss a shown artist in every sampled prefix (a dominant artist shown
+    # low); the probability of the exact prefix drawn, then this artist, is a true lower
+    # bound of its marginal, so the logged propensity is never zero.
+    floor = np.maximum(np.cumprod(step), np.finfo(np.float64).tiny)
+    marginal = np.clip(np.maximum(marginal, floor), None, 1.0)
     return Exploration(order=order, step=step, marginal=marginal)
+
+
+def sampling_scores(scores: np.ndarray) -> np.ndarray:
+    """What a served list is sampled by: its scores when they fall along the list (the list is
+    the model's ranking), else minus the position (a rule re-ranked it: its order stands)."""
+    values = np.asarray(scores, dtype=np.float64)
+    if np.isfinite(values).all() and (np.diff(values) <= 0).all():
+        return values
+    return -np.arange(len(values), dtype=np.float64)
 
 
 def _weights(propensities: np.ndarray, target: np.ndarray) -> np.ndarray:
