@@ -16,7 +16,7 @@ from musicrec.config import TrainConfig
 from musicrec.events.impressions import read_impressions
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
-from musicrec.online.serving import exploration_depth
+from musicrec.online.explore import exploration_depth
 from musicrec.pipeline.train import train
 from musicrec.serving.recommender import Recommender
 

@@ -11,13 +11,14 @@ from scipy import stats
 from musicrec.online.explore import (
     effective_sample_size,
     log_weights,
+    exploration_depth,
     position_marginals,
     sample_list,
     sampling_scores,
     snips,
     snips_by_listener,
 )
-from musicrec.online.serving import exploration_depth, explore
+from musicrec.online.serving import explore
 from musicrec.serving.catalogue import Rec
 
 

@@ -35,6 +35,16 @@ import pandas as pd
 
 MIN_LOG_WEIGHT = -600.0  # exp() stays a positive float64: every candidate keeps a chance
 MARGINAL_SAMPLES = 256  # see benchmarks/bench_exploration.py for the error at each size
+# A list of k explores among its arm's best max(5 k, 50) listable artists: deep enough that a
+# temperature of 1 reaches past the top k, shallow enough to stay among plausible artists.
+# Only artists in that pool can ever be logged: the support a replayed model needs.
+DEPTH_FACTOR = 5
+MIN_DEPTH = 50
+
+
+def exploration_depth(k: int) -> int:
+    """How many of an arm's best listable artists an exploring list of ``k`` samples from."""
+    return max(DEPTH_FACTOR * int(k), MIN_DEPTH)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from musicrec.events.impressions import Impression, ImpressionWriter
 from musicrec.events.outcomes import REQUEST_ID
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Experiment, ExperimentStore
-from musicrec.online.explore import sample_list, sampling_scores
+from musicrec.online.explore import exploration_depth, sample_list, sampling_scores
 from musicrec.online.guardrails import ArmObservation, Breach, enforce_guardrails
 from musicrec.online.interleave import team_draft
 from musicrec.online.metrics import ExperimentMetrics
@@ -57,11 +57,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(REQUEST_ID)  # fits the impression log
 LATENCY_WINDOW = 10_000  # recent list latencies per arm behind the p99 guardrail
 REMEMBERED_REQUESTS = 100_000  # recent experiment requests, to credit outcomes per arm
-# An exploring arm samples its k from its best max(5 k, 50) listable artists: deep enough that
-# a temperature of 1 reaches past the top k, shallow enough to stay among plausible artists.
-EXPLORE_DEPTH_FACTOR = 5
-EXPLORE_MIN_DEPTH = 50
-
 Make = Callable[[Recommender, int], list[Rec]]  # model, n -> its list of n under the rules
 
 
@@ -75,11 +70,6 @@ def request_id(supplied: str | None) -> str:
 def request_seed(rid: str) -> int:
     """A random seed from a request id: a sampled list is reproducible from its log."""
     return int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "big")
-
-
-def exploration_depth(k: int) -> int:
-    """How many of an arm's best listable artists an exploring list of ``k`` samples from."""
-    return max(EXPLORE_DEPTH_FACTOR * k, EXPLORE_MIN_DEPTH)
 
 
 def explore(
