@@ -10,8 +10,8 @@ from scipy import stats
 
 from musicrec.online.explore import (
     effective_sample_size,
-    log_weights,
     exploration_depth,
+    log_weights,
     position_marginals,
     sample_list,
     sampling_scores,
