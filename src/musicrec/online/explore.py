@@ -13,8 +13,9 @@ Three propensities come with every sampled list:
 - ``marginal[i]``: the probability that this artist is shown at position ``i`` at all,
   whatever is above it. This is what item-position inverse propensity scoring needs. It is
   exact at position 0 and, below, a Rao-Blackwellised Monte-Carlo estimate: the average over
-  sampled prefixes of the exact probability of picking the artist next, which is never zero
-  for a shown artist (so its inverse is finite) and has far less variance than counting.
+  sampled prefixes of the exact probability of picking the artist next, which has far less
+  variance than counting; floored at the probability of the exact prefix drawn followed by the
+  artist (a true lower bound), so it is never zero for a shown artist and its inverse is finite.
 
 :func:`snips` is the self-normalised inverse propensity estimate of a target model's
 listen-through from logged impressions: each logged (position, artist, reward) is weighted by
