@@ -23,7 +23,7 @@ from musicrec.api.settings import Settings
 from musicrec.cli import app as cli_app
 from musicrec.data.dataset import Dataset
 from musicrec.errors import DataError, ExperimentError, TrafficError, UnknownExperimentError
-from musicrec.events.impressions import impressions_of, write_impressions
+from musicrec.events.impressions import impressions_of, read_impressions, write_impressions
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.online.arms import parse_arms, start_experiment
@@ -287,6 +287,24 @@ def test_simulator_in_process(synth_model: Path, synth_dataset: Path, tmp_path: 
     assert stored["by_kind"].get("skip", 0) == tally.skips
     truth = held_out(Dataset.load(synth_dataset))
     assert len(truth) >= 25
+
+
+def test_held_events_leave_every_list_of_a_listener_on_the_same_state(
+    synth_model: Path, synth_dataset: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ev.db'}"
+    settings = Settings(_env_file=None, model=str(synth_model), events_url=url, cooldown_shows=0)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        summary = simulate(
+            client, Dataset.load(synth_dataset), 12, seed=4, lists_per_listener=3, hold_events=True
+        )
+    assert (summary.requests, summary.errors) == (36, 0)
+    tally = summary.arms["-"]
+    assert summary.events_posted == tally.plays + tally.skips > 0
+    shown = read_impressions(EventStore(url))
+    lists = shown.groupby(["listener", "request_id"])["artist"].apply(tuple)
+    per_listener = lists.groupby(level="listener").nunique()
+    assert len(per_listener) == 12 and (per_listener == 1).all()  # nothing folded in between
 
 
 def _free_port() -> int:

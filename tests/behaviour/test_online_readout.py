@@ -185,6 +185,7 @@ def test_replay_through_the_cli_equals_the_estimator(tmp_path: Path, synth_model
     assert result["value"] == pytest.approx(direct.value) and result["impressions"] == 200
     assert result["listeners_unknown"] == 0 and 0 < result["matched"] < 200
     assert result["low"] <= result["value"] <= result["high"]
+    assert result["support"] == 1.0  # the target is the logging arm's own model
     code, out = cli("online", "replay", "exp", "--model", "/nowhere", url=url)
     assert code == 1 and out.count("\n") == 1 and "does not load" in out
     ExperimentStore(store).stop("exp", "replayed")

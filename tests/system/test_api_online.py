@@ -21,6 +21,7 @@ from musicrec.config import TrainConfig
 from musicrec.events.impressions import read_impressions
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
+from musicrec.online.explore import exploration_depth
 from musicrec.pipeline.train import train
 from musicrec.serving.recommender import Recommender
 
@@ -131,6 +132,45 @@ def test_ab_arms_serve_their_listeners_and_stop(
     shown = read_impressions(EventStore(events_url), experiment="ab1")
     assert set(shown["arm"]) == {"control", "worse"}
     assert len(shown) == K * sum(seen.values())
+    assert shown["propensity"].isna().all()  # no temperature: deterministic, no propensity
+
+
+def test_exploring_arms_sample_from_their_top_candidates_and_log_propensities(
+    champion: Path, worse: Path, events_url: str
+) -> None:
+    app = app_for(champion, events_url)
+    models = {"control": Recommender.load(champion), "worse": Recommender.load(worse)}
+    arms = Arm("control", str(champion), 50), Arm("worse", str(worse), 50)
+    start(events_url, "ex", "ab", *arms, temperature=1.0)
+    depth = exploration_depth(K)
+    with TestClient(app) as client:
+        bodies = [
+            client.get(f"/users/{user}/recommendations", params={"k": K}).json()
+            for user in users_of(client)
+        ]
+        rid = bodies[0]["request_id"]
+        again = client.get(
+            f"/users/{bodies[0]['user_id']}/recommendations",
+            params={"k": K},
+            headers={"X-Request-ID": rid},
+        ).json()
+    moved = 0
+    for body in bodies:
+        artists = [r["artist"] for r in body["recommendations"]]
+        assert body["experiment"] == "ex" and len(artists) == len(set(artists)) == K
+        model = models[body["arm"]]
+        top = [r.artist for r in model.recommend_user(body["user_id"], depth)]
+        assert set(artists) <= set(top)
+        moved += artists != top[:K]
+    assert moved > len(bodies) / 2  # the lists explore
+    assert again["recommendations"] == bodies[0]["recommendations"]  # seeded by the request id
+    shown = read_impressions(EventStore(events_url), experiment="ex")
+    assert len(shown) == K * (len(bodies) + 1)
+    assert ((shown["propensity"] > 0) & (shown["propensity"] <= 1)).all()
+    logged = shown[shown["request_id"] == rid]  # asked twice: the same rows twice
+    assert logged["position"].tolist() == list(range(K)) * 2
+    assert logged["artist"].tolist() == [r["artist"] for r in bodies[0]["recommendations"]] * 2
+    assert logged["propensity"].tolist()[:K] == logged["propensity"].tolist()[K:]
 
 
 def test_interleave_merges_two_arms_and_credits_each_position(

@@ -10,12 +10,16 @@ from scipy import stats
 
 from musicrec.online.explore import (
     effective_sample_size,
+    exploration_depth,
     log_weights,
     position_marginals,
     sample_list,
+    sampling_scores,
     snips,
     snips_by_listener,
 )
+from musicrec.online.serving import explore
+from musicrec.serving.catalogue import Rec
 
 
 def exact_lists(scores: np.ndarray, k: int, temperature: float) -> dict[tuple[int, ...], float]:
@@ -131,3 +135,47 @@ def test_snips_recovers_three_targets_listen_through_and_their_order() -> None:
         ratio = per_listener["numerator"].sum() / per_listener["denominator"].sum()
         assert ratio == pytest.approx(estimates[name])
     assert sorted(estimates, key=estimates.get) == sorted(truth, key=truth.get)
+
+
+def test_a_dominant_artist_shown_low_keeps_a_positive_propensity() -> None:
+    """Few sampled prefixes nearly always hold the dominant artist: its estimate alone would be
+    zero; the exact prefix's probability bounds it from below."""
+    rng = np.random.default_rng(8)
+    scores = np.array([100.0] + [0.0] * 49)
+    shown_low = 0
+    for _ in range(400):
+        sample = sample_list(scores, 5, 1.0, rng, marginal_samples=8)
+        assert ((sample.marginal > 0) & (sample.marginal <= 1)).all()
+        assert (sample.marginal >= np.cumprod(sample.step) * (1 - 1e-12)).all()
+        shown_low += int(sample.order[0] != 0 and 0 in sample.order)
+    assert shown_low > 0  # the case happened
+
+
+def test_sampling_scores_follow_the_list_when_a_rule_reordered_it() -> None:
+    ranked = np.array([3.0, 2.0, 2.0, 0.5])
+    assert sampling_scores(ranked).tolist() == ranked.tolist()
+    reordered = np.array([3.0, 0.5, 2.0])  # e.g. discovery or diversity moved an artist up
+    assert sampling_scores(reordered).tolist() == [0.0, -1.0, -2.0]
+
+
+def recs_of(scores: list[float]) -> list[Rec]:
+    return [Rec(i, f"artist {i}", s, 1, 1, None, ()) for i, s in enumerate(scores)]
+
+
+def test_served_exploration_is_k_distinct_candidates_reproducible_from_the_request_id() -> None:
+    candidates = recs_of(list(np.linspace(2.0, -1.0, exploration_depth(10))))
+    assert exploration_depth(10) == 50 and exploration_depth(20) == 100
+    lists = {}
+    for i in range(200):
+        recs, propensities = explore(candidates, 10, 1.0, f"req-{i}")
+        artists = [r.artist for r in recs]
+        assert len(artists) == len(set(artists)) == 10
+        assert all(r in candidates for r in recs)
+        assert len(propensities) == 10 and all(0 < p <= 1 for p in propensities)
+        again, again_p = explore(candidates, 10, 1.0, f"req-{i}")
+        assert again == recs and again_p == propensities
+        lists[tuple(artists)] = propensities
+    assert len(lists) > 150  # different requests, different lists
+    short, p = explore(candidates[:4], 10, 1.0, "few")
+    assert len(short) == 4 and len(p) == 4  # fewer candidates than k: all of them
+    assert explore([], 10, 1.0, "none") == ([], ())

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musicrec.online.explore import sample_list
-from musicrec.online.replay import deterministic_target, replay_estimate
+from musicrec.online.experiments import Arm, ExperimentSpec
+from musicrec.online.explore import exploration_depth, sample_list
+from musicrec.online.replay import deterministic_target, logging_support, replay_estimate
 
 
 def logs(listeners, positions, artists, propensities, rewards) -> pd.DataFrame:
@@ -94,3 +95,25 @@ def test_off_policy_estimate_matches_the_true_rate_of_a_position_based_click_mod
         assert found.low < truth < found.high, name
         estimates[name] = found.value
     assert estimates["best"] > estimates["middling"]
+
+
+def test_support_is_the_share_of_target_artists_inside_each_arms_candidates() -> None:
+    spec = ExperimentSpec("e", (Arm("a", "model-a", 50), Arm("b", "model-b", 50)))
+    frame = logs(["u1", "u1", "u2"], [0, 1, 0], ["A", "B", "C"], [0.5] * 3, [0] * 3)
+    frame = frame.assign(arm=["a", "a", "b"])
+    pools = {"model-a": {"u1": [f"a{i}" for i in range(49)] + ["T1"]},
+             "model-b": {"u2": ["t3"]}}  # fmt: skip
+    seen_depths = []
+
+    def ranker_of(model: str):  # type: ignore[no-untyped-def]
+        def rank(listener: str, depth: int):  # type: ignore[no-untyped-def]
+            seen_depths.append(depth)
+            return pools[model].get(listener)
+
+        return rank
+
+    lists = {"u1": ["t1", "X"], "u2": ["T3", "Y", "Z"]}
+    support = logging_support(frame, spec, lists, ranker_of)  # type: ignore[arg-type]
+    assert support == pytest.approx(2 / 5)  # T1 (case folded) and T3 inside; X, Y, Z not
+    assert seen_depths == [exploration_depth(2), exploration_depth(1)]
+    assert np.isnan(logging_support(frame.iloc[0:0], spec, lists, ranker_of))  # type: ignore[arg-type]

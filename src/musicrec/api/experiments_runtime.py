@@ -14,7 +14,7 @@ and stopped experiments and enforces guardrails; :func:`stop` commits queued imp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -29,8 +29,13 @@ from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
 from musicrec.events.writer import Appended
 from musicrec.online.metrics import ExperimentMetrics
-from musicrec.online.serving import REQUEST_ID_HEADER, ExperimentRuntime, Served, request_id
-from musicrec.serving.recommender import Rec, Recommender
+from musicrec.online.serving import (
+    REQUEST_ID_HEADER,
+    ExperimentRuntime,
+    Make,
+    Served,
+    request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +91,15 @@ def _online(request: Request) -> ExperimentRuntime | None:
     return online
 
 
-def serve(
-    request: Request, listener: str, k: int, make: Callable[[Recommender], list[Rec]]
-) -> Served:
-    """``make``'s list for ``listener`` from the model their experiment gives them."""
+def serve(request: Request, listener: str, k: int, make: Make) -> Served:
+    """``make``'s list of ``k`` for ``listener`` from the model their experiment gives them
+    (``make(model, n)``: that model's list of ``n`` under the request's rules; an exploring
+    arm asks for more and samples ``k`` of them)."""
     champion, _ = runtime(request)
     rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     online = _online(request)
     if online is None:
-        return Served(rid, make(champion), champion.version)
+        return Served(rid, make(champion, k), champion.version)
     return online.serve(rid, listener, champion, make, k)
 
 

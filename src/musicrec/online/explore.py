@@ -13,8 +13,9 @@ Three propensities come with every sampled list:
 - ``marginal[i]``: the probability that this artist is shown at position ``i`` at all,
   whatever is above it. This is what item-position inverse propensity scoring needs. It is
   exact at position 0 and, below, a Rao-Blackwellised Monte-Carlo estimate: the average over
-  sampled prefixes of the exact probability of picking the artist next, which is never zero
-  for a shown artist (so its inverse is finite) and has far less variance than counting.
+  sampled prefixes of the exact probability of picking the artist next, which has far less
+  variance than counting; floored at the probability of the exact prefix drawn followed by the
+  artist (a true lower bound), so it is never zero for a shown artist and its inverse is finite.
 
 :func:`snips` is the self-normalised inverse propensity estimate of a target model's
 listen-through from logged impressions: each logged (position, artist, reward) is weighted by
@@ -35,6 +36,16 @@ import pandas as pd
 
 MIN_LOG_WEIGHT = -600.0  # exp() stays a positive float64: every candidate keeps a chance
 MARGINAL_SAMPLES = 256  # see benchmarks/bench_exploration.py for the error at each size
+# A list of k explores among its arm's best max(5 k, 50) listable artists: deep enough that a
+# temperature of 1 reaches past the top k, shallow enough to stay among plausible artists.
+# Only artists in that pool can ever be logged: the support a replayed model needs.
+DEPTH_FACTOR = 5
+MIN_DEPTH = 50
+
+
+def exploration_depth(k: int) -> int:
+    """How many of an arm's best listable artists an exploring list of ``k`` samples from."""
+    return max(DEPTH_FACTOR * int(k), MIN_DEPTH)
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,21 @@ def sample_list(
     before = np.concatenate(([0.0], np.cumsum(weights[order])[:-1]))
     step = weights[order] / np.maximum(weights.sum() - before, weights[order])
     marginal = position_marginals(log_w, order, rng, marginal_samples)
+    # The estimate can miss a shown artist in every sampled prefix (a dominant artist shown
+    # low); the probability of the exact prefix drawn, then this artist, is a true lower
+    # bound of its marginal, so the logged propensity is never zero.
+    floor = np.maximum(np.cumprod(step), np.finfo(np.float64).tiny)
+    marginal = np.clip(np.maximum(marginal, floor), None, 1.0)
     return Exploration(order=order, step=step, marginal=marginal)
+
+
+def sampling_scores(scores: np.ndarray) -> np.ndarray:
+    """What a served list is sampled by: its scores when they fall along the list (the list is
+    the model's ranking), else minus the position (a rule re-ranked it: its order stands)."""
+    values = np.asarray(scores, dtype=np.float64)
+    if np.isfinite(values).all() and (np.diff(values) <= 0).all():
+        return values
+    return -np.arange(len(values), dtype=np.float64)
 
 
 def _weights(propensities: np.ndarray, target: np.ndarray) -> np.ndarray:

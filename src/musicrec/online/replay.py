@@ -10,13 +10,22 @@ its impressions at positions below ``k`` that would be listened to. Its interval
 bootstrap over listeners of that ratio (:mod:`musicrec.stats`); the effective sample size
 (Kish) says how many logged impressions the estimate really rests on.
 
+Inverse propensity scoring can only weigh what the logging policy could show. An exploring
+arm samples from its own top :func:`~musicrec.online.explore.exploration_depth` candidates,
+so a target that lists artists outside them has positions no log can ever match, and the
+self-normalised estimate silently leaves those positions out (it is then biased, usually
+upward: what the logging model ranks high is what listeners play). ``support`` says how much
+of the target's lists lay inside the logging arms' candidates (their models' rankings for the
+logged listeners, without the events folded in at serving time): near 1 the estimate can be
+trusted within its interval, well below 1 it cannot.
+
 The model is loaded in one place, :func:`model_ranker`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +36,12 @@ from musicrec.errors import ExperimentError, MusicrecError, NotFoundError
 from musicrec.events.outcomes import ATTRIBUTION_WINDOW_S, artist_key
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Experiment
-from musicrec.online.explore import effective_sample_size, snips, snips_by_listener
+from musicrec.online.explore import (
+    effective_sample_size,
+    exploration_depth,
+    snips,
+    snips_by_listener,
+)
 from musicrec.online.readout import impression_rewards
 
 Ranker = Callable[[str, int], Sequence[str] | None]  # listener, k -> artists (None: unknown)
@@ -46,6 +60,7 @@ class ReplayEstimate:
     effective_size: float  # Kish's effective number of impressions
     listeners: int
     listeners_unknown: int  # listeners the target could not rank (weight 0)
+    support: float = float("nan")  # share of the target's listed artists the logging could show
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {
@@ -150,6 +165,37 @@ def model_ranker(model: str) -> Ranker:
     return rank
 
 
+def logging_support(
+    logs: pd.DataFrame,
+    experiment: Experiment,
+    lists: Mapping[str, Sequence[str]],
+    ranker_of: Callable[[str], Ranker] = model_ranker,
+) -> float:
+    """Share of the target's listed artists (``lists``) that were among the candidates their
+    listener's logging arm explored from; NaN when no arm's candidates are known.
+
+    ``logs``: every logged impression with a propensity (all positions: a list's length sets
+    the depth its arm sampled from); ``ranker_of`` loads an arm's model.
+    """
+    inside = total = 0
+    for arm in experiment.arms:
+        rows = logs[logs["arm"] == arm.name]
+        if rows.empty:
+            continue
+        depth = exploration_depth(int(rows["position"].max()) + 1)
+        rank = ranker_of(arm.model)
+        for listener in pd.unique(rows["listener"].to_numpy(dtype=object)):
+            target = lists.get(listener)
+            candidates = rank(str(listener), depth)
+            if not target or candidates is None:
+                continue
+            pool = set(artist_key(pd.Series(list(candidates), dtype=object)))
+            keys = artist_key(pd.Series(list(target), dtype=object))
+            inside += int(keys.isin(pool).sum())
+            total += len(keys)
+    return inside / total if total else float("nan")
+
+
 def replay(
     store: EventStore,
     experiment: Experiment,
@@ -158,11 +204,14 @@ def replay(
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
     window_s: float = ATTRIBUTION_WINDOW_S,
+    ranker_of: Callable[[str], Ranker] = model_ranker,
 ) -> ReplayEstimate:
     """Replay ``ranker`` over ``experiment`` 's logged exploration (impressions with a
-    propensity, positions below ``k``)."""
-    logs = impression_rewards(store, experiment, k, window_s)
-    logs = logs[logs["propensity"].notna()].reset_index(drop=True)
+    propensity, positions below ``k``), with the target's support in the logging arms'
+    candidates (their models loaded by ``ranker_of``)."""
+    logged = impression_rewards(store, experiment, None, window_s)
+    logged = logged[logged["propensity"].notna()].reset_index(drop=True)
+    logs = logged if k is None else logged[logged["position"] < k].reset_index(drop=True)
     if logs.empty:
         raise ExperimentError(
             f"experiment {experiment.name!r} logged no propensities: start it with "
@@ -178,4 +227,5 @@ def replay(
         else:
             lists[listener] = ranked
     target = deterministic_target(logs, lists)
-    return replay_estimate(logs, target, n_resamples, seed, listeners_unknown=unknown)
+    estimate = replay_estimate(logs, target, n_resamples, seed, listeners_unknown=unknown)
+    return replace(estimate, support=logging_support(logged, experiment, lists, ranker_of))

@@ -7,8 +7,12 @@ artifact path or a ``models:/`` URI, once per distinct reference) and swaps the 
 with one reference assignment, as the champion is swapped; requests in flight finish on the
 set they started with. A stopped experiment (or arm) drops out at the next refresh.
 
-A request asks :meth:`ExperimentRuntime.serve` for its list. A listener covered by a running
-experiment (:mod:`musicrec.online.assign`) gets, in ``ab`` mode, their arm's answer; in
+A request asks :meth:`ExperimentRuntime.serve` for its list, handing it ``make(model, n)``:
+that model's list of ``n`` under the request's rules. A listener covered by a running
+experiment (:mod:`musicrec.online.assign`) gets, in ``ab`` mode, their arm's answer (when the
+experiment explores, ``k`` artists sampled Plackett-Luce style from the arm's top
+:func:`exploration_depth` listable artists, seeded from the request id, each with its
+propensity, see :mod:`musicrec.online.explore`); in
 ``interleave`` mode both arms' answers merged by team draft (:mod:`musicrec.online.interleave`,
 seeded from the request id, so a list is reproducible), each position credited to the arm
 that contributed it. A listener of a stopped arm, of an arm whose model did not load, or
@@ -41,6 +45,7 @@ from musicrec.events.impressions import Impression, ImpressionWriter
 from musicrec.events.outcomes import REQUEST_ID
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Experiment, ExperimentStore
+from musicrec.online.explore import exploration_depth, sample_list, sampling_scores
 from musicrec.online.guardrails import ArmObservation, Breach, enforce_guardrails
 from musicrec.online.interleave import team_draft
 from musicrec.online.metrics import ExperimentMetrics
@@ -52,6 +57,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(REQUEST_ID)  # fits the impression log
 LATENCY_WINDOW = 10_000  # recent list latencies per arm behind the p99 guardrail
 REMEMBERED_REQUESTS = 100_000  # recent experiment requests, to credit outcomes per arm
+Make = Callable[[Recommender, int], list[Rec]]  # model, n -> its list of n under the rules
 
 
 def request_id(supplied: str | None) -> str:
@@ -59,6 +65,23 @@ def request_id(supplied: str | None) -> str:
     if supplied and REQUEST_ID_PATTERN.fullmatch(supplied):
         return supplied
     return uuid.uuid4().hex
+
+
+def request_seed(rid: str) -> int:
+    """A random seed from a request id: a sampled list is reproducible from its log."""
+    return int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "big")
+
+
+def explore(
+    recs: Sequence[Rec], k: int, temperature: float, rid: str
+) -> tuple[list[Rec], tuple[float, ...]]:
+    """``k`` of ``recs`` (an arm's ranked candidates) sampled Plackett-Luce at ``temperature``,
+    seeded from the request id; with each, P(that artist at that position)."""
+    if not recs:
+        return [], ()
+    scores = sampling_scores(np.array([rec.score for rec in recs], dtype=np.float64))
+    sampled = sample_list(scores, k, temperature, np.random.default_rng(request_seed(rid)))
+    return [recs[i] for i in sampled.order], tuple(float(p) for p in sampled.marginal)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,7 @@ class Served:
     arm: str | None = None  # ab mode: the listener's arm
     teams: tuple[str, ...] | None = None  # interleave mode: the arm of each position
     versions: tuple[str, ...] | None = None  # interleave mode: the model of each position
+    propensities: tuple[float, ...] | None = None  # exploring arm: P(artist at its position)
 
     def envelope(self) -> dict[str, Any]:
         """The response fields beside the list (the last ones of every list response)."""
@@ -229,21 +253,20 @@ class ExperimentRuntime:
         rid: str,
         listener: str,
         champion: Recommender,
-        make: Callable[[Recommender], list[Rec]],
+        make: Make,
         k: int,
     ) -> Served:
         """The list for ``listener``: from their arm, both arms interleaved, or the champion."""
         found = self.assignment(listener) if self.active else None
         if found is None:
-            return Served(rid, make(champion), champion.version)
+            return Served(rid, make(champion, k), champion.version)
         active, arm = found
         name = active.experiment.name
         arms = (arm,) if arm is not None else tuple(active.models)
         started = time.perf_counter()
         try:
             if arm is not None:
-                model = active.models[arm]
-                served = Served(rid, make(model), model.version, name, arm)
+                served = self._arm(rid, active, arm, make, k)
             else:
                 served = self._interleave(rid, active, make, k)
         except MusicrecError:  # a client error (unknown user, mood): not the arm's fault
@@ -254,17 +277,23 @@ class ExperimentRuntime:
         self._observe(name, arms, time.perf_counter() - started, served)
         return served
 
-    def _interleave(
-        self, rid: str, active: Active, make: Callable[[Recommender], list[Rec]], k: int
-    ) -> Served:
+    def _arm(self, rid: str, active: Active, arm: str, make: Make, k: int) -> Served:
+        """The arm's list: its top ``k``, or ``k`` sampled from its top candidates (explore)."""
+        model, name = active.models[arm], active.experiment.name
+        temperature = active.experiment.temperature
+        if not temperature:  # None (0 is refused at start): the deterministic list
+            return Served(rid, make(model, k), model.version, name, arm)
+        recs, propensities = explore(make(model, exploration_depth(k)), k, temperature, rid)
+        return Served(rid, recs, model.version, name, arm, propensities=propensities)
+
+    def _interleave(self, rid: str, active: Active, make: Make, k: int) -> Served:
         (first, a), (second, b) = active.models.items()
-        lists = {first: make(a), second: make(b)}
-        seed = int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "big")
+        lists = {first: make(a, k), second: make(b, k)}
         merged = team_draft(
             [r.artist for r in lists[first]],
             [r.artist for r in lists[second]],
             k,
-            np.random.default_rng(seed),
+            np.random.default_rng(request_seed(rid)),
             teams=(first, second),
         )
         by_artist = {team: {r.artist: r for r in recs} for team, recs in lists.items()}
@@ -317,6 +346,7 @@ class ExperimentRuntime:
         now = time.time()
         versions = served.versions or (served.model_version,) * len(served.recs)
         teams = served.teams or (served.arm,) * len(served.recs)
+        propensities = served.propensities or (None,) * len(served.recs)
         self.writer.write(
             [
                 Impression(
@@ -329,6 +359,7 @@ class ExperimentRuntime:
                     served.experiment,
                     teams[i],
                     now,
+                    propensities[i],
                 )
                 for i, rec in enumerate(served.recs)
             ]

@@ -9,6 +9,11 @@ they do not play; artists they never looked at get no event. The events go back 
 with the list's request id and position when the API gave one (a ``request_id`` field or an
 ``X-Request-ID`` header), else bare (attributed by the time window).
 
+A listener asking for several lists posts each list's events before asking for the next (so
+the API folds them in: later lists change), or, with ``hold_events``, asks for all its lists
+first and then posts everything: every list comes from the same listener state, which is what
+an off-policy replay of a fixed model assumes.
+
 Runs are bounded in listeners, lists per listener and seconds, and only ever target a
 loopback address.
 """
@@ -30,6 +35,7 @@ from musicrec.ops.traffic import check_target, is_loopback
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_FAILURES_IN_A_ROW = 20  # the API has gone away: stop rather than spin
+POST_CHUNK = 100  # held events per POST /events (well under its batch and body limits)
 
 
 @dataclass(frozen=True)
@@ -106,18 +112,19 @@ def _one_list(
     model: ListenerModel,
     rng: np.random.Generator,
     summary: SimulationSummary,
-) -> None:
+) -> list[dict[str, Any]]:
+    """Ask for one list and react to it: the events to post."""
     summary.requests += 1
     try:
         response = client.get(f"/users/{quote(user, safe='')}/recommendations", params={"k": k})
     except httpx.TransportError:
         summary.errors += 1
         summary.failures_in_a_row += 1
-        return
+        return []
     summary.failures_in_a_row = 0
     if response.status_code != 200:
         summary.errors += 1
-        return
+        return []
     body = response.json()
     artists = [rec["artist"] for rec in body.get("recommendations", [])]
     request_id = body.get("request_id") or response.headers.get(REQUEST_ID_HEADER)
@@ -135,16 +142,21 @@ def _one_list(
         events.append(event)
         tally.plays += kind == "play"
         tally.skips += kind == "skip"
-    if events:
-        try:
-            posted = client.post("/events", json={"events": events})
-        except httpx.TransportError:
-            summary.errors += 1
-            return
-        if posted.status_code == 201:
-            summary.events_posted += len(events)
-        else:
-            summary.errors += 1
+    return events
+
+
+def _post(client: httpx.Client, events: list[dict[str, Any]], summary: SimulationSummary) -> None:
+    if not events:
+        return
+    try:
+        posted = client.post("/events", json={"events": events})
+    except httpx.TransportError:
+        summary.errors += 1
+        return
+    if posted.status_code == 201:
+        summary.events_posted += len(events)
+    else:
+        summary.errors += 1
 
 
 def simulate(
@@ -157,8 +169,10 @@ def simulate(
     max_seconds: float = 600.0,
     model: ListenerModel | None = None,
     progress: Callable[[int], None] | None = None,
+    hold_events: bool = False,
 ) -> SimulationSummary:
-    """Play ``listeners`` test users of ``dataset`` against the API behind ``client``."""
+    """Play ``listeners`` test users of ``dataset`` against the API behind ``client``
+    (``hold_events``: post a listener's events after all its lists, see the module doc)."""
     if listeners < 1 or lists_per_listener < 1 or k < 1 or max_seconds <= 0:
         raise DataError("listeners, lists per listener, k and the time limit must be positive")
     model = model or ListenerModel()
@@ -170,16 +184,23 @@ def simulate(
     summary = SimulationSummary(url=str(client.base_url))
     started = time.monotonic()
     for n, user in enumerate(chosen, start=1):
+        held: list[dict[str, Any]] = []
         for _ in range(lists_per_listener):
             if time.monotonic() - started > max_seconds:
                 summary.stopped_early = True
                 break
-            _one_list(client, str(user), truth[str(user)], k, model, rng, summary)
+            events = _one_list(client, str(user), truth[str(user)], k, model, rng, summary)
+            if hold_events:
+                held += events
+            else:
+                _post(client, events, summary)
             if summary.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 raise TrafficError(
                     f"{summary.url} stopped answering "
                     f"({summary.failures_in_a_row} failures in a row)"
                 )
+        for i in range(0, len(held), POST_CHUNK):
+            _post(client, held[i : i + POST_CHUNK], summary)
         if summary.stopped_early:
             break
         summary.listeners = n

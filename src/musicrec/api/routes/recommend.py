@@ -52,8 +52,8 @@ async def recommend(body: RecommendRequest, request: Request) -> JSONBody:
         user_id = body.user_id
         events = listener_events(request, recommender, user_id)
         body.on(recommender)  # unknown tags and bad dials refused before any list is made
-        served = experiments_runtime.serve(request, user_id, body.k, lambda model: (
-            live.user_recommendations(model, user_id, body.k, events, dials=body.on(model))
+        served = experiments_runtime.serve(request, user_id, body.k, lambda model, n: (
+            live.user_recommendations(model, user_id, n, events, dials=body.on(model))
         ))  # fmt: skip
         recs = served.recs
         metrics.lookup("user", known=True)

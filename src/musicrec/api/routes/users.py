@@ -58,8 +58,8 @@ async def user_recommendations(
     recommender, metrics = runtime(request)
     dials.on(recommender, "query")  # unknown tags and bad dials refused before any list
     events = listener_events(request, recommender, user_id)
-    served = experiments_runtime.serve(request, user_id, k, lambda model: live.user_recommendations(
-        model, user_id, k, events, mood or None, dials.on(model, "query")
+    served = experiments_runtime.serve(request, user_id, k, lambda model, n: (
+        live.user_recommendations(model, user_id, n, events, mood or None, dials.on(model, "query"))
     ))  # fmt: skip
     recs = served.recs
     metrics.lookup("user", known=True)
