@@ -15,12 +15,14 @@ and minutes, where the counts cost one ``bincount`` per resample shared by every
 Intervals are percentile intervals. Tests: :func:`paired_t_test` (``scipy.stats.ttest_rel``),
 :func:`randomization_test` (Fisher's sign-flip test, seeded), :func:`holm` (step-down
 family-wise correction), :func:`binomial_test` and :func:`srm_chi2` (sample-ratio mismatch).
+Planning: :func:`resampled_power` (the share of experiments of ``n`` units, drawn from observed
+units, in which a test decides) and :func:`units_for_power`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -380,3 +382,67 @@ def proportion_interval(
         raise ValueError(f"successes must be in [0, trials]: {successes} of {trials}")
     found = _scipy.binomtest(int(successes), int(trials)).proportion_ci(confidence, "wilson")
     return float(found.low), float(found.high)
+
+
+@dataclass(frozen=True)
+class Power:
+    """How often a test decided over ``repeats`` resampled experiments of ``units`` units,
+    with the Wilson interval of that share and the median p-value."""
+
+    units: int
+    repeats: int
+    decided: int
+    low: float
+    high: float
+    median_p: float
+
+    @property
+    def value(self) -> float:
+        return self.decided / self.repeats if self.repeats else float("nan")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"units": self.units, "power": self.value, "low": self.low, "high": self.high,
+                "repeats": self.repeats, "median_p": self.median_p}  # fmt: skip
+
+
+def resampled_power(
+    decide: Callable[[np.ndarray], tuple[bool, float]],
+    n_units: int,
+    sizes: Sequence[int],
+    repeats: int = 500,
+    seed: int = 0,
+) -> list[Power]:
+    """Power of a test at each experiment size, estimated from ``n_units`` observed units.
+
+    For each size ``n``, ``repeats`` times: draw ``n`` of the observed units with
+    replacement (from ``default_rng([seed, n])``) and call ``decide(indices)``, which answers
+    ``(decided, p_value)``. The observed units stand for the population (a plug-in
+    estimate): every repeat reuses their outcomes, and sizes above ``n_units`` repeat units.
+    """
+    if n_units < 1 or repeats < 1:
+        raise ValueError("resampling needs at least one unit and one repeat")
+    found = []
+    for size in sizes:
+        rng = np.random.default_rng([seed, int(size)])
+        hits, p_values = 0, []
+        for _ in range(repeats):
+            decided, p = decide(rng.integers(0, n_units, int(size)))
+            hits += bool(decided)
+            p_values.append(p)
+        low, high = proportion_interval(hits, repeats)
+        found.append(Power(int(size), repeats, hits, low, high, float(np.nanmedian(p_values))))
+    return found
+
+
+def units_for_power(powers: Sequence[Power], target: float = 0.8) -> float | None:
+    """The experiment size at which the power curve first reaches ``target``, linearly
+    interpolated between the two sizes either side (``None`` when no size reaches it)."""
+    ordered = sorted(powers, key=lambda power: power.units)
+    for before, after in zip([None, *ordered], ordered, strict=False):
+        if after.value < target:
+            continue
+        if before is None or after.value == before.value:
+            return float(after.units)
+        share = (target - before.value) / (after.value - before.value)
+        return before.units + share * (after.units - before.units)
+    return None

@@ -30,6 +30,10 @@ def test_interleaving_names_the_better_model_and_aa_arms_are_served(lastfm2k_dir
             "100",
             "--resamples",
             "200",
+            "--repeats",
+            "50",
+            "--aa-resampled",
+            "100",
         ],
         capture_output=True,
         text=True,
@@ -43,5 +47,8 @@ def test_interleaving_names_the_better_model_and_aa_arms_are_served(lastfm2k_dir
     assert interleave["winner"] == "default" and interleave["p_value"] < 0.05
     assert interleave["simulator"]["errors"] == 0
     assert interleave["simulator"]["with_request_id"] == 300
+    power = interleave["power"]  # resampled experiments: more listeners, more power
+    assert [p["units"] for p in power][-1] == 300 and power[-1]["power"] >= power[0]["power"]
     aa = result["aa"]
     assert aa["experiments"] == 3 and aa["lists_not_from_an_arm"] == 0
+    assert aa["resampled"]["readouts"] == 100 and aa["resampled"]["pool"] == 300

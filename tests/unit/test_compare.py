@@ -77,6 +77,18 @@ def test_paired_t_p_value_matches_an_independent_computation(
     assert set(report["segments"]) >= {"cold", "light", "heavy", "head", "mid", "tail"}
 
 
+def test_compare_with_only_per_user_metrics(
+    synth_dataset: Path, synth_model: Path, twin_model: Path
+) -> None:
+    """No coverage or Gini asked for: no aggregate statistic to bootstrap, still a report."""
+    report = run_json(
+        "compare", "--data", str(synth_dataset), "--model", str(synth_model),
+        "--model", str(twin_model), "--k", "10", "--metric", "ndcg@10",
+    )  # fmt: skip
+    assert set(report) == {"ndcg@10", "segments", "comparison"}
+    assert report["ndcg@10"]["low"] <= report["ndcg@10"]["difference"] <= report["ndcg@10"]["high"]
+
+
 def test_evaluate_json_keeps_flat_keys_and_adds_intervals(
     synth_dataset: Path, synth_model: Path
 ) -> None:

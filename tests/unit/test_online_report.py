@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from musicrec import stats
 from musicrec.online.experiments import Arm, Experiment
 from musicrec.online.guardrails import (
     MIN_REQUESTS,
@@ -18,7 +19,7 @@ from musicrec.online.guardrails import (
 )
 from musicrec.online.interleave import Preferences
 from musicrec.online.readout import ArmCounts
-from musicrec.online.report import ab_readout, interleave_readout
+from musicrec.online.report import ab_readout, interleave_readout, per_listener_rates
 
 
 def counts(name: str, listened, impressions=None, skips=None, bans=None) -> ArmCounts:
@@ -182,3 +183,44 @@ def test_check_skips_stopped_arms_and_stopped_experiments() -> None:
     assert math.isnan(
         arm_breaches("a", ArmObservation(requests=200, p99_ms=99), {"p99_ms": 1})[0].low
     )
+
+
+def aa_experiment(rng: np.random.Generator, listeners: int = 300) -> tuple[ArmCounts, ArmCounts]:
+    """Both arms from one population: listeners differ in taste (a skewed chance of playing
+    an artist, most rarely play) and in how many lists of 10 they were shown (1 to 6)."""
+    taste = rng.beta(0.3, 2.7, listeners)
+    shown = 10 * np.minimum(1 + rng.poisson(1.0, listeners), 6)
+    listened = rng.binomial(shown, taste)
+    arm = rng.random(listeners) < 0.5
+    return (
+        counts("a", listened[arm], impressions=shown[arm]),
+        counts("b", listened[~arm], impressions=shown[~arm]),
+    )
+
+
+def test_ab_p_value_holds_its_size_on_aa_experiments() -> None:
+    """2,000 simulated A/A experiments of 300 listeners: the readout's listen-through test
+    rejects at p < 0.05 in a share within the 99.9 % binomial band around 5 %. The first
+    200 tested per impression (pooled counts, listeners ignored) reject far more often than
+    the band allows: it catches a test whose unit is wrong."""
+    rng = np.random.default_rng(20)
+    experiments = 2000
+    band = scipy_stats.binom.interval(0.999, experiments, 0.05)
+    ours = pooled = 0
+    for experiment in range(experiments):
+        a, b = aa_experiment(rng)
+        rates_a, rates_b = per_listener_rates(a)[:, 0], per_listener_rates(b)[:, 0]
+        _, p = stats.independent_difference(rates_a, rates_b, n_resamples=0)
+        ours += p < 0.05
+        if experiment >= 200:
+            continue
+        table = [
+            [a.listened.sum(), a.impressions.sum() - a.listened.sum()],
+            [b.listened.sum(), b.impressions.sum() - b.listened.sum()],
+        ]
+        pooled += scipy_stats.chi2_contingency(table, correction=False).pvalue < 0.05
+    assert band[0] <= ours <= band[1], ours / experiments
+    assert pooled / 200 > band[1] / experiments, pooled / 200
+    # the readout reports exactly this p-value for listen-through
+    out = ab_readout({"a": a, "b": b}, [50, 50], n_resamples=0)
+    assert out["differences"][0]["listen_through"]["p_value"] == pytest.approx(p)

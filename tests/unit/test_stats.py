@@ -159,3 +159,31 @@ def test_the_module_needs_only_numpy_and_scipy() -> None:
         for alias in node.names
     }
     assert imported - set(sys.stdlib_module_names) - {"__future__"} == {"numpy", "scipy"}
+
+
+def test_resampled_power_counts_decisions_over_seeded_resamples() -> None:
+    """One of ten units is special; a test that decides when a resample of one unit holds it
+    has power 0.1 (within its Wilson interval), one of 20 units about 1 - 0.9**20."""
+
+    def decide(indices: np.ndarray) -> tuple[bool, float]:
+        return bool((indices == 0).any()), float(len(indices))
+
+    first, second = stats.resampled_power(decide, 10, [1, 20], repeats=2000, seed=3)
+    assert (first.units, first.repeats) == (1, 2000)
+    assert first.low <= 0.1 <= first.high and abs(first.value - 0.1) < 0.025
+    assert second.low <= 1 - 0.9**20 <= second.high
+    assert first.median_p == 1.0 and second.median_p == 20.0
+    again = stats.resampled_power(decide, 10, [1, 20], repeats=2000, seed=3)
+    assert [p.decided for p in again] == [first.decided, second.decided]
+    with pytest.raises(ValueError):
+        stats.resampled_power(decide, 0, [1])
+
+
+def test_units_for_power_interpolates_between_grid_points() -> None:
+    def power(units: int, decided: int) -> stats.Power:
+        return stats.Power(units, 100, decided, math.nan, math.nan, math.nan)
+
+    curve = [power(400, 90), power(100, 40), power(200, 70)]
+    assert stats.units_for_power(curve, 0.8) == pytest.approx(200 + 200 / 2)
+    assert stats.units_for_power(curve, 0.3) == pytest.approx(100)
+    assert stats.units_for_power(curve, 0.95) is None

@@ -258,7 +258,9 @@ def _stack(cols: list[tuple[str, str, np.ndarray]], n: int) -> np.ndarray:
 
 
 def _aggregate_difference(a: UserScores, b: UserScores, ks: list[int]) -> stats.Statistic:
-    """Bootstrap statistic: b's coverage and Gini minus a's, per K."""
+    """Bootstrap statistic: b's coverage and Gini minus a's, per K (none without a K)."""
+    if not ks:
+        return lambda counts: np.empty((len(counts), 0))
     stat_a = aggregates([exposure_matrix(a.top, k, a.n_items) for k in ks])
     stat_b = aggregates([exposure_matrix(b.top, k, b.n_items) for k in ks])
     return lambda counts: stat_b(counts) - stat_a(counts)
