@@ -118,7 +118,7 @@ def resting(
     with counted.lock:
         _add_new(store, recommender, user_id, counted)
         if counted.played is None and max(counted.shown.values(), default=0) >= policy.shows:
-            counted.played = _played(store, recommender, user_id, watermark)
+            counted.played = _played(store, recommender, user_id, watermark, version)
             _recount(store, recommender, user_id, counted)
         return _held(counted, now, policy)
 
@@ -178,7 +178,7 @@ def _fresh(
     counted = _Counted(version, now + REFRESH_S, {}, {}, None)
     _recount(store, recommender, user_id, counted)
     if max(counted.shown.values(), default=0) >= policy.shows:
-        counted.played = _played(store, recommender, user_id, watermark)
+        counted.played = _played(store, recommender, user_id, watermark, version)
         _recount(store, recommender, user_id, counted)
     return counted
 
@@ -243,9 +243,16 @@ def _held(counted: _Counted, now: float, policy: CoolDown) -> Resting:
 
 
 def _played(
-    store: EventStore, recommender: Recommender, user_id: str, watermark: int
+    store: EventStore,
+    recommender: Recommender,
+    user_id: str,
+    watermark: int,
+    version: int | None = None,
 ) -> dict[int, float]:
-    """Each played artist of ``user_id`` with the latest time of its events (a play resets)."""
+    """Each played artist of ``user_id`` with the latest time of its events (a play resets);
+    nothing to read when their event ``version`` is 0 (no events)."""
+    if version == 0:
+        return {}
     events = store.compacted_events(user_id, watermark)
     if events.empty:
         return {}
