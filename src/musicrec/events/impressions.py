@@ -77,6 +77,8 @@ impressions_table = sa.Table(
     sa.Index("impressions_request", "request_id", "position"),
     sa.Index("impressions_listener_artist", "listener", "artist", "time"),
     sa.Index("impressions_experiment", "experiment", "arm"),
+    # A listener's impressions from a time on (the exposure cool-down's per-request read).
+    sa.Index("impressions_listener_time", "listener", "time"),
 )
 COLUMNS = [c.name for c in impressions_table.columns]
 
@@ -145,8 +147,9 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
     """Create ``tables`` (by default the impression log) in the store's database, once.
 
     The online tables share the event store's engine; this creates them beside the events
-    (idempotent). Another process creating them at the same moment makes ``create_all`` fail
-    on a table that now exists, so it is tried again until every table is there.
+    (idempotent), and adds any index a table made by an older version lacks. Another process
+    creating them at the same moment makes ``create_all`` fail on a table that now exists, so
+    it is tried again until every table is there.
     """
     with _CREATED_LOCK:
         if id(tables) in _CREATED.get(store, set()):
@@ -155,6 +158,9 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 tables.create_all(store.engine, checkfirst=True)
+                for table in tables.sorted_tables:  # indexes added since a table was made
+                    for index in table.indexes:
+                        index.create(store.engine, checkfirst=True)
                 break
             except sa.exc.DBAPIError as exc:  # PostgreSQL: pg_type's unique key, same cause
                 raced = "already exists" in str(exc) or "pg_type" in str(exc)

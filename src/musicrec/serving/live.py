@@ -72,7 +72,10 @@ def user_recommendations(
     cache = cache_for(recommender, live.cache_size)
     try:
         version = store.listener_version(user_id)
-        rest = resting(store, recommender, user_id, live.cooldown, now, watermark(recommender))
+        mark = watermark(recommender)
+        rest = resting(
+            store, recommender, user_id, live.cooldown, now, mark, version, live.cache_size
+        )
         if rest is not NOTHING:
             dials = replace(dials, cooldown=live.cooldown)
         key = (store.url, user_id, version, k, mood, dials, live.fresh_weight, rest.held)
