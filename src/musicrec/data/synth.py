@@ -223,10 +223,11 @@ def synthesize(
         uid, aid, plays = _listening(rng, catalogue, draws, want, taste)
         stage("writing")
         plays_path = out_dir / PLAYS_FILE
-        name_arr = pa.array(catalogue.names, pa.string())
+        # 64-bit offsets: past ~50 M rows a column holds more than 2 GiB of text.
+        name_arr = pa.array(catalogue.names, pa.large_string())
         table = pa.table({
-            "user": pa.array(users, pa.string()).take(pa.array(uid)),
-            "mbid": pa.array(catalogue.mbid, pa.string()).take(pa.array(aid)),
+            "user": pa.array(users, pa.large_string()).take(pa.array(uid)),
+            "mbid": pa.array(catalogue.mbid, pa.large_string()).take(pa.array(aid)),
             "artist": name_arr.take(pa.array(aid)),
             "plays": pa.array(plays),
         })  # fmt: skip
