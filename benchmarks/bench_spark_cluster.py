@@ -3,6 +3,7 @@
     python benchmarks/bench_spark_cluster.py                        # 1x, 2x, 4x, synthesized
     python benchmarks/bench_spark_cluster.py --data-1x PREPARED_1X  # reuse a prepared 1x
     python benchmarks/bench_spark_cluster.py --scales 4 --results rows.json  # one scale a run
+    python benchmarks/bench_spark_cluster.py --summary --results rows.json   # print, no runs
 
 1x is ``musicrec data synth --users 359000 --artists 160000`` then ``musicrec data prepare``;
 kx multiplies both counts by k (each synthesized and prepared in a temporary directory under
@@ -27,9 +28,12 @@ afford them:
 - A 15-sweep fit (the default) is extrapolated as setup + 15 x sweep for both engines.
 
 The summary fits time and memory per sweep linearly in the number of training rows
-(``scipy.stats.linregress``, slope with a 95% interval) and extrapolates: the scale at which
-implicit's peak memory no longer fits one machine of a given size, and what each Spark worker
-then needs. Prints Markdown; every timing row carries the load average.
+(``scipy.stats.linregress``, slope with a 95% interval, t with n - 2 degrees of freedom, so
+unbounded with two scales) and extrapolates: the scale at which implicit's peak memory no
+longer fits one machine of a given size (95% interval by Fieller's method: the row counts
+whose confidence band for the mean holds that memory), and what each Spark worker then needs
+(with the executor fit's 95% band there). Prints Markdown; every timing row carries the load
+average. ``--summary --results rows.json`` prints the summary of stored rows, measuring nothing.
 """
 
 from __future__ import annotations
@@ -324,12 +328,43 @@ def print_rows(rows: list[Row], args: argparse.Namespace) -> None:
         print(f"- {r.scale}x: implicit [{implicit}] s ([{cpu}] core-s); Spark [{spark}]")
 
 
-def fit_line(x: list[float], y: list[float]) -> tuple[float, float, float]:
-    """Intercept, slope and the slope's 95% half-width (t with n-2 dof; inf for 2 points)."""
-    result = stats.linregress(x, y)
-    dof = len(x) - 2
-    half = stats.t.ppf(0.975, dof) * result.stderr if dof > 0 else math.inf
-    return float(result.intercept), float(result.slope), float(half)
+class Line:
+    """A least-squares line y = a + b x with 95% intervals (t with n - 2 dof)."""
+
+    def __init__(self, x: list[float], y: list[float]) -> None:
+        self.x, self.y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        fit = stats.linregress(self.x, self.y)
+        self.a, self.b = float(fit.intercept), float(fit.slope)
+        dof = len(self.x) - 2
+        residual = self.y - (self.a + self.b * self.x)
+        self.t = float(stats.t.ppf(0.975, dof)) if dof > 0 else math.inf
+        self.s = math.sqrt(float(residual @ residual) / dof) if dof > 0 else math.inf
+        self.sxx = float(((self.x - self.x.mean()) ** 2).sum())
+        self.half = self.t * float(fit.stderr) if dof > 0 else math.inf  # the slope's
+
+    def at(self, x: float) -> tuple[float, float]:
+        """The line at ``x`` and the half-width of its 95% confidence band there."""
+        spread = 1 / len(self.x) + (x - self.x.mean()) ** 2 / self.sxx
+        return self.a + self.b * x, self.t * self.s * math.sqrt(spread)
+
+    def solve(self, y0: float) -> tuple[float, float, float]:
+        """Where the line reaches ``y0``, with a 95% interval (Fieller: the x whose band holds y0).
+
+        Unbounded (inf) where the slope's own interval reaches zero.
+        """
+        x0 = (y0 - self.a) / self.b if self.b != 0 else math.inf
+        if not self.b**2 > self.half**2:
+            return x0, -math.inf, math.inf
+        # (b^2 - h^2) u^2 - 2 b d u + d^2 - h^2 Sxx / n <= 0, u = x - mean(x), d = y0 - mean(y)
+        n, h2, d = len(self.x), self.half**2, y0 - float(self.y.mean())
+        curve = self.b**2 - h2
+        root = math.sqrt(h2 * (d**2 + curve * self.sxx / n))
+        lo, hi = sorted(((self.b * d - root) / curve, (self.b * d + root) / curve))
+        return x0, float(self.x.mean()) + lo, float(self.x.mean()) + hi
+
+
+def span(lo: float, hi: float, fmt: str = ",.0f") -> str:
+    return f"{lo:{fmt}} to {hi:{fmt}}" if math.isfinite(lo) and math.isfinite(hi) else "unbounded"
 
 
 def print_extrapolation(rows: list[Row], args: argparse.Namespace) -> None:
@@ -342,35 +377,39 @@ def print_extrapolation(rows: list[Row], args: argparse.Namespace) -> None:
     fits = {
         "implicit core-s/sweep": [r.implicit_sweep_cpu for r in rows],
         "Spark core-s/sweep": [r.spark_sweep_cpu for r in rows],
+        "Spark/implicit core-s": [r.spark_sweep_cpu / r.implicit_sweep_cpu for r in rows],
         "implicit peak GiB": [r.implicit_peak_gib for r in rows],
         "Spark executor peak GiB": [max(r.executor_peak_gib or [0.0]) for r in rows],
     }
     lines = {}
     for name, values in fits.items():
-        a, b, half = fit_line(nnz, values)
-        lines[name] = (a, b)
-        print(f"- {name} = {a:.2f} + {b:.3f} x rows(M)  (slope ±{half:.3f})")
+        line = lines[name] = Line(nnz, values)
+        print(
+            f"- {name} = {line.a:.2f} + {line.b:.3f} x rows(M)  "
+            f"(slope {span(line.b - line.half, line.b + line.half, '.3f')})"
+        )
     ratio = ", ".join(f"{r.scale}x {r.spark_sweep_cpu / r.implicit_sweep_cpu:.1f}" for r in rows)
     print(
         f"\nSpark core-seconds per sweep over implicit's: {ratio}. With linear scaling, a "
         "cluster needs that many times the cores of the machine implicit runs on to match "
         "its sweep time."
     )
-    a, b = lines["implicit peak GiB"]
-    ea, eb = lines["Spark executor peak GiB"]
+    implicit, executor = lines["implicit peak GiB"], lines["Spark executor peak GiB"]
     print("\nWhere implicit stops fitting one machine (peak memory of the fit), and what Spark")
-    print("then needs per worker (executor peak, extrapolated linearly in rows per worker):\n")
+    print("then needs per worker (executor peak, extrapolated linearly in rows per worker);")
+    print("in brackets 95% intervals: Fieller's for the crossing, the fit's band per worker:\n")
     print("| machine RAM | implicit fits up to | scale | Spark per worker, 8 / 32 / 128 workers |")
     print("|---:|---:|---:|---|")
     for ram in (24, 64, 256, 1024):
-        rows_m = (ram - a) / b if b > 0 else math.inf
+        rows_m, lo, hi = implicit.solve(ram) if implicit.b > 0 else (math.inf, 0.0, math.inf)
         per_worker = []
         for workers in (8, 32, 128):
             share = rows_m * args.workers / workers  # executor peak was for rows / args.workers
-            per_worker.append(f"{ea + eb * share:.1f} GiB")
+            gib, band = executor.at(share)
+            per_worker.append(f"{gib:.1f} GiB [{span(gib - band, gib + band, '.1f')}]")
         print(
-            f"| {ram} GiB | {rows_m:,.0f} M rows | {rows_m / base:,.0f}x | "
-            f"{' / '.join(per_worker)} |"
+            f"| {ram} GiB | {rows_m:,.0f} M rows [{span(lo, hi)}] | {rows_m / base:,.0f}x "
+            f"[{span(lo / base, hi / base)}] | {' / '.join(per_worker)} |"
         )
 
 
@@ -387,6 +426,9 @@ def main() -> None:
         type=Path,
         help="JSON file of rows: this run's scales replace theirs, the summary covers all "
         "(run one scale at a time and let other jobs in between)",
+    )
+    parser.add_argument(
+        "--summary", action="store_true", help="only print the summary of the rows in --results"
     )
     parser.add_argument("--data-1x", type=Path, help="a prepared 1x dataset to reuse (read only)")
     parser.add_argument("--work", default=tempfile.gettempdir(), help="for 2x/4x data (deleted)")
@@ -406,6 +448,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "_implicit":
         implicit_child(args)
+        return
+    if args.summary:
+        if args.results is None or not args.results.exists():
+            raise SystemExit("--summary needs --results FILE with rows from earlier runs")
+        rows = [Row(**r) for r in json.loads(args.results.read_text())]
+        print_rows(rows, args)
+        print_extrapolation(rows, args)
         return
     run(args)
 
@@ -450,7 +499,9 @@ def run(args: argparse.Namespace) -> None:
         if args.results.exists():
             kept = [Row(**r) for r in json.loads(args.results.read_text())]
         rows = sorted([r for r in kept if r.scale not in args.scales] + rows, key=lambda r: r.scale)
-        args.results.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        partial = args.results.with_name(args.results.name + ".partial")
+        partial.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        partial.replace(args.results)  # a whole file or the old one, never half of one
     print_rows(rows, args)
     print_extrapolation(rows, args)
 

@@ -223,10 +223,11 @@ def synthesize(
         uid, aid, plays = _listening(rng, catalogue, draws, want, taste)
         stage("writing")
         plays_path = out_dir / PLAYS_FILE
-        name_arr = pa.array(catalogue.names, pa.string())
+        # 64-bit offsets: past ~50 M rows a column holds more than 2 GiB of text.
+        name_arr = pa.array(catalogue.names, pa.large_string())
         table = pa.table({
-            "user": pa.array(users, pa.string()).take(pa.array(uid)),
-            "mbid": pa.array(catalogue.mbid, pa.string()).take(pa.array(aid)),
+            "user": pa.array(users, pa.large_string()).take(pa.array(uid)),
+            "mbid": pa.array(catalogue.mbid, pa.large_string()).take(pa.array(aid)),
             "artist": name_arr.take(pa.array(aid)),
             "plays": pa.array(plays),
         })  # fmt: skip
@@ -325,7 +326,10 @@ def _listening(
         pick = np.minimum(np.searchsorted(cdf, rng.random(int(sel.sum()))), sizes[j] - 1)
         row_artist[sel] = starts[j] + pick
     del row_genre
-    key = np.unique(row_user * n_artists + row_artist)
+    # Sort, then drop repeats: what np.unique returns, but numpy 2.4's hash-based unique takes
+    # over 100x longer on tens of millions of mostly distinct int64 keys.
+    key = np.sort(row_user * n_artists + row_artist)
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
     del row_user, row_artist
     uid = key // n_artists
     # Keep a random subset of each user's distinct artists, of the planned size.
