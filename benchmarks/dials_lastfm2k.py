@@ -1,12 +1,13 @@
 """What the diversity and discovery dials cost in accuracy, on HetRec Last.fm-2K.
 
     python benchmarks/dials_lastfm2k.py [--data PATH_TO_hetrec2011-lastfm-2k] [--plot PNG]
-                                        [--overfetch 10] [--mmr-pool N]
+                                        [--overfetch 10] [--mmr-pool N] [--max-per-tag N]
 
 Default split and default ALS (trained here, seed 42). For every test user the model's top
 ``--overfetch`` x 10 unplayed artists are the candidates; the rule chain makes the top 10 with
 ``diversity`` in 0, .25, .5, .75, 1 (discovery 0; MMR among the best ``--mmr-pool``, default
-the chain's), then ``discovery`` in the same steps (diversity 0). Each setting is scored the way
+the chain's), then ``discovery`` in the same steps (diversity 0); ``--max-per-tag`` caps every
+list, the neutral one included. Each setting is scored the way
 ``musicrec evaluate`` scores a model (``score_users``, the beyond-accuracy ``ItemSpace``): NDCG@10,
 ``diversity@10`` (intra-list diversity over tag profiles, a measure the chain does not optimise)
 and ``novelty@10``, with 95% bootstrap intervals over users and NDCG@10's paired difference to
@@ -65,6 +66,7 @@ class Setup:
     ids: np.ndarray  # (users, candidates) from the model
     scores: np.ndarray
     mmr_pool: int | None  # None: the chain's default
+    max_per_tag: int | None  # on every list, the neutral one included
 
 
 @dataclass
@@ -102,7 +104,7 @@ def intra_list_distance(similarity: Similarity, lists: np.ndarray) -> np.ndarray
 
 
 class DialRanker:
-    """The model's candidates through the rule chain, as evaluation's ``Ranker``."""
+    """The model's candidates through the rule chain, as evaluation's ranking (a callable)."""
 
     def __init__(self, setup: Setup, dials: Dials):
         self.name = "rules"
@@ -110,7 +112,7 @@ class DialRanker:
         self.row_of = {int(u): row for row, u in enumerate(setup.users)}
         self.seconds = 0.0
 
-    def rank(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+    def __call__(self, users: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
         rows = np.array([self.row_of[int(u)] for u in users])
         started = time.perf_counter()
         top = rerank_rows(
@@ -129,7 +131,8 @@ class DialRanker:
 
 
 def measure(setup: Setup, dial: str, value: float) -> Row:
-    dials = Dials(diversity=value) if dial == "diversity" else Dials(discovery=value)
+    diversity, discovery = (value, 0.0) if dial == "diversity" else (0.0, value)
+    dials = Dials(max_per_tag=setup.max_per_tag, diversity=diversity, discovery=discovery)
     ranker = DialRanker(setup, dials)
     dataset = setup.dataset
     scores = score_users(ranker, dataset.train, dataset.test, [K], items=setup.items)
@@ -215,6 +218,7 @@ def main() -> None:
         help="candidates diversity chooses among "
         "(default: the chain's, 4 x 10); --mmr-pool 100 with the default over-fetch uses all",
     )
+    parser.add_argument("--max-per-tag", type=int, default=None, help="cap on every list")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ds_dir, model_dir = Path(tmp) / "dataset", Path(tmp) / "model"
@@ -237,6 +241,7 @@ def main() -> None:
                 ids=ids,
                 scores=scores,
                 mmr_pool=args.mmr_pool,
+                max_per_tag=args.max_per_tag,
             )
             rows = [measure(setup, "diversity", v) for v in STEPS]
             rows += [measure(setup, "discovery", v) for v in STEPS[1:]]
@@ -248,6 +253,7 @@ def main() -> None:
         f"HetRec Last.fm-2K, default split and ALS; {len(users):,} test users, {n_items:,} "
         f"artists; top-{K} from the model's top-{args.overfetch * K} candidates "
         f"(diversity among the best {pool})"
+        + (f"; max_per_tag={args.max_per_tag}" if args.max_per_tag else "")
     )
     print(caption)
     print()

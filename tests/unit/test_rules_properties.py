@@ -22,7 +22,13 @@ SETTINGS = settings(
 )
 
 
-def run(world: World, use_deeper: bool, dials: Dials | None = None, seed: int = 0):
+def run(
+    world: World,
+    use_deeper: bool,
+    dials: Dials | None = None,
+    seed: int = 0,
+    mmr_pool: int | None = None,
+):
     vectors = np.random.default_rng(seed).normal(size=(world.meta.n_items, 4))
     return apply_rules(
         world.candidates,
@@ -34,6 +40,7 @@ def run(world: World, use_deeper: bool, dials: Dials | None = None, seed: int = 
         dials=world.dials if dials is None else dials,
         deeper=world.deeper if use_deeper else None,
         similarity=cosine(vectors),
+        mmr_pool=mmr_pool,
     )
 
 
@@ -56,10 +63,16 @@ def check_list(world: World, result) -> None:
     assert all(count >= 0 for count in result.removed.values())
 
 
+# None: the chain's own diversity pool; small ones make it walk deeper for the cap's sake
+MMR_POOLS = st.sampled_from([None, 1, 3])
+
+
 @SETTINGS
-@given(worlds(), st.booleans())
-def test_exact_count_distinct_and_nothing_excluded(world: World, use_deeper: bool) -> None:
-    check_list(world, run(world, use_deeper))
+@given(worlds(), st.booleans(), MMR_POOLS)
+def test_exact_count_distinct_and_nothing_excluded(
+    world: World, use_deeper: bool, mmr_pool: int | None
+) -> None:
+    check_list(world, run(world, use_deeper, mmr_pool=mmr_pool))
 
 
 @SETTINGS
@@ -162,6 +175,7 @@ def test_diversity_never_loses_to_the_ranking_on_its_own_trade_off(data) -> None
     cap) by the trade-off the dial states."""
     world, vectors = fixed_pool(data.draw)
     diversity = data.draw(st.floats(0.001, 1))
+    mmr_pool = data.draw(MMR_POOLS)
     cap = world.dials.max_per_tag
     lists = {}
     for setting in (0.0, diversity):
@@ -173,6 +187,7 @@ def test_diversity_never_loses_to_the_ranking_on_its_own_trade_off(data) -> None
             now=NOW,
             dials=Dials(max_per_tag=cap, diversity=setting),
             similarity=cosine(vectors),
+            mmr_pool=mmr_pool,
         ).ids
     chosen = trade_off(world, vectors, lists[diversity], diversity)
     today = trade_off(world, vectors, lists[0.0], diversity)

@@ -1,8 +1,8 @@
 """The chain's vectorised parts equal straightforward references on random inputs (hypothesis).
 
 The property tests pin what a list must satisfy; these pin the exact output: the hard rules
-and their counts, the per-tag cap, and every greedy MMR list diversity chooses among, each
-against a plain Python loop written for clarity rather than speed.
+and their counts, the per-tag cap, the pool diversity chooses from, and every greedy MMR list
+it chooses among, each against a plain Python loop written for clarity rather than speed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from test_rules_properties import SETTINGS
 
 from musicrec.rules import cosine
 from musicrec.rules.filters import RULES, UNCAPPED, Caps, Filters
-from musicrec.rules.select import FRONTIER, _frontier, diversify
+from musicrec.rules.select import FRONTIER, _frontier, diversify, diversity_pool
 
 
 @SETTINGS
@@ -137,3 +137,35 @@ def test_mmr_lists_and_choice_equal_a_plain_loop(inputs, diversity: float) -> No
     np.testing.assert_array_equal(picks, reference_frontier(value, sim, group, room, n, grid))
     chosen = diversify(value, sim, group, room, n, diversity, grid)
     assert chosen.tolist() in reference_best(value, sim, group, room, n, diversity, grid)
+
+
+def reference_pool(order: list[int], group: list[int], room: list[int], n: int, best: int):
+    """The best ``max(best, n)`` of the ranking; then, down the ranking, an item only while
+    its tag has room left in the pool, until the pool can hold ``n`` under the cap."""
+    pool = order[: max(best, n)]
+    held = Counter(group[item] for item in pool)
+    for item in order[len(pool) :]:
+        if sum(min(count, room[tag]) for tag, count in held.items()) >= n:
+            break
+        if held[group[item]] < room[group[item]]:
+            pool.append(item)
+            held[group[item]] += 1
+    return pool
+
+
+@SETTINGS
+@given(st.data())
+def test_the_diversity_pool_is_the_walk_down_the_ranking(data) -> None:
+    size = data.draw(st.integers(0, 60))
+    groups = data.draw(st.integers(1, 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    order, group = rng.permutation(size), rng.integers(0, groups, size)
+    room = data.draw(
+        st.lists(st.sampled_from([UNCAPPED, 0, 1, 2, 3]), min_size=groups, max_size=groups)
+    )
+    n, best = data.draw(st.integers(0, size)), data.draw(st.integers(0, 3 * size))
+    pool = diversity_pool(order, group, np.array(room, dtype=np.int64), n, best)
+    expected = reference_pool(order.tolist(), group.tolist(), room, n, best)
+    assert pool.tolist() == expected
+    # never longer than the best plus the n the ranking itself would list
+    assert len(pool) <= max(best, n) + n

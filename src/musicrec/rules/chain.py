@@ -39,13 +39,14 @@ from musicrec.rules.inputs import (
     RuleResult,
     Similarity,
 )
-from musicrec.rules.select import blend, cap_removed, capacity_prefix, diversify
+from musicrec.rules.select import blend, cap_removed, diversify, diversity_pool
 
 MAX_DEEPER_CALLS = 3  # then popularity: each deeper call is another model query
 FIRST_POPULAR_CHUNK = 64
-# Diversity chooses among the best MMR_POOL_FACTOR x n of the pool. On HetRec-2K the accuracy
-# vs intra-list distance curve is the same for 4 x k and 10 x k (docs/dials.md); the pool x pool
-# similarity product is the chain's largest cost, so the smaller pool.
+# Diversity chooses among the best MMR_POOL_FACTOR x n of the pool, and under max_per_tag the
+# few further down that the ranking's own capped list takes (select.diversity_pool): at most
+# (MMR_POOL_FACTOR + 1) x n. On HetRec-2K the accuracy vs intra-list distance curve is the same
+# for 4 x k and 10 x k (docs/dials.md); the pool x pool similarity is the chain's largest cost.
 MMR_POOL_FACTOR = 4
 
 
@@ -155,9 +156,8 @@ def _choose_new(
         chosen = order[first_allowed(group[order], room, n)]
     else:
         assert similarity is not None
-        reach = capacity_prefix(order, group, room, n)
-        pool = MMR_POOL_FACTOR * n if mmr_pool is None else mmr_pool
-        head = order[: max(reach, min(len(order), pool))]
+        best = MMR_POOL_FACTOR * n if mmr_pool is None else mmr_pool
+        head = diversity_pool(order, group, room, n, best)
         sim = np.asarray(similarity(ids[head]))
         if sim.shape != (len(head), len(head)):
             raise ValueError(f"similarity returned {sim.shape}, expected {len(head)} square")
@@ -193,7 +193,8 @@ def apply_rules(
     ``popularity`` lists every item, most listened first (the last back-fill); ``now`` is the
     request's time in epoch seconds (bans, recent events and cool-downs are judged at it).
     ``mmr_pool``: how many of the best candidates diversity chooses among (default
-    :data:`MMR_POOL_FACTOR` x the new artists wanted).
+    :data:`MMR_POOL_FACTOR` x the new artists wanted), with, under a cap, the ones further down
+    that the ranking's own list takes (:func:`~musicrec.rules.select.diversity_pool`).
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")

@@ -68,9 +68,11 @@ def _gates(
     group: np.ndarray,
     item_room: np.ndarray,
     n: int,
-    lists: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The cap as arithmetic: each list's gate per item, and what a pick adds to the gates.
+    gate: np.ndarray,
+    shut: np.ndarray,
+) -> None:
+    """The cap as arithmetic: fills each list's ``gate`` per item, and what a pick adds to the
+    gates (``shut``, items x items).
 
     An item's gate is ``big * (room left - 1/2)``: at least ``big / 2`` while its tag has room
     in the list, at most ``-big / 2`` once the tag is full; a pick adds ``-big`` to the items
@@ -82,15 +84,13 @@ def _gates(
     largest_value = float(np.abs(value).max(initial=1.0))
     bound = largest_value + max(float(sim.max(initial=1.0)), -float(sim.min(initial=-1.0)))
     big = np.float32(2.0 ** np.ceil(np.log2(4.0 * bound)))
-    gate = np.empty((lists, len(group)), dtype=np.float32)
     gate[:] = big * (np.minimum(item_room, n + 1) - 0.5)  # room beyond n never runs out
     # equal keys share a capped tag; each uncapped item has a key of its own
     key = np.where(item_room < UNCAPPED, group, -1 - np.arange(len(group)))
     small = max(len(group), int(group.max(initial=0))) < 2**15 - 1
     key = key.astype(np.int16 if small else np.int64)  # int16: a faster compare
-    shut: np.ndarray = np.equal.outer(key, key) * -big
+    np.multiply(np.equal.outer(key, key), -big, out=shut)
     np.fill_diagonal(shut, -np.inf)
-    return gate, shut
 
 
 def _frontier(
@@ -104,36 +104,42 @@ def _frontier(
     """Greedy MMR lists (positions) for every trade-off of ``grid`` at once.
 
     Step ``s`` picks, per list, the best ``(1 - g) * value - g * mean similarity to the ``s``
-    picked`` among the items still open: not picked, their tag not full in that list. This
-    loop is the chain's hot path: each step is the same few numpy calls over every list and
-    candidate (float32), whatever the lists picked. A picked item's value is set to ``-inf``
-    in the list's own copy; under a cap, :func:`_gates` closes picked items and full tags.
+    picked`` among the items still open: not picked, their tag not full in that list
+    (:func:`_gates`). This loop is the chain's hot path, so each step is the same few numpy
+    calls over every list and candidate (float32), whatever the lists picked. Under a cap each
+    list's state is its similarity sums and its gates side by side, and so is what a pick adds
+    to them, so one gather and one add update both; without one, a picked item's value is set
+    to ``-inf`` in the list's own copy.
     """
     lists, size = len(grid), len(value)
     weight = grid.astype(np.float32)[:, None]
     base = (1.0 - weight) * value.astype(np.float32)[None, :]
     item_room = room[group]
     base[:, item_room <= 0] = -np.inf
-    base_flat = base.reshape(-1)
-    offsets = np.arange(lists) * size  # where each list starts in base_flat
+    base_flat, offsets = base.reshape(-1), np.arange(lists) * size  # each list in base_flat
     capped = bool((item_room < UNCAPPED).any())
-    if capped:
-        gate, shut = _gates(value, sim, group, item_room, n, lists)
-    similarity_sum = np.zeros((lists, size), dtype=np.float32)
+    if capped:  # a list's state: similarity sums, then gates; a pick adds its row of effect
+        effect = np.empty((size, 2 * size), dtype=np.float32)
+        effect[:, :size] = sim
+        state = np.zeros((lists, 2 * size), dtype=np.float32)
+        gate = state[:, size:]
+        _gates(value, sim, group, item_room, n, gate, effect[:, size:])
+    else:
+        effect, state = sim, np.zeros((lists, size), dtype=np.float32)
+    similarity_sum = state[:, :size]
+    # step s weighs the mean similarity: g / max(s, 1), per list
+    factors = weight[None] / np.maximum(np.arange(n), 1).astype(np.float32)[:, None, None]
     objective = np.empty((lists, size), dtype=np.float32)
     picks = np.empty((lists, n), dtype=np.int64)
     for step in range(n):
-        np.multiply(similarity_sum, weight / max(step, 1), out=objective)
+        np.multiply(similarity_sum, factors[step], out=objective)
         np.subtract(base, objective, out=objective)
         if capped:
             np.minimum(objective, gate, out=objective)
-        chosen = objective.argmax(axis=1)
-        picks[:, step] = chosen
+        chosen = picks[:, step] = objective.argmax(axis=1)
         if step + 1 < n:
-            similarity_sum += sim[chosen]
-            if capped:
-                gate += shut[chosen]
-            else:
+            state += effect[chosen]
+            if not capped:
                 base_flat[offsets + chosen] = -np.inf
     return picks
 
@@ -161,9 +167,11 @@ def diversify(
     mean_value = np.asarray(value, dtype=np.float64)[picks].mean(axis=1)
     mean_pair = np.zeros(len(picks))
     if n > 1:
-        blocks = sim[picks[:, :, None], picks[:, None, :]].astype(np.float64)
-        diagonal = np.trace(blocks, axis1=1, axis2=2)
-        mean_pair = (blocks.sum(axis=(1, 2)) - diagonal) / (n * (n - 1))
+        # each list's block of sim, gathered through flat indices (cheaper than 2-d indexing)
+        pairs = picks[:, :, None] * len(sim) + picks[:, None, :]
+        blocks = np.take(sim.ravel(), pairs.reshape(len(picks), -1))
+        diagonal = sim.diagonal()[picks].sum(axis=1, dtype=np.float64)
+        mean_pair = (blocks.sum(axis=1, dtype=np.float64) - diagonal) / (n * (n - 1))
     objective = (1.0 - diversity) * mean_value - diversity * mean_pair
     best: np.ndarray = picks[int(np.argmax(objective))]
     return best
@@ -183,10 +191,23 @@ def cap_removed(order: np.ndarray, chosen: np.ndarray, group: np.ndarray, room: 
     return int((above & ~listed & full[group]).sum())
 
 
-def capacity_prefix(order: np.ndarray, group: np.ndarray, room: np.ndarray, n: int) -> int:
-    """Length of the shortest prefix of ``order`` that holds ``n`` items under the cap."""
+def diversity_pool(
+    order: np.ndarray, group: np.ndarray, room: np.ndarray, n: int, best: int
+) -> np.ndarray:
+    """What diversity chooses ``n`` items among: entries of ``order`` (the ranking), in order.
+
+    The best ``best`` of the ranking, then, walking further down it, only the items whose tag
+    the pool still holds fewer of than the tag's room, until the pool can hold ``n`` items
+    under the cap (or the ranking ends). Those further items are exactly the ones the ranking's
+    own list under the cap takes below the first ``best`` (an item's tag has room in the pool
+    when it has room among every item ranked above it), so the pool is at most ``best + n``
+    long, holds the list diversity 0 gives, and fills ``n`` whenever the whole ranking can.
+    Without a cap it is the best ``max(best, n)``.
+    """
+    best = max(best, n)
     if not (room < UNCAPPED).any():
-        return n if 0 < n <= len(order) else len(order)
-    allowed = occurrence(group[order]) < room[group[order]]
-    where = np.flatnonzero(allowed)
-    return int(where[n - 1] + 1) if n > 0 and len(where) >= n else len(order)
+        return order[:best]
+    ranked = group[order]
+    listed = np.flatnonzero(occurrence(ranked) < room[ranked])[:n]
+    deeper = listed[listed >= best]
+    return np.concatenate([order[:best], order[deeper]])

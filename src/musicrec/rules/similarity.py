@@ -15,13 +15,14 @@ def cosine(vectors: np.ndarray, unit: bool = False) -> Similarity:
     itself (1). Values may stray past +-1 by float rounding.
     """
     inverse: np.ndarray | None = None
+    vectors = np.asarray(vectors)  # a memory map as a plain array view: cheaper to index
     if not unit:
         norms = np.linalg.norm(np.asarray(vectors, dtype=np.float32), axis=1)
         inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
     def pairwise(ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
-        rows = np.asarray(vectors[ids], dtype=np.float32)
+        rows = np.asarray(np.take(vectors, ids, axis=0), dtype=np.float32)
         if inverse is not None:
             rows = rows * inverse[ids, None]
         sim: np.ndarray = rows @ rows.T
