@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from loopback_server import Server, cli
 
 from musicrec import stats
 from musicrec.config import TrainConfig
@@ -66,48 +66,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def cli() -> list[str]:
-    return [sys.executable, "-c", "from musicrec.cli import app; app()"]
-
-
-class Server:
-    """``musicrec serve`` on loopback with its own event store; a clean stop flushes."""
-
-    def __init__(self, model: Path, events_url: str, log_path: Path):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
-        env |= {"MUSICREC_EVENTS_URL": events_url, "MUSICREC_COOLDOWN_SHOWS": "0"}
-        cmd = [*cli(), "serve", "--model", str(model), "--port", str(port)]
-        self.log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [*cmd, "--log-level", "warning"], env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited; see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()  # SIGTERM: uvicorn shuts down, the impressions are committed
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
-
-
 def run_phase(
     name: str, model: Path, temperature: float | None, lists: int,
     args: argparse.Namespace, dataset: Dataset, work: Path,
@@ -116,7 +74,7 @@ def run_phase(
     url = f"sqlite:///{work / f'{name}.db'}"
     arms = (Arm("a", str(model), 50), Arm("b", str(model), 50))
     start_experiment(EventStore(url), ExperimentSpec(name, arms, temperature=temperature))
-    server = Server(model, url, work / f"{name}.log")
+    server = Server(model, url, work / f"{name}.log", env={"MUSICREC_COOLDOWN_SHOWS": "0"})
     started = time.perf_counter()
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:

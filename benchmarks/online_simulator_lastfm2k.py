@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +44,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from loopback_server import Server
 
 from musicrec import stats
 from musicrec.config import TrainConfig
@@ -67,52 +66,12 @@ REQUIRED_SIZES = [10, 20, 30, 40, 50, 75, 100, 150, 200, 300]
 CLOSER_SIZES = [50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000,
                 4000, 5000, 6000]  # fmt: skip
 WATCH_S = 0.25
+WATCH = {"MUSICREC_WATCH_INTERVAL_S": str(WATCH_S)}
 REPO = Path(__file__).resolve().parents[1]
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``musicrec serve`` on loopback with its own event store; a clean stop flushes."""
-
-    def __init__(self, model: Path, events_url: str, log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
-        env |= {"MUSICREC_EVENTS_URL": events_url, "MUSICREC_WATCH_INTERVAL_S": str(WATCH_S)}
-        cmd = [sys.executable, "-c", "from musicrec.cli import app; app()", "serve"]
-        cmd += ["--model", str(model), "--port", str(self.port), "--log-level", "warning"]
-        self.log = log_path.open("w")
-        self.process = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited; see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()  # SIGTERM: uvicorn shuts down, the impressions are committed
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
 
 
 def order_of_listeners(store: EventStore, experiment: str) -> np.ndarray:
@@ -193,7 +152,7 @@ def run_phase(
     url = f"sqlite:///{work / f'{name}.db'}"
     store = EventStore(url)
     start_experiment(store, ExperimentSpec(name, arms, mode=mode))  # picked up at start
-    server = Server(model, url, work / f"{name}.log")
+    server = Server(model, url, work / f"{name}.log", env=WATCH)
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
             summary = simulate(client, dataset, listeners, seed=seed, k=K, max_seconds=900)
@@ -299,7 +258,7 @@ def aa_served(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path
     """A/A experiments one after another on one server, each picked up by its watcher."""
     experiments = ExperimentStore(store)
     model = str(models["default"])
-    server = Server(models["default"], store.url, log_path)
+    server = Server(models["default"], store.url, log_path, env=WATCH)
     started = time.perf_counter()
     names, not_picked_up = [], 0
     try:
