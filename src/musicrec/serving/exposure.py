@@ -161,8 +161,7 @@ def read_resting(
         np.fromiter(played.keys(), dtype=np.int64, count=len(played)),
         np.fromiter(played.values(), dtype=np.float64, count=len(played)),
     )
-    held = held_back(exposure, now, policy)
-    return Resting(exposure, tuple(int(i) for i in held)) if len(held) else NOTHING
+    return _resting(exposure, now, policy)
 
 
 def _fresh(
@@ -238,8 +237,7 @@ def _held(counted: _Counted, now: float, policy: CoolDown) -> Resting:
         shown=np.array([counted.shown[i] for i in items], dtype=np.int64),
         last_shown=np.array([counted.last_shown[i] for i in items], dtype=np.float64),
     )
-    held = held_back(exposure, now, policy)
-    return Resting(exposure, tuple(int(i) for i in held)) if len(held) else NOTHING
+    return _resting(exposure, now, policy)
 
 
 def _played(
@@ -264,3 +262,8 @@ def _played(
         if item is not None:
             latest[item] = max(latest.get(item, -np.inf), float(at))
     return latest
+
+
+def _resting(exposure: Exposure, now: float, policy: CoolDown) -> Resting:
+    held = held_back(exposure, now, policy)
+    return Resting(exposure, tuple(int(i) for i in held)) if len(held) else NOTHING
