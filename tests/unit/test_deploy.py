@@ -563,7 +563,7 @@ def test_compose_creates_api_keys_and_the_api_and_ui_use_them() -> None:
     keys = services["api-keys"]
     script = " ".join(keys["command"])
     assert "test -s /keys/api-keys.json ||" in script  # made once, kept afterwards
-    assert "--name ui --scope read " in script and "> /ui-key/ui.key" in script
+    assert "--name ui --scope read,events " in script and "> /ui-key/ui.key" in script
     assert "chown -R 10001:10001 /keys /ui-key" in script
     api, ui = services["api"], services["ui"]
     assert api["environment"]["MUSICREC_API_KEYS_FILE"] == "/keys/api-keys.json"
