@@ -21,7 +21,7 @@ Prints a Markdown table; ``--json PATH`` writes it too.
 Usage::
 
     python benchmarks/bench_impression_loss.py --model PATH
-    python benchmarks/bench_impression_loss.py --model PATH --workers 2 --kills 5 --flush 1.0
+    python benchmarks/bench_impression_loss.py --model PATH --workers 2 --kills 5 --flush 0.5
     python benchmarks/bench_impression_loss.py --model PATH --workers 2 --kills 3 --worker-kills 3
 """
 
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument(
         "--worker-kills", type=int, default=0, help="Trials that SIGKILL one worker only."
     )
-    parser.add_argument("--flush", type=float, default=1.0, help="MUSICREC_IMPRESSIONS_FLUSH_S.")
+    parser.add_argument("--flush", type=float, default=0.5, help="MUSICREC_IMPRESSIONS_FLUSH_S.")
     parser.add_argument("--min-s", type=float, default=2.0, help="Earliest signal (s of traffic).")
     parser.add_argument("--max-s", type=float, default=6.0, help="Latest signal (s of traffic).")
     parser.add_argument("--max-requests", type=int, default=50_000, help="Lists per trial, most.")

@@ -347,6 +347,40 @@ def served_recall(model: Path, sample: int, k: int = 10) -> dict[str, float]:
     return out
 
 
+def impression_cost(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per request type, workers and connections run with impressions both on and off: the
+    difference of the cells' mean p50, p99 and workers CPU with a Welch 95 % interval.
+
+    One server per ``--impressions`` value, so each cell is one independent measurement of
+    its setting; ``on off off on ...`` alternates them against drifts in the machine's load.
+    """
+    from scipy import stats as scipy_stats
+
+    groups: dict[tuple[str, int, int], dict[str, list[dict[str, Any]]]] = {}
+    for row in results:
+        key = (row["scenario"], row["workers"], row["connections"])
+        groups.setdefault(key, {}).setdefault(row["impressions"], []).append(row)
+    out = []
+    for (scenario, workers, connections), cells in groups.items():
+        on, off = cells.get("on", []), cells.get("off", [])
+        if len(on) < 2 or len(off) < 2:
+            continue
+        entry: dict[str, Any] = dict(scenario=scenario, workers=workers, connections=connections)
+        entry.update(cells_on=len(on), cells_off=len(off))
+        for q in ("p50_ms", "p99_ms", "workers_cpu_ms"):
+            a, b = [r[q] for r in on], [r[q] for r in off]
+            test = scipy_stats.ttest_ind(a, b, equal_var=False)
+            interval = test.confidence_interval(0.95)
+            entry[q] = {
+                "difference": sum(a) / len(a) - sum(b) / len(b),
+                "low": float(interval.low),
+                "high": float(interval.high),
+                "p_value": float(test.pvalue),
+            }
+        out.append(entry)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="Model artifact directory.")
@@ -496,8 +530,20 @@ def main() -> None:
         "\nimpression rows stored per server, in start order (after its clean stop): "
         + ", ".join(f"{imp} w={w}: {n if n is not None else 'no table'}" for imp, w, n in servers)
     )
+    differences = impression_cost(results)
+    for d in differences:
+        print(
+            f"\nimpressions on - off, {d['scenario']} w={d['workers']} c={d['connections']} "
+            f"({d['cells_on']} on / {d['cells_off']} off servers): "
+            + "; ".join(
+                f"{q} {d[q]['difference']:+.2f} ms [{d[q]['low']:+.2f}, {d[q]['high']:+.2f}]"
+                for q in ("p50_ms", "p99_ms", "workers_cpu_ms")
+            )
+            + " (difference of cell means, Welch 95 % interval)"
+        )
     if args.json:
         payload = {"ready_s": ready, "recall": recall, "results": results}
+        payload["impression_cost"] = differences
         args.json.write_text(json.dumps(payload, indent=2))
 
 

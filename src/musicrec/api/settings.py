@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         description="Log every shown artist to the event store's impression log.",
     )
     impressions_flush_s: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0.0,
         le=60.0,
         description="Seconds between impression log commits (what killing the process that "

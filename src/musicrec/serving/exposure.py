@@ -11,7 +11,7 @@ shown lists. Each worker keeps, per listener (least recently used out first, at 
 last play and the latest show, their plays' times, and the newest impression counted. A
 request reads only the impressions from :data:`LATE_S` before that newest one on (one indexed
 read on ``(listener, time)``), skips the ones already counted by id, and adds the rest. Rows
-are committed up to about a second after they were shown (``MUSICREC_IMPRESSIONS_FLUSH_S``,
+are committed up to about half a second after they were shown (``MUSICREC_IMPRESSIONS_FLUSH_S``,
 and by several workers), so rows older than the newest counted still arrive; :data:`LATE_S`
 covers that. The state is read afresh (the latest :data:`IMPRESSIONS_READ` impressions and,
 once some artist reached ``shows``, the listener's plays, as :func:`read_resting` does on
@@ -43,7 +43,7 @@ from musicrec.rules.inputs import Exposure
 from musicrec.serving.recommender import Recommender
 
 IMPRESSIONS_READ = 10_000  # a listener's latest impressions counted by a fresh read
-LATE_S = 30.0  # rows committed up to this long after a newer one still count (flush: ~1 s)
+LATE_S = 30.0  # rows committed up to this long after a newer one still count (flush: ~0.5 s)
 REFRESH_S = 600.0  # a listener's exposure state is read afresh at least this often
 
 
