@@ -17,7 +17,7 @@ Prints a Markdown table of:
 
 Usage::
 
-    python benchmarks/bench_impressions.py                  # defaults: 200 lists/s, 1 s flush
+    python benchmarks/bench_impressions.py                  # defaults: 200 lists/s, 0.5 s flush
     python benchmarks/bench_impressions.py --rate 1000 --kills 10
 """
 
@@ -158,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--rate", type=float, default=200.0, help="lists per second")
-    parser.add_argument("--flush", type=float, default=1.0, help="seconds between commits")
+    parser.add_argument("--flush", type=float, default=0.5, help="seconds between commits")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
