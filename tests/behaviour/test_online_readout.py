@@ -20,7 +20,7 @@ from musicrec.events.store import EventStore
 from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
 from musicrec.online.explore import sample_list
 from musicrec.online.guardrails import ArmObservation, enforce_guardrails
-from musicrec.online.replay import model_ranker, replay
+from musicrec.online.replay import MIN_SUPPORT, model_ranker, replay
 
 runner = CliRunner()
 ARTISTS = [f"A{i}" for i in range(10)]
@@ -150,15 +150,13 @@ def cli_report(store: EventStore, name: str) -> dict:
     return experiment_report(store, ExperimentStore(store).get(name), n_resamples=50)
 
 
-def test_replay_through_the_cli_equals_the_estimator(tmp_path: Path, synth_model: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    store = EventStore(url)
-    arms = (Arm("a", str(synth_model), 50), Arm("b", str(synth_model), 50))
-    experiment = ExperimentStore(store).create(ExperimentSpec("exp", arms, temperature=1.0))
-    rank = model_ranker(str(synth_model))
+def explored(store: EventStore, model: Path) -> None:
+    """40 listeners' exploring lists of 5 from ``model``'s top 20, their plays, and one
+    impression without a propensity."""
+    rank = model_ranker(str(model))
     from musicrec.serving.recommender import Recommender
 
-    listeners = list(Recommender.load(synth_model).user_ids[:40])
+    listeners = list(Recommender.load(model).user_ids[:40])
     rng = np.random.default_rng(3)
     now = time.time() - 60
     rows, events = [], []
@@ -178,20 +176,61 @@ def test_replay_through_the_cli_equals_the_estimator(tmp_path: Path, synth_model
     rows += impressions_of("nolog", "ghost", ["X"], [1.0], "v", "exp", "b", at=now)  # no propensity
     write_impressions(store, rows)
     store.append(validate_batch(events))
+
+
+def test_replay_through_the_cli_equals_the_estimator(tmp_path: Path, synth_model: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    arms = (Arm("a", str(synth_model), 50), Arm("b", str(synth_model), 50))
+    experiment = ExperimentStore(store).create(ExperimentSpec("exp", arms, temperature=1.0))
+    explored(store, synth_model)
     code, out = cli("online", "replay", "exp", "--model", str(synth_model), "--json", url=url)
     assert code == 0, out
     result = json.loads(out)
-    direct = replay(store, experiment, rank)
+    direct = replay(store, experiment, model_ranker(str(synth_model)))
     assert result["value"] == pytest.approx(direct.value) and result["impressions"] == 200
     assert result["listeners_unknown"] == 0 and 0 < result["matched"] < 200
     assert result["low"] <= result["value"] <= result["high"]
     assert result["support"] == 1.0  # the target is the logging arm's own model
+    assert result["trusted"] is True and result["warning"] is None
     code, out = cli("online", "replay", "exp", "--model", "/nowhere", url=url)
     assert code == 1 and out.count("\n") == 1 and "does not load" in out
+    code, out = cli("online", "replay", "exp", "--model", str(synth_model), "--min-support",
+                    "1.5", url=url)  # fmt: skip
+    assert code == 1 and out.count("\n") == 1 and "--min-support" in out
     ExperimentStore(store).stop("exp", "replayed")
     ExperimentStore(store).create(ExperimentSpec("plain", arms))
     code, out = cli("online", "replay", "plain", "--model", str(synth_model), url=url)
     assert code == 1 and "logged no propensities" in out
+
+
+def test_replay_flags_a_model_outside_the_logging_support(
+    tmp_path: Path, synth_dataset: Path, synth_model: Path
+) -> None:
+    """Popularity lists the same artists for everyone, mostly outside an ALS's top 50 for a
+    listener: the estimate comes with trusted false, a warning in the JSON and on stderr."""
+    from musicrec.config import TrainConfig
+    from musicrec.pipeline.train import train
+
+    popularity = tmp_path / "popularity"
+    train(synth_dataset, popularity, TrainConfig.for_kind("popularity"))
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    arms = (Arm("a", str(synth_model), 50), Arm("b", str(synth_model), 50))
+    ExperimentStore(store).create(ExperimentSpec("exp", arms, temperature=1.0))
+    explored(store, synth_model)
+    args = ("online", "replay", "exp", "--model", str(popularity))
+    result = runner.invoke(cli_app, [*args, "--json", "--events-url", url])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["support"] < MIN_SUPPORT and found["min_support"] == MIN_SUPPORT
+    assert found["trusted"] is False and f"only {found['support']:.0%}" in found["warning"]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("warning: only")
+    code, out = cli(*args, url=url)  # text: the estimate's line, then the warning's
+    assert code == 0 and out.count("\n") == 2 and "warning: only" in out.splitlines()[1]
+    lenient = runner.invoke(cli_app, [*args, "--json", "--min-support", "0", "--events-url", url])
+    found = json.loads(lenient.stdout)
+    assert found["trusted"] is True and found["warning"] is None and lenient.stderr == ""
 
 
 @pytest.mark.parametrize(

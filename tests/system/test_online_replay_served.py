@@ -34,5 +34,7 @@ def test_an_exploring_server_logs_propensities_that_replay_reads(lastfm2k_dir: P
     assert replay["support"] == 1.0  # the logging model replayed: all inside its candidates
     assert 0 < replay["matched"] < LISTENERS * K  # the lists explored
     assert replay["low"] <= replay["value"] <= replay["high"]
+    assert replay["trusted"] is True and replay["warning"] is None
     served = result["served"]["default"]
     assert served["listeners"] == LISTENERS and served["impressions"] == LISTENERS * K
+    assert served["lists_as_replayed"] == 1.0  # served lists are the lists replay scores

@@ -10,9 +10,11 @@ from scipy import stats
 
 from musicrec.online.explore import (
     effective_sample_size,
+    exact_marginals,
     exploration_depth,
     log_weights,
     position_marginals,
+    position_matrix,
     sample_list,
     sampling_scores,
     snips,
@@ -27,10 +29,10 @@ def exact_lists(scores: np.ndarray, k: int, temperature: float) -> dict[tuple[in
     weights = np.exp(log_weights(scores, temperature))
     out = {}
     for perm in itertools.permutations(range(len(scores)), k):
-        p, left = 1.0, weights.sum()
-        for j in perm:
-            p *= weights[j] / left
-            left -= weights[j]
+        p, left = 1.0, np.ones(len(scores), dtype=bool)
+        for j in perm:  # the sum of what is left, not a running difference: no cancellation
+            p *= weights[j] / weights[left].sum()
+            left[j] = False
         out[perm] = p
     return out
 
@@ -72,6 +74,33 @@ def test_marginals_match_enumeration() -> None:
         assert estimate[0] == pytest.approx(truth[0], rel=1e-9)  # exact at the top
         assert np.allclose(estimate, truth, rtol=0.05, atol=0.002)
         assert (estimate > 0).all()
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.3, 1.0, 4.0])
+def test_exact_marginals_match_enumeration(temperature: float) -> None:
+    """Every candidate at every position, against the sum over all ordered lists; at 0.05
+    the weights span tens of orders of magnitude."""
+    rng = np.random.default_rng(7)
+    scores = rng.normal(size=7)
+    exact = exact_lists(scores, 4, temperature)
+    marginal = np.zeros((7, 4))
+    for perm, p in exact.items():
+        for i, j in enumerate(perm):
+            marginal[j, i] += p
+    log_w = log_weights(scores, temperature)
+    found = position_matrix(log_w, np.arange(7), 4)
+    # relative 1e-7, and absolute 1e-16 where the quadrature's cut-off shows (tiny weights)
+    assert np.allclose(found, marginal, rtol=1e-7, atol=1e-16)
+    order = sample_list(scores, 4, temperature, rng).order
+    assert np.allclose(exact_marginals(log_w, order), marginal[order, np.arange(4)], rtol=1e-7)
+
+
+def test_exact_marginals_of_a_position_sum_to_one_over_fifty_candidates() -> None:
+    log_w = log_weights(np.random.default_rng(8).normal(size=50), 1.0)
+    found = position_matrix(log_w, np.arange(50), 10)
+    assert np.allclose(found.sum(axis=0), 1.0, rtol=1e-9)  # someone is at every position
+    assert (found.sum(axis=1) <= 1 + 1e-12).all()  # an artist is shown at most once
+    assert np.allclose(found[:, 0], np.exp(log_w) / np.exp(log_w).sum(), rtol=1e-9)
 
 
 def test_temperature_moves_between_ranking_and_shuffle() -> None:

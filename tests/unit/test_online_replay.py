@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from musicrec.online.experiments import Arm, ExperimentSpec
 from musicrec.online.explore import exploration_depth, sample_list
-from musicrec.online.replay import deterministic_target, logging_support, replay_estimate
+from musicrec.online.replay import (
+    MIN_SUPPORT,
+    deterministic_target,
+    logging_support,
+    replay_estimate,
+)
 
 
 def logs(listeners, positions, artists, propensities, rewards) -> pd.DataFrame:
@@ -30,15 +37,31 @@ def test_hand_computed_case() -> None:
     )  # fmt: skip
     target = deterministic_target(frame, {"u1": ["a", " b "], "u2": ["X", "D", "C"]})
     assert target.tolist() == [1.0, 1.0, 0.0, 1.0]  # names compare without case or spaces
-    found = replay_estimate(frame, target, n_resamples=200)
+    found = replay_estimate(frame, target, n_resamples=200, by_position=False)
     # weights 2, 4 and 1 on rewards 1, 0 and 0
     assert found.value == pytest.approx(2 / 7)
+    # by position (the default): 2/2 at the top, 0/5 below
+    assert replay_estimate(frame, target, n_resamples=0).value == pytest.approx(0.5)
     assert found.matched == 3 and found.impressions == 4 and found.listeners == 2
     assert found.effective_size == pytest.approx(49 / 21)
     assert found.logged_rate == pytest.approx(0.5)
     assert found.low <= found.value <= found.high
     nothing = replay_estimate(frame, np.zeros(4), n_resamples=50)
     assert np.isnan(nothing.value) and nothing.to_dict()["value"] is None
+
+
+def test_by_position_averages_the_rate_at_each_position() -> None:
+    frame = logs(
+        ["u1", "u2", "u1", "u3"], [0, 0, 1, 2], ["A", "B", "C", "D"], [0.5, 0.25, 0.5, 0.5],
+        [1, 0, 0, 1],
+    )  # fmt: skip
+    target = np.array([1.0, 1.0, 1.0, 0.0])  # position 2 matches nothing: left out
+    # weights 2, 4 | 2: position 0 at 2/6, position 1 at 0/2
+    found = replay_estimate(frame, target, n_resamples=300, by_position=True)
+    assert found.value == pytest.approx((1 / 3 + 0) / 2)
+    assert found.listeners == 3 and found.low <= found.value <= found.high
+    pooled = replay_estimate(frame, target, n_resamples=0, by_position=False)
+    assert pooled.value == pytest.approx(2 / 8)
 
 
 def test_unknown_listeners_get_no_weight() -> None:
@@ -54,13 +77,20 @@ def test_on_policy_replay_is_the_logged_rate() -> None:
         rng.integers(0, 300, n).astype(str), rng.integers(0, 10, n), ["x"] * n,
         rng.uniform(0.05, 1.0, n), rng.binomial(1, 0.3, n),
     )  # fmt: skip
-    found = replay_estimate(frame, frame["propensity"].to_numpy(), n_resamples=500)
+    found = replay_estimate(
+        frame, frame["propensity"].to_numpy(), n_resamples=500, by_position=False
+    )
     assert found.value == pytest.approx(frame["reward"].mean())
+    by_position = replay_estimate(frame, frame["propensity"].to_numpy(), n_resamples=0)
+    assert by_position.value == pytest.approx(frame.groupby("position")["reward"].mean().mean())
     assert found.effective_size == pytest.approx(n)
     assert found.low < 0.3 < found.high
 
 
-def test_off_policy_estimate_matches_the_true_rate_of_a_position_based_click_model() -> None:
+@pytest.mark.parametrize("by_position", [False, True])
+def test_off_policy_estimate_matches_the_true_rate_of_a_position_based_click_model(
+    by_position: bool,
+) -> None:
     """Lists sampled Plackett-Luce from 30 candidates; a play happens with probability
     examine(position) x appeal(artist). The replayed deterministic rankings' true rates are
     known in closed form."""
@@ -90,7 +120,7 @@ def test_off_policy_estimate_matches_the_true_rate_of_a_position_based_click_mod
         ranked = [f"a{i}" for i in order]
         truth = float((examine * appeal[order]).mean())
         target = deterministic_target(frame, {f"u{i}": ranked for i in range(n_lists)})
-        found = replay_estimate(frame, target, n_resamples=500, seed=1)
+        found = replay_estimate(frame, target, n_resamples=500, seed=1, by_position=by_position)
         assert found.value == pytest.approx(truth, rel=0.10), name
         assert found.low < truth < found.high, name
         estimates[name] = found.value
@@ -117,3 +147,18 @@ def test_support_is_the_share_of_target_artists_inside_each_arms_candidates() ->
     assert support == pytest.approx(2 / 5)  # T1 (case folded) and T3 inside; X, Y, Z not
     assert seen_depths == [exploration_depth(2), exploration_depth(1)]
     assert np.isnan(logging_support(frame.iloc[0:0], spec, lists, ranker_of))  # type: ignore[arg-type]
+
+
+def test_an_estimate_outside_the_logging_support_is_flagged() -> None:
+    frame = logs(["u1", "u2"], [0, 0], ["A", "B"], [0.5, 0.5], [1, 0])
+    found = replay_estimate(frame, np.ones(2), n_resamples=50)
+    assert not found.trusted and "unknown share" in str(found.warning)  # support unknown
+    inside = replace(found, support=MIN_SUPPORT)
+    assert inside.trusted and inside.warning is None
+    assert inside.to_dict()["trusted"] is True and inside.to_dict()["warning"] is None
+    outside = replace(found, support=0.5)
+    assert not outside.trusted and "only 50%" in str(outside.warning)
+    assert outside.to_dict()["warning"] == outside.warning and not outside.to_dict()["trusted"]
+    assert not replace(inside, min_support=min(1.0, MIN_SUPPORT + 0.01)).trusted
+    nothing = replace(replay_estimate(frame, np.zeros(2), n_resamples=50), support=1.0)
+    assert not nothing.trusted and "nothing to estimate" in str(nothing.warning)

@@ -18,10 +18,6 @@ from rich.table import Table
 from musicrec.cli.common import StoreOption, events_url, friendly_errors
 
 app = typer.Typer()  # this module's commands; musicrec.cli merges them
-# Replay warns below this support: in benchmarks/online_replay_lastfm2k.py targets with 79 %,
-# 26 % and 24 % of their lists inside the logging candidates replayed +20 %, +180 % and +142 %
-# high (docs/online.md, "Off-policy replay"); the warning is a flag, not a guarantee above it.
-SUPPORT_WARNING = 0.95
 
 online_app = typer.Typer(
     help="Online experiments: A/B tests and interleaving on live listeners.",
@@ -233,20 +229,39 @@ def online_replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples over listeners.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    min_support: Annotated[
+        float | None,
+        typer.Option(help="Flag the estimate below this support (default: measured, 0-1)."),
+    ] = None,
     events_url_: StoreOption = None,
 ) -> None:
-    """Estimate MODEL's listen-through from the experiment's logged propensities (SNIPS)."""
-    from musicrec.online.replay import model_ranker, replay
+    """Estimate MODEL's listen-through from the experiment's logged propensities (SNIPS).
+
+    Flags the estimate (a warning line on stderr; "trusted": false and "warning" in the JSON)
+    when too little of MODEL's lists lay inside what the logging arms could show."""
+    from musicrec.online.replay import MIN_SUPPORT, model_ranker, replay
 
     if k is not None and k < 1:
         raise ValueError(f"--k must be at least 1, not {k}")
+    threshold = MIN_SUPPORT if min_support is None else min_support
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"--min-support must be between 0 and 1, not {min_support}")
     experiments = _experiments(events_url_)
     experiment = experiments.get(name)
-    estimate = replay(experiments.store, experiment, model_ranker(model), k, resamples, seed)
+    estimate = replay(
+        experiments.store, experiment, model_ranker(model), k, resamples, seed,
+        min_support=threshold,
+    )  # fmt: skip
     result = {"experiment": name, "model": model, "k": k, **estimate.to_dict()}
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
+    else:
+        _replay_line(model, name, result, estimate)
+    if estimate.warning:
+        Console(stderr=True).print(f"warning: {estimate.warning}", highlight=False, soft_wrap=True)
+
+
+def _replay_line(model: str, name: str, result: dict[str, Any], estimate: Any) -> None:
     Console().print(
         f"{model} on {name}: listen-through {_interval(result)} (SNIPS; logged policy "
         f"{estimate.logged_rate:.4f}); {estimate.matched:,} of {estimate.impressions:,} logged "
@@ -254,13 +269,8 @@ def online_replay(
         f"{estimate.listeners_unknown:,} of {estimate.listeners:,} listeners unknown to the model; "
         f"support {_share(estimate.support)} of its listed artists",
         highlight=False,
+        soft_wrap=True,
     )
-    if estimate.support < SUPPORT_WARNING:
-        Console(stderr=True).print(
-            f"warning: only {_share(estimate.support)} of {model}'s listed artists were among "
-            "the logging arms' candidates; the estimate leaves the rest out and is biased",
-            highlight=False,
-        )
 
 
 def _share(value: float) -> str:

@@ -12,10 +12,14 @@ Three propensities come with every sampled list:
   (exact); their product, :attr:`Exploration.propensity`, is the probability of the list.
 - ``marginal[i]``: the probability that this artist is shown at position ``i`` at all,
   whatever is above it. This is what item-position inverse propensity scoring needs. It is
-  exact at position 0 and, below, a Rao-Blackwellised Monte-Carlo estimate: the average over
-  sampled prefixes of the exact probability of picking the artist next, which has far less
-  variance than counting; floored at the probability of the exact prefix drawn followed by the
-  artist (a true lower bound), so it is never zero for a shown artist and its inverse is finite.
+  computed exactly (:func:`exact_marginals`: an integral over the exponential race's time
+  whose integrand is a Poisson-binomial probability, by the trapezoid rule in log time).
+  :func:`position_marginals`, a Rao-Blackwellised Monte-Carlo estimate (the average over
+  sampled prefixes of the exact probability of picking the artist next), was the default
+  until a replay study showed its rare misses (a tiny estimate, a huge weight) swing a
+  replayed estimate by 100 % and more (``benchmarks/replay_defaults_lastfm2k.py``); it is
+  kept for comparison. Either is floored at the probability of the exact prefix drawn
+  followed by the artist (a true lower bound), so a shown artist's inverse is finite.
 
 :func:`snips` is the self-normalised inverse propensity estimate of a target model's
 listen-through from logged impressions: each logged (position, artist, reward) is weighted by
@@ -35,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 MIN_LOG_WEIGHT = -600.0  # exp() stays a positive float64: every candidate keeps a chance
-MARGINAL_SAMPLES = 256  # see benchmarks/bench_exploration.py for the error at each size
+MARGINAL_SAMPLES = 256  # the Monte-Carlo marginals' former default, kept for comparison
 # A list of k explores among its arm's best max(5 k, 50) listable artists: deep enough that a
 # temperature of 1 reaches past the top k, shallow enough to stay among plausible artists.
 # Only artists in that pool can ever be logged: the support a replayed model needs.
@@ -119,14 +123,60 @@ def position_marginals(
     return marginal
 
 
+# Exact marginals: the integral over the exponential race's time, on a grid in log time.
+QUADRATURE_STEP = 0.25  # trapezoid step in log time: the error is ~exp(-pi^2 / (2 step))
+QUADRATURE_SPAN = (-40.0, 4.0)  # log(w t) range; outside, the integrand is below 1e-17
+
+
+def position_matrix(log_w: np.ndarray, artists: np.ndarray, k: int) -> np.ndarray:
+    """P(``artists[r]`` is shown at position ``i``) for every row ``r`` and ``i < k``, exact to
+    the quadrature's error (relative 1e-7 and better, tested): shape ``(len(artists), k)``.
+
+    In the exponential race each candidate ``j`` arrives at ``T_j ~ Exp(w_j)``; artist ``a``
+    is shown at position ``i`` when exactly ``i`` others arrive before it:
+    ``P = E[P(exactly i of the others arrive before T_a)]``, an integral over ``T_a`` whose
+    integrand is a Poisson-binomial probability (each other ``j`` arrived with probability
+    ``1 - exp(-w_j t)``), computed by the usual recursion over the candidates. In log time
+    the integrand is smooth and decays like ``exp(s)`` on one side and ``exp(-exp(s))`` on the
+    other, where the trapezoid rule converges geometrically.
+    """
+    weights = np.exp(np.asarray(log_w, dtype=np.float64))
+    artists = np.asarray(artists, dtype=np.int64)
+    s = np.arange(QUADRATURE_SPAN[0], QUADRATURE_SPAN[1] + QUADRATURE_STEP / 2, QUADRATURE_STEP)
+    density = np.exp(s - np.exp(s)) * QUADRATURE_STEP  # w_a t exp(-w_a t) ds, t = e^s / w_a
+    times = np.exp(s)[None, :] / weights[artists][:, None]  # (rows, m)
+    counts = np.zeros((len(artists), len(s), k), dtype=np.float64)  # P(c others arrived)
+    counts[:, :, 0] = 1.0
+    for j, weight in enumerate(weights):
+        arrived = -np.expm1(-weight * times)  # (rows, m)
+        arrived[artists == j] = 0.0  # an artist does not race itself
+        counts[:, :, 1:] = counts[:, :, 1:] * (1 - arrived)[:, :, None] + (
+            counts[:, :, :-1] * arrived[:, :, None]
+        )
+        counts[:, :, 0] *= 1 - arrived
+    return np.clip(np.einsum("rmc,m->rc", counts, density), 0.0, 1.0)
+
+
+def exact_marginals(log_w: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """P(``order[i]`` is shown at position ``i``) for every ``i`` (:func:`position_matrix`)."""
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) == 0:
+        return np.zeros(0)
+    return position_matrix(log_w, order, len(order))[np.arange(len(order)), np.arange(len(order))]
+
+
 def sample_list(
     scores: np.ndarray,
     k: int,
     temperature: float,
     rng: np.random.Generator,
-    marginal_samples: int = MARGINAL_SAMPLES,
+    marginal_samples: int | None = None,
 ) -> Exploration:
-    """Sample ``k`` of the candidates (``min(k, len(scores))``) with their propensities."""
+    """Sample ``k`` of the candidates (``min(k, len(scores))``) with their propensities.
+
+    The marginals are exact (:func:`exact_marginals`) unless ``marginal_samples`` asks for
+    the Monte-Carlo estimate over that many prefixes (:func:`position_marginals`).
+    """
     log_w = log_weights(scores, temperature)
     k = min(int(k), len(log_w))
     if k < 1:
@@ -135,10 +185,14 @@ def sample_list(
     order = _race(weights, k, rng, 1)[0].astype(np.int64)
     before = np.concatenate(([0.0], np.cumsum(weights[order])[:-1]))
     step = weights[order] / np.maximum(weights.sum() - before, weights[order])
-    marginal = position_marginals(log_w, order, rng, marginal_samples)
-    # The estimate can miss a shown artist in every sampled prefix (a dominant artist shown
-    # low); the probability of the exact prefix drawn, then this artist, is a true lower
-    # bound of its marginal, so the logged propensity is never zero.
+    if marginal_samples is None:
+        marginal = exact_marginals(log_w, order)
+    else:
+        marginal = position_marginals(log_w, order, rng, marginal_samples)
+    # A Monte-Carlo estimate can miss a shown artist in every sampled prefix (a dominant
+    # artist shown low), and the quadrature underflows for an artist tens of orders of
+    # magnitude below the others; the probability of the exact prefix drawn, then this
+    # artist, is a true lower bound of its marginal, so the logged propensity is never zero.
     floor = np.maximum(np.cumprod(step), np.finfo(np.float64).tiny)
     marginal = np.clip(np.maximum(marginal, floor), None, 1.0)
     return Exploration(order=order, step=step, marginal=marginal)
@@ -175,6 +229,29 @@ def snips(rewards: np.ndarray, propensities: np.ndarray, target: np.ndarray) -> 
     return float((weights * rewards).sum() / denominator) if denominator > 0 else float("nan")
 
 
+def snips_by_position(
+    positions: np.ndarray, rewards: np.ndarray, propensities: np.ndarray, target: np.ndarray
+) -> float:
+    """The SNIPS rate at each position, averaged over the positions any impression matches.
+
+    A target's listen-through is the mean over its positions; pooled :func:`snips` weighs
+    each position by how much of the log matched it there, which drifts from the target's
+    even mix where matches are scarce (low positions, little support). NaN when nothing
+    matches.
+    """
+    weights = _weights(propensities, target)
+    frame = pd.DataFrame(
+        {
+            "position": np.asarray(positions, dtype=np.int64),
+            "numerator": weights * np.asarray(rewards, dtype=np.float64),
+            "denominator": weights,
+        }
+    )
+    sums = frame.groupby("position").sum()
+    sums = sums[sums["denominator"] > 0]
+    return float((sums["numerator"] / sums["denominator"]).mean()) if len(sums) else float("nan")
+
+
 def effective_sample_size(propensities: np.ndarray, target: np.ndarray) -> float:
     """Kish's effective number of impressions behind a SNIPS estimate."""
     weights = _weights(propensities, target)
@@ -183,12 +260,17 @@ def effective_sample_size(propensities: np.ndarray, target: np.ndarray) -> float
 
 
 def snips_by_listener(
-    listeners: np.ndarray, rewards: np.ndarray, propensities: np.ndarray, target: np.ndarray
+    listeners: np.ndarray,
+    rewards: np.ndarray,
+    propensities: np.ndarray,
+    target: np.ndarray,
+    positions: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per listener: the weighted-reward sum and the weight sum (``numerator``, ``denominator``).
+    """Per listener (and per position, given ``positions``): the weighted-reward sum and the
+    weight sum (``numerator``, ``denominator``).
 
-    The SNIPS estimate is ``numerator.sum() / denominator.sum()``; resampling listeners and
-    recomputing that ratio gives its interval.
+    The SNIPS estimate is ``numerator.sum() / denominator.sum()`` (per position, for
+    :func:`snips_by_position`); resampling listeners and recomputing it gives its interval.
     """
     weights = _weights(propensities, target)
     frame = pd.DataFrame(
@@ -198,4 +280,8 @@ def snips_by_listener(
             "denominator": weights,
         }
     )
-    return frame.groupby("listener", sort=True).sum().reset_index()
+    keys = ["listener"]
+    if positions is not None:
+        frame.insert(1, "position", np.asarray(positions, dtype=np.int64))
+        keys.append("position")
+    return frame.groupby(keys, sort=True).sum().reset_index()
