@@ -223,6 +223,17 @@ def data_activity(data: Path) -> dict[str, Any]:
             "plays_p10_p50_p90": [round(float(np.exp(v))) for v in (p10, p50, p90)]}  # fmt: skip
 
 
+def listener_means(args: argparse.Namespace, draws: int = 20_000) -> dict[str, Any]:
+    """The simulated population's mean play probabilities (held-out artists, others)."""
+    model, rng = ListenerModel(activity_sd=args.activity_sd), np.random.default_rng(args.seed)
+    listeners = [model.for_listener(rng) for _ in range(draws)]
+    relevant = np.mean([m.play_relevant for m in listeners])
+    other = np.mean([m.play_other for m in listeners])
+    return {"lists": args.lists, "activity_sd": args.activity_sd,
+            "mean_play_relevant": round(float(relevant), 4),
+            "mean_play_other": round(float(other), 4)}  # fmt: skip
+
+
 def listener_options(args: argparse.Namespace) -> dict[str, Any]:
     """The simulator's options shared by every phase."""
     return {"k": K, "lists_per_listener": args.lists,
@@ -497,8 +508,7 @@ def main() -> None:
             train(work / "dataset", models["closer"], closer)
         result: dict[str, Any] = {"test_listeners": dataset.test_frame["user_idx"].nunique(),
                                   "power_target": args.power, "repeats": args.repeats,
-                                  "listener": {"lists": args.lists,
-                                               "activity_sd": args.activity_sd},
+                                  "listener": listener_means(args),
                                   "data_activity": data_activity(args.data)}  # fmt: skip
         if "ab" in phases:
             log(f"A/B with {args.ab_listeners} listeners")
