@@ -12,14 +12,15 @@ list's request id and position. ``--activity-sd``: the spread of the listeners' 
 playing (0: every listener alike); the JSON's ``data_activity`` is the spread of log total
 plays per listener in the raw data, which the default copies.
 
-- ab: default vs worse, 50/50, ``--ab-listeners`` listeners (one list each);
+- ab: default vs worse, 50/50, ``--ab-listeners`` listeners;
 - interleave: the two merged by team draft, ``--il-listeners`` listeners;
 - closer: default vs the closer model, A/B and interleaving, each with
   ``--closer-listeners`` listeners (default: every test listener);
 - aa: the default model in both arms, one experiment after another (a new name, salt and
   listener sample each), ``--aa-listeners`` listeners each, until ``--aa-experiments`` ran or
-  ``--aa-seconds`` passed. The false-positive rate is the share of A/A experiments whose
-  listen-through difference has p < 0.05 (with its Wilson interval). Then
+  ``--aa-seconds`` passed (``--seed`` picks another series of names, salts and samples).
+  The false-positive rate is the share of A/A experiments whose listen-through difference
+  has p < 0.05 (with its Wilson interval). Then
   ``--aa-resampled`` A/A readouts without a server: listeners drawn with replacement from
   all served A/A listeners, arms by a fair coin.
 
@@ -366,11 +367,12 @@ def aa_served(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path
             for i in range(args.aa_experiments):
                 if time.perf_counter() - started > args.aa_seconds:
                     break
-                name = f"aa{i}"
+                name = f"aa{i}" if not args.seed else f"aa{args.seed}-{i}"
                 start_experiment(store, ExperimentSpec(name, (Arm("a", model, 50),
                                                               Arm("b", model, 50))))  # fmt: skip
                 time.sleep(2.5 * WATCH_S)  # the watcher picks it up within one interval
-                summary = simulate(client, dataset, args.aa_listeners, seed=1000 + i,
+                sample = 1000 * (args.seed + 1) + i
+                summary = simulate(client, dataset, args.aa_listeners, seed=sample,
                                    **listener_options(args))  # fmt: skip
                 not_picked_up += summary.arms.get("-", None) is not None
                 experiments.stop(name, "benchmark done")  # the next refresh drops it
