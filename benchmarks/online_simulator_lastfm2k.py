@@ -20,7 +20,8 @@ plays per listener in the raw data, which the default copies.
   listener sample each), ``--aa-listeners`` listeners each, until ``--aa-experiments`` ran or
   ``--aa-seconds`` passed (``--seed`` picks another series of names, salts and samples).
   The false-positive rate is the share of A/A experiments whose listen-through difference
-  has p < 0.05 (with its Wilson interval). Then
+  has p < 0.05 (with its Wilson interval, and the one-sided binomial p-value of that many
+  or more if the true rate were 5 %). Then
   ``--aa-resampled`` A/A readouts without a server: listeners drawn with replacement from
   all served A/A listeners, arms by a fair coin.
 
@@ -58,7 +59,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from loopback_server import Server
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
 from musicrec import stats
 from musicrec.config import TrainConfig
@@ -402,6 +403,8 @@ def aa_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path]
     served: dict[str, Any] = {"experiments": len(names), "listeners_each": args.aa_listeners,
               "false_positives": positives, "rate": positives / max(len(names), 1),
               "interval": [low, high], "interval_excludes_zero": excludes,
+              "p_above_5_percent": binomtest(positives, max(len(names), 1), 0.05,
+                                             alternative="greater").pvalue,
               "seconds": round(seconds, 1), "lists_not_from_an_arm": not_picked_up}  # fmt: skip
     if listeners and args.aa_resampled:
         served["resampled"] = aa_resampled(pool(listeners), args)
