@@ -5,18 +5,23 @@ Prepares the dataset (default split), trains the default ALS, a clearly worse mo
 and the default 15 sweeps; the offline NDCG@10 of both comes from ``musicrec compare``'s code),
 and for each phase starts a real ``musicrec serve`` (one worker, a fresh SQLite event store,
 watch interval 0.25 s) on loopback. The simulator (:mod:`musicrec.online.simulate`) plays test
-users of the dataset against it: it asks for 10 artists, plays shown held-out artists with a
+users of the dataset against it: it asks for ``--lists`` lists of 10 artists (posting each
+list's events before the next, so they fold in), plays shown held-out artists with a
 position-dependent probability (rarely others), skips the rest, and posts the events with the
-list's request id and position.
+list's request id and position. ``--activity-sd``: the spread of the listeners' log-odds of
+playing (0: every listener alike); the JSON's ``data_activity`` is the spread of log total
+plays per listener in the raw data, which the default copies.
 
-- ab: default vs worse, 50/50, ``--ab-listeners`` listeners (one list each);
+- ab: default vs worse, 50/50, ``--ab-listeners`` listeners;
 - interleave: the two merged by team draft, ``--il-listeners`` listeners;
 - closer: default vs the closer model, A/B and interleaving, each with
   ``--closer-listeners`` listeners (default: every test listener);
 - aa: the default model in both arms, one experiment after another (a new name, salt and
   listener sample each), ``--aa-listeners`` listeners each, until ``--aa-experiments`` ran or
-  ``--aa-seconds`` passed. The false-positive rate is the share of A/A experiments whose
-  listen-through difference has p < 0.05 (with its Wilson interval). Then
+  ``--aa-seconds`` passed (``--seed`` picks another series of names, salts and samples).
+  The false-positive rate is the share of A/A experiments whose listen-through difference
+  has p < 0.05 (with its Wilson interval, and the one-sided binomial p-value of that many
+  or more if the true rate were 5 %). Then
   ``--aa-resampled`` A/A readouts without a server: listeners drawn with replacement from
   all served A/A listeners, arms by a fair coin.
 
@@ -28,12 +33,20 @@ binomial test) names the default ALS the winner, with its Wilson interval; the r
 the served lists, and sizes above the served count repeat listeners. Where each mode reaches
 ``--power`` is interpolated (:func:`musicrec.stats.units_for_power`). The p-value on the first
 n listeners served is kept as ``curve``. Plot: ``--plot``. Prints a JSON summary last.
+
+How sure the served run makes those sizes: ``planned`` is the size the usual normal-
+approximation formula gives from the served effect and spread (A/B: a two-sided 5 % test of
+the listen-through difference, 50/50; interleaving: a two-sided 5 % binomial test on the
+listeners that do not tie), with a 95 % percentile interval from ``--planned-draws``
+bootstrap draws of the served listeners; ``ratio`` carries the same for A/B over interleaving
+(the two modes are separate runs, drawn independently).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -44,7 +57,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 from loopback_server import Server
+from scipy.stats import binomtest, norm
 
 from musicrec import stats
 from musicrec.config import TrainConfig
@@ -57,7 +72,7 @@ from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
 from musicrec.online.interleave import Preferences
 from musicrec.online.readout import ArmCounts, arm_counts, interleave_preferences
 from musicrec.online.report import ab_readout, interleave_readout
-from musicrec.online.simulate import simulate
+from musicrec.online.simulate import DEFAULT_ACTIVITY_SD, ListenerModel, simulate
 from musicrec.pipeline.compare import compare_models
 from musicrec.pipeline.train import train
 
@@ -139,14 +154,97 @@ def il_power(prefs: Preferences, arms: tuple[str, str], sizes: list[int],
     return stats.resampled_power(decide, len(prefs.listeners), sizes, args.repeats, args.seed)
 
 
+Z_ALPHA = float(norm.ppf(0.975))  # two-sided 5 %
+
+
+def planned_ab(better: np.ndarray, other: np.ndarray, power: float) -> float:
+    """Listeners (both arms, 50/50) for ``power`` at the served listen-through gap."""
+    gap = better.mean() - other.mean()
+    if gap <= 0:
+        return math.inf
+    spread = better.var(ddof=1) + other.var(ddof=1)
+    return float(2 * spread * (Z_ALPHA + norm.ppf(power)) ** 2 / gap**2)
+
+
+def planned_il(outcome: np.ndarray, power: float) -> float:
+    """Listeners for ``power`` at the served share of wins among listeners who do not tie."""
+    wins, losses = float((outcome > 0).mean()), float((outcome < 0).mean())
+    if wins <= losses:
+        return math.inf
+    q = wins / (wins + losses)
+    decided = ((Z_ALPHA * 0.5 + norm.ppf(power) * math.sqrt(q * (1 - q))) / (q - 0.5)) ** 2
+    return float(decided / (wins + losses))
+
+
+def planned(size: Any, samples: tuple[np.ndarray, ...], args: argparse.Namespace,
+            stream: int) -> dict[str, Any]:  # fmt: skip
+    """``size(*samples)`` and its bootstrap draws (listeners resampled within each sample)."""
+    rng = np.random.default_rng([args.seed, stream])
+    draws = np.array([size(*(rng.choice(x, len(x)) for x in samples), args.power)
+                      for _ in range(args.planned_draws)])  # fmt: skip
+    return {"listeners": size(*samples, args.power), "interval": percentile_interval(draws),
+            "draws": draws}  # fmt: skip
+
+
+def percentile_interval(draws: np.ndarray) -> list[float]:
+    """95 % percentile interval; no interpolation, so an infinite draw stays infinite."""
+    return [float(np.percentile(draws, 2.5, method="lower")),
+            float(np.percentile(draws, 97.5, method="higher"))]  # fmt: skip
+
+
+def ratio(ab: dict[str, Any], il: dict[str, Any]) -> dict[str, Any]:
+    """A/B over interleaving: from the resampled power, and planned with its interval."""
+    needed = [ab["listeners_for_power"], il["listeners_for_power"]]
+    a, b = ab["planned"]["draws"], il["planned"]["draws"]
+    with np.errstate(invalid="ignore"):
+        draws = np.where(np.isinf(a) & np.isinf(b), np.inf, a / b)
+    return {"power": needed[0] / needed[1] if None not in needed else None,
+            "planned": ab["planned"]["listeners"] / il["planned"]["listeners"],
+            "planned_interval": percentile_interval(draws)}  # fmt: skip
+
+
+def drop_draws(found: Any) -> None:
+    """The bootstrap draws stay out of the printed summary."""
+    if isinstance(found, dict):
+        found.pop("draws", None)
+        for value in found.values():
+            drop_draws(value)
+
+
 def power_summary(power: list[stats.Power], target: float) -> dict[str, Any]:
     return {"power": [p.to_dict() for p in power],
             "listeners_for_power": stats.units_for_power(power, target)}  # fmt: skip
 
 
+def data_activity(data: Path) -> dict[str, Any]:
+    """How much the raw data's listeners differ in activity: log total plays per listener."""
+    raw = pd.read_csv(data / "user_artists.dat", sep="\t")
+    plays = np.log(raw.groupby("userID")["weight"].sum().to_numpy(dtype=float))
+    p10, p50, p90 = np.percentile(plays, [10, 50, 90])
+    return {"listeners": len(plays), "sd_log_plays": round(float(plays.std()), 3),
+            "plays_p10_p50_p90": [round(float(np.exp(v))) for v in (p10, p50, p90)]}  # fmt: skip
+
+
+def listener_means(args: argparse.Namespace, draws: int = 20_000) -> dict[str, Any]:
+    """The simulated population's mean play probabilities (held-out artists, others)."""
+    model, rng = ListenerModel(activity_sd=args.activity_sd), np.random.default_rng(args.seed)
+    listeners = [model.for_listener(rng) for _ in range(draws)]
+    relevant = np.mean([m.play_relevant for m in listeners])
+    other = np.mean([m.play_other for m in listeners])
+    return {"lists": args.lists, "activity_sd": args.activity_sd,
+            "mean_play_relevant": round(float(relevant), 4),
+            "mean_play_other": round(float(other), 4)}  # fmt: skip
+
+
+def listener_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The simulator's options shared by every phase."""
+    return {"k": K, "lists_per_listener": args.lists,
+            "model": ListenerModel(activity_sd=args.activity_sd)}  # fmt: skip
+
+
 def run_phase(
     name: str, mode: str, arms: tuple[Arm, ...], listeners: int, seed: int,
-    dataset: Dataset, model: Path, work: Path,
+    dataset: Dataset, model: Path, work: Path, args: argparse.Namespace,
 ) -> tuple[EventStore, dict[str, Any]]:  # fmt: skip
     """One experiment on a fresh server and store; the simulator's summary."""
     url = f"sqlite:///{work / f'{name}.db'}"
@@ -155,7 +253,8 @@ def run_phase(
     server = Server(model, url, work / f"{name}.log", env=WATCH)
     try:
         with httpx.Client(base_url=server.url, timeout=30.0) as client:
-            summary = simulate(client, dataset, listeners, seed=seed, k=K, max_seconds=900)
+            summary = simulate(client, dataset, listeners, seed=seed, max_seconds=900,
+                               **listener_options(args))  # fmt: skip
     finally:
         server.stop()
     ExperimentStore(store).stop(name, "benchmark done")
@@ -182,7 +281,7 @@ def ab_phase(name: str, pair: Pair, args: argparse.Namespace, dataset: Dataset,
              models: dict[str, Path], work: Path) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     store, summary = run_phase(name, "ab", pair.arms(models), pair.listeners, pair.seed,
-                               dataset, models["default"], work)  # fmt: skip
+                               dataset, models["default"], work, args)  # fmt: skip
     seconds = time.perf_counter() - started
     counts = arm_counts(store, ExperimentStore(store).get(name), K)
     order = order_of_listeners(store, name)
@@ -195,7 +294,10 @@ def ab_phase(name: str, pair: Pair, args: argparse.Namespace, dataset: Dataset,
     p, winner, _ = ab_p(counts, args.resamples)
     rates = {a: float(c.listened.sum() / max(c.impressions.sum(), 1)) for a, c in counts.items()}
     power = ab_power(counts, "default", pair.sizes, args)
-    return {"listeners": len(order), "p_value": p, "winner": winner, "seconds": round(seconds, 1),
+    served = tuple(counts[a].listened / np.maximum(counts[a].impressions, 1)
+                   for a in ("default", pair.other))  # fmt: skip
+    return {"planned": planned(planned_ab, served, args, 1),
+            "listeners": len(order), "p_value": p, "winner": winner, "seconds": round(seconds, 1),
             "listen_through": rates, "curve": curve, **power_summary(power, args.power),
             "simulator": summary}  # fmt: skip
 
@@ -204,7 +306,7 @@ def interleave_phase(name: str, pair: Pair, args: argparse.Namespace, dataset: D
                      models: dict[str, Path], work: Path) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     store, summary = run_phase(name, "interleave", pair.arms(models), pair.listeners,
-                               pair.seed + 1, dataset, models["default"], work)  # fmt: skip
+                               pair.seed + 1, dataset, models["default"], work, args)  # fmt: skip
     seconds = time.perf_counter() - started
     prefs = interleave_preferences(store, ExperimentStore(store).get(name), K)
     order = order_of_listeners(store, name)
@@ -218,7 +320,8 @@ def interleave_phase(name: str, pair: Pair, args: argparse.Namespace, dataset: D
         )
     readout = interleave_readout(prefs, "default", pair.other, args.resamples)
     power = il_power(prefs, ("default", pair.other), pair.sizes, args)
-    return {"listeners": len(order), "p_value": readout["p_value"], "winner": readout["winner"],
+    return {"planned": planned(planned_il, (prefs.outcome,), args, 2),
+            "listeners": len(order), "p_value": readout["p_value"], "winner": readout["winner"],
             "wins": readout["wins"], "ties": readout["ties"], "seconds": round(seconds, 1),
             "curve": curve, **power_summary(power, args.power),
             "simulator": summary}  # fmt: skip
@@ -248,8 +351,7 @@ def closer_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, P
     result["ab"] = ab_phase("closer_ab", pair, args, dataset, models, work)
     log(f"closer pair: interleaving with {total} listeners")
     result["interleave"] = interleave_phase("closer_il", pair, args, dataset, models, work)
-    needed = [result[m]["listeners_for_power"] for m in ("ab", "interleave")]
-    result["ratio"] = needed[0] / needed[1] if None not in needed else None
+    result["ratio"] = ratio(result["ab"], result["interleave"])
     return result
 
 
@@ -266,11 +368,13 @@ def aa_served(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path
             for i in range(args.aa_experiments):
                 if time.perf_counter() - started > args.aa_seconds:
                     break
-                name = f"aa{i}"
+                name = f"aa{i}" if not args.seed else f"aa{args.seed}-{i}"
                 start_experiment(store, ExperimentSpec(name, (Arm("a", model, 50),
                                                               Arm("b", model, 50))))  # fmt: skip
                 time.sleep(2.5 * WATCH_S)  # the watcher picks it up within one interval
-                summary = simulate(client, dataset, args.aa_listeners, seed=1000 + i, k=K)
+                sample = 1000 * (args.seed + 1) + i
+                summary = simulate(client, dataset, args.aa_listeners, seed=sample,
+                                   **listener_options(args))  # fmt: skip
                 not_picked_up += summary.arms.get("-", None) is not None
                 experiments.stop(name, "benchmark done")  # the next refresh drops it
                 names.append(name)
@@ -299,6 +403,8 @@ def aa_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path]
     served: dict[str, Any] = {"experiments": len(names), "listeners_each": args.aa_listeners,
               "false_positives": positives, "rate": positives / max(len(names), 1),
               "interval": [low, high], "interval_excludes_zero": excludes,
+              "p_above_5_percent": binomtest(positives, max(len(names), 1), 0.05,
+                                             alternative="greater").pvalue,
               "seconds": round(seconds, 1), "lists_not_from_an_arm": not_picked_up}  # fmt: skip
     if listeners and args.aa_resampled:
         served["resampled"] = aa_resampled(pool(listeners), args)
@@ -325,6 +431,9 @@ def aa_resampled(rows: ArmCounts, args: argparse.Namespace) -> dict[str, Any]:
 
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
+
+    listener = result["listener"]
+    lists = "one list" if listener["lists"] == 1 else f"{listener['lists']} lists"
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -355,10 +464,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 ylabel="power (share of resamples naming default ALS)")  # fmt: skip
         bottom.axhline(0.05, color="grey", linestyle="--", label="p = 0.05")
         bottom.set(xscale="log", yscale="log", ylabel="median p-value",
-                   xlabel="simulated listeners (one list of 10 each)")  # fmt: skip
+                   xlabel=f"simulated listeners ({lists} of 10 each)")  # fmt: skip
         top.legend(fontsize=8)
         bottom.legend(fontsize=8)
-    fig.suptitle("HetRec-2K: simulated listeners against musicrec serve, resampled experiments")
+    fig.suptitle("HetRec-2K: simulated listeners against musicrec serve, resampled experiments"
+                 f" (activity spread {listener['activity_sd']:g})")  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -380,6 +490,10 @@ def main() -> None:
     parser.add_argument("--aa-resampled", type=int, default=4000)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lists", type=int, default=1, help="lists per listener")
+    parser.add_argument("--planned-draws", type=int, default=2000)
+    parser.add_argument("--activity-sd", type=float, default=DEFAULT_ACTIVITY_SD,
+                        help="SD of the listeners' log-odds of playing; 0: all alike")  # fmt: skip
     parser.add_argument("--phases", default="ab,interleave,closer,aa")
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -398,7 +512,9 @@ def main() -> None:
             closer = TrainConfig(factors=args.closer_factors, iterations=args.closer_iterations)
             train(work / "dataset", models["closer"], closer)
         result: dict[str, Any] = {"test_listeners": dataset.test_frame["user_idx"].nunique(),
-                                  "power_target": args.power, "repeats": args.repeats}  # fmt: skip
+                                  "power_target": args.power, "repeats": args.repeats,
+                                  "listener": listener_means(args),
+                                  "data_activity": data_activity(args.data)}  # fmt: skip
         if "ab" in phases:
             log(f"A/B with {args.ab_listeners} listeners")
             pair = Pair("worse", args.ab_listeners, REQUIRED_SIZES, args.seed)
@@ -409,11 +525,14 @@ def main() -> None:
             result["interleave"] = interleave_phase("il", pair, args, dataset, models, work)
             at = [p for n, p in result["interleave"]["curve"] if n == min(300, args.il_listeners)]
             result["interleave"]["p_value_at_300"] = at[0] if at else None
+        if "ab" in result and "interleave" in result:
+            result["ratio"] = ratio(result["ab"], result["interleave"])
         if "closer" in phases:
             result["closer"] = closer_phase(args, dataset, models, work)
         if "aa" in phases:
             log(f"A/A: up to {args.aa_experiments} experiments or {args.aa_seconds:.0f} s")
             result["aa"] = aa_phase(args, dataset, models, work)
+    drop_draws(result)
     with open("/proc/loadavg") as f:
         result["loadavg"] = {"before": load_before, "after": f.read().split()[:3]}
     result["cpus"] = os.cpu_count()
@@ -428,6 +547,8 @@ def main() -> None:
                 f"{key}: "
                 + str({k: v for k, v in found.items() if k not in ("simulator", "power")})
             )
+    if "ratio" in result:
+        log(f"first pair: ratio {result['ratio']}")
     if "closer" in result:
         log(f"closer: ndcg@10 {result['closer']['ndcg@10']}, ratio {result['closer']['ratio']}")
     if "aa" in result:

@@ -291,12 +291,19 @@ def simulate(
         bool,
         typer.Option(help="Ask for all of a listener's lists before posting its events."),
     ] = False,
+    activity_sd: Annotated[
+        float,
+        typer.Option(
+            help="Spread (SD of the log-odds) of listeners' propensity to play; "
+            "1.52 matches HetRec-2K's spread of plays per listener, 0 makes all alike."
+        ),
+    ] = 1.52,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulated listeners: ask for lists, play held-out artists, skip the rest, post events."""
     from rich.progress import Progress
 
-    from musicrec.online.simulate import simulate_url
+    from musicrec.online.simulate import ListenerModel, simulate_url
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("listeners", total=listeners)
@@ -309,6 +316,7 @@ def simulate(
             lists_per_listener=lists,
             max_seconds=max_seconds,
             hold_events=hold_events,
+            model=ListenerModel(activity_sd=activity_sd),
             progress=lambda n: bar.update(task, completed=n),
         )
     report = summary.to_dict()

@@ -5,7 +5,15 @@ stand for what they would really play. For every list the API shows them, they l
 (position ``i`` is examined with probability ``examine_top * examine_decay**i``), play an
 examined artist that is in their held-out set with probability ``play_relevant`` and any
 other examined artist with the small probability ``play_other``, and skip the examined artists
-they do not play; artists they never looked at get no event. The events go back to the API
+they do not play; artists they never looked at get no event.
+
+Listeners are not alike: with ``activity_sd`` > 0 each listener's odds of playing an artist
+it looked at (held-out or not) are multiplied by ``exp(u)``, ``u ~ Normal(0, activity_sd**2)``
+drawn once per listener (a random intercept on the log-odds, as in a mixed-effects click
+model), so some listeners play almost everything they like and others almost nothing.
+:data:`DEFAULT_ACTIVITY_SD` is the spread of log total plays per listener in HetRec 2011
+Last.fm-2K (``benchmarks/online_simulator_lastfm2k.py`` prints it); ``0`` makes every
+listener the same, as before. The events go back to the API
 with the list's request id and position when the API gave one (a ``request_id`` field or an
 ``X-Request-ID`` header), else bare (attributed by the time window).
 
@@ -22,12 +30,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import numpy as np
+from scipy.special import expit, logit
 
 from musicrec.data.dataset import Dataset
 from musicrec.errors import DataError, TrafficError
@@ -36,6 +45,12 @@ from musicrec.ops.traffic import check_target, is_loopback
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_FAILURES_IN_A_ROW = 20  # the API has gone away: stop rather than spin
 POST_CHUNK = 100  # held events per POST /events (well under its batch and body limits)
+# Standard deviation of log(total plays per listener) over the 1,892 listeners of HetRec 2011
+# Last.fm-2K (user_artists.dat): 1.52, i.e. the middle 80 % of listeners span 23x in plays.
+# The experiment benchmark and `musicrec simulate` use it as the listeners' activity spread.
+DEFAULT_ACTIVITY_SD = 1.52
+MAX_ACTIVITY_SD = 10.0  # beyond this nearly every listener plays all or nothing
+ACTIVITY_STREAM = 0xAC  # the listeners' activity draws: a stream apart from their reactions
 
 
 @dataclass(frozen=True)
@@ -46,10 +61,27 @@ class ListenerModel:
     examine_decay: float = 0.85
     play_relevant: float = 0.8
     play_other: float = 0.02
+    activity_sd: float = 0.0  # spread of the listeners' log-odds of playing (0: all alike)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.activity_sd <= MAX_ACTIVITY_SD:
+            raise DataError(f"the activity spread must be between 0 and {MAX_ACTIVITY_SD}")
 
     def examine(self, k: int) -> np.ndarray:
         """Probability of looking at each of ``k`` positions."""
         return self.examine_top * self.examine_decay ** np.arange(k)
+
+    def for_listener(self, rng: np.random.Generator) -> ListenerModel:
+        """One listener's model: its play odds times ``exp(u)``, ``u ~ N(0, activity_sd**2)``."""
+        if self.activity_sd == 0:
+            return self
+        shift = rng.normal(0.0, self.activity_sd)
+        return replace(
+            self,
+            play_relevant=float(expit(logit(self.play_relevant) + shift)),
+            play_other=float(expit(logit(self.play_other) + shift)),
+            activity_sd=0.0,
+        )
 
 
 @dataclass
@@ -181,15 +213,17 @@ def simulate(
         raise DataError(f"{dataset.path} has {len(truth)} test listeners, not {listeners}")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(np.array(sorted(truth), dtype=object), size=listeners, replace=False)
+    activity = np.random.default_rng([seed, ACTIVITY_STREAM])
     summary = SimulationSummary(url=str(client.base_url))
     started = time.monotonic()
     for n, user in enumerate(chosen, start=1):
+        listener = model.for_listener(activity)
         held: list[dict[str, Any]] = []
         for _ in range(lists_per_listener):
             if time.monotonic() - started > max_seconds:
                 summary.stopped_early = True
                 break
-            events = _one_list(client, str(user), truth[str(user)], k, model, rng, summary)
+            events = _one_list(client, str(user), truth[str(user)], k, listener, rng, summary)
             if hold_events:
                 held += events
             else:
