@@ -19,8 +19,12 @@ with ``--json PATH``. The server is stopped after each worker count. Needs ``wrk
 (``scripts/install-os-deps.sh``).
 
 Every server gets its own event store (``--events-url``; default: a fresh SQLite file in the
-benchmark's temporary folder). ``--impressions on off off on`` starts one server per value in
-that order (``MUSICREC_IMPRESSIONS``), so the cost of the impression log is measured in
+benchmark's temporary folder), created with its tables before the server starts. A server
+skips the store read every request makes (the listener's event version, which keys its
+folded-in answers) until something has written the store, so without that a cell with
+impressions off would leave out the read and charge it to the impression log.
+``--impressions on off off on`` starts one server per value in that order
+(``MUSICREC_IMPRESSIONS``), so the cost of the impression log is measured in
 alternated cells; after each clean stop the rows in its impression log are counted. Impressions
 also turn on the exposure cool-down (a read of the listener's impressions per request); add
 ``--env MUSICREC_COOLDOWN_SHOWS=0`` to measure the writes alone. ``--env`` passes any setting
@@ -52,6 +56,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from musicrec.events.store import EventStore
 
 SCENARIOS = ("user", "user_mood", "similar", "mood", "listener", "health")
 RESULT_MARK = "BENCH_WRK_RESULT "
@@ -434,6 +440,9 @@ def main() -> None:
         env = dict(item.split("=", 1) for item in args.env) | {"MUSICREC_EVENTS_URL": events_url}
         if impressions != "default":
             env["MUSICREC_IMPRESSIONS"] = "true" if impressions == "on" else "false"
+        # The store exists before the server starts, as wherever events are taken: without
+        # it a server with impressions off would skip the store read every request makes.
+        EventStore(events_url).ensure_schema()
         server = Server(
             args.model,
             workers,

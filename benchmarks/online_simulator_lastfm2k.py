@@ -59,7 +59,7 @@ import httpx
 import numpy as np
 import pandas as pd
 from loopback_server import Server
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest, kstest, norm, ttest_1samp
 
 from musicrec import stats
 from musicrec.config import TrainConfig
@@ -71,7 +71,7 @@ from musicrec.online.arms import start_experiment
 from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
 from musicrec.online.interleave import Preferences
 from musicrec.online.readout import ArmCounts, arm_counts, interleave_preferences
-from musicrec.online.report import ab_readout, interleave_readout
+from musicrec.online.report import ab_readout, interleave_readout, per_listener_rates
 from musicrec.online.simulate import DEFAULT_ACTIVITY_SD, ListenerModel, simulate
 from musicrec.pipeline.compare import compare_models
 from musicrec.pipeline.train import train
@@ -390,6 +390,7 @@ def aa_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path]
     names, not_picked_up, seconds = aa_served(args, dataset, models, store, work / "aa.log")
     experiments = ExperimentStore(store)
     p_values: list[float | None] = []
+    differences: list[float] = []
     listeners: list[ArmCounts] = []
     excludes = 0
     for name in names:
@@ -398,6 +399,8 @@ def aa_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path]
         p_values.append(p)
         excludes += outside
         listeners.extend(counts.values())
+        a, b = (per_listener_rates(c)[:, 0].mean() for c in counts.values())
+        differences.append(float(b - a))
     positives = sum(p is not None and p < 0.05 for p in p_values)
     low, high = stats.proportion_interval(positives, len(names)) if names else (float("nan"),) * 2
     served: dict[str, Any] = {"experiments": len(names), "listeners_each": args.aa_listeners,
@@ -405,10 +408,26 @@ def aa_phase(args: argparse.Namespace, dataset: Dataset, models: dict[str, Path]
               "interval": [low, high], "interval_excludes_zero": excludes,
               "p_above_5_percent": binomtest(positives, max(len(names), 1), 0.05,
                                              alternative="greater").pvalue,
-              "seconds": round(seconds, 1), "lists_not_from_an_arm": not_picked_up}  # fmt: skip
+              "seconds": round(seconds, 1), "lists_not_from_an_arm": not_picked_up,
+              **aa_shape(p_values, differences)}  # fmt: skip
     if listeners and args.aa_resampled:
         served["resampled"] = aa_resampled(pool(listeners), args)
     return served
+
+
+def aa_shape(p_values: list[float | None], differences: list[float]) -> dict[str, Any]:
+    """What the served A/A p-values look like beyond the count below 0.05: how far they are
+    from uniform (Kolmogorov-Smirnov), and whether one arm tends to come out ahead (the mean
+    b - a listen-through difference over experiments, one-sample t; the experiments share
+    listeners, so this is approximate)."""
+    found = np.array([p for p in p_values if p is not None], dtype=float)
+    if len(found) < 2:
+        return {}
+    diffs = np.asarray(differences, dtype=float)
+    return {"p_values": [round(float(p), 4) for p in found],
+            "uniform_ks_p": float(kstest(found, "uniform").pvalue),
+            "mean_difference": float(diffs.mean()),
+            "mean_difference_p": float(ttest_1samp(diffs, 0.0).pvalue)}  # fmt: skip
 
 
 def aa_resampled(rows: ArmCounts, args: argparse.Namespace) -> dict[str, Any]:
