@@ -60,7 +60,16 @@ CREATE_ATTEMPTS = 5
 NAME = 200  # listener ids and artist names, as in the events table
 SHORT = 64
 
-metadata = sa.MetaData()
+# Every secondary index is paid for by every row the writer commits, so the log keeps only
+# those its queries use: by experiment (reports, replay) and by listener and time (the
+# exposure cool-down's per-request read, outcome attribution, forgetting a listener; both
+# join in pandas, never looking a row up by request id or artist). Older versions also kept
+# (request_id, position) and (listener, artist, time), random keys that more than halved
+# the rows one writer commits per CPU-second (benchmarks/bench_impressions.py); a log made
+# by them loses the two at its next start.
+metadata = sa.MetaData(
+    info={"retired_indexes": ("impressions_request", "impressions_listener_artist")}
+)
 impressions_table = sa.Table(
     "impressions",
     metadata,
@@ -75,10 +84,7 @@ impressions_table = sa.Table(
     sa.Column("arm", sa.String(SHORT), nullable=True),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("propensity", sa.Float, nullable=True),
-    sa.Index("impressions_request", "request_id", "position"),
-    sa.Index("impressions_listener_artist", "listener", "artist", "time"),
     sa.Index("impressions_experiment", "experiment", "arm"),
-    # A listener's impressions from a time on (the exposure cool-down's per-request read).
     sa.Index("impressions_listener_time", "listener", "time"),
 )
 COLUMNS = [c.name for c in impressions_table.columns]
@@ -148,7 +154,8 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
     """Create ``tables`` (by default the impression log) in the store's database, once.
 
     The online tables share the event store's engine; this creates them beside the events
-    (idempotent), and adds any index a table made by an older version lacks. Another process
+    (idempotent), adds any index a table made by an older version lacks and drops the ones
+    ``tables.info["retired_indexes"]`` names. Another process
     creating them at the same moment makes ``create_all`` fail on a table that now exists, so
     it is tried again until every table is there.
     """
@@ -162,6 +169,9 @@ def ensure_tables(store: EventStore, tables: sa.MetaData = metadata) -> None:
                 for table in tables.sorted_tables:  # indexes added since a table was made
                     for index in table.indexes:
                         index.create(store.engine, checkfirst=True)
+                with store.engine.begin() as conn:
+                    for name in tables.info.get("retired_indexes", ()):
+                        conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
                 break
             except sa.exc.DBAPIError as exc:  # PostgreSQL: pg_type's unique key, same cause
                 raced = "already exists" in str(exc) or "pg_type" in str(exc)
@@ -198,20 +208,15 @@ def write_impressions(store: EventStore, rows: Sequence[Row]) -> int:
 
 
 def read_impressions(
-    store: EventStore,
-    experiment: str | None = None,
-    request_ids: Sequence[str] | None = None,
-    since: float | None = None,
+    store: EventStore, experiment: str | None = None, since: float | None = None
 ) -> pd.DataFrame:
-    """Impression rows (all columns), filtered by experiment, request ids and time."""
+    """Impression rows (all columns), filtered by experiment and time."""
     if not store.exists:
         return pd.DataFrame(columns=COLUMNS)
     ensure_tables(store)
     query = sa.select(impressions_table)
     if experiment is not None:
         query = query.where(impressions_table.c.experiment == experiment)
-    if request_ids is not None:
-        query = query.where(impressions_table.c.request_id.in_(list(request_ids)))
     if since is not None:
         query = query.where(impressions_table.c.time >= since)
     with store.engine.connect() as conn:
