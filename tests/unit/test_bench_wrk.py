@@ -46,3 +46,18 @@ def test_lua_script_escapes_every_byte(bench: ModuleType) -> None:
     assert '{"GET", "/users/x/recommendations?k=10", nil},' in script
     assert '{"POST", "/recommend", "{\\034k\\034: 1}"},' in script
     assert bench.RESULT_MARK in script and "%%" not in script
+
+
+def test_impression_cost_sets_a_stalled_cell_aside_in_the_trimmed_interval(
+    bench: ModuleType,
+) -> None:
+    def cell(setting: str, p99: float) -> dict[str, object]:
+        return dict(scenario="user", workers=2, connections=1, impressions=setting,
+                    p50_ms=p99 / 2, p99_ms=p99, workers_cpu_ms=p99 / 3)  # fmt: skip
+
+    on = [cell("on", p) for p in (2.0, 2.1, 2.2, 2.0, 2.3, 2.1)]
+    off = [cell("off", p) for p in (1.5, 1.6, 110.0, 1.4, 1.5, 1.6)]  # one cell hit a stall
+    (found,) = bench.impression_cost(on + off)
+    mean, trimmed = found["p99_ms"], found["p99_ms"]["trimmed"]
+    assert mean["difference"] < -15 and mean["low"] < 0 < mean["high"]  # the stall decides
+    assert 0.4 < trimmed["difference"] < 0.7 < trimmed["high"] < 1.0 and trimmed["low"] > 0.3
