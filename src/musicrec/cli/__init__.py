@@ -9,6 +9,7 @@ merged into :data:`app` below.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -59,6 +60,9 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # MLflow's own stderr handler (set up at its import, which comes later)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _register(modules: tuple[object, ...]) -> None:

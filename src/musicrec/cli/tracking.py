@@ -147,10 +147,14 @@ def promote(
     from musicrec.loop.gating import paired_judge
     from musicrec.pipeline.gate import gate_config
     from musicrec.tracking import register_and_promote
+    from musicrec.tracking.publish import require_artifact
     from musicrec.tracking.registry import promote as run_promote
 
+    config = gate_config(gate, delta=delta, margin=margin, seed=seed)  # before the store opens
+    if model is not None:
+        require_artifact(model)
     name = _name(name)
-    judge = paired_judge(name, gate_config(gate, delta=delta, margin=margin, seed=seed), data)
+    judge = paired_judge(name, config, data)
     if model is not None:
         decision = register_and_promote(model, name, margin=margin, force=force, judge=judge)
     else:

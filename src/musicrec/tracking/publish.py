@@ -105,6 +105,12 @@ def track_artifact(
         return publish_model(run, model_dir, model_name, fingerprint, losses, tags)
 
 
+def require_artifact(model_dir: str | Path) -> None:
+    """Refuse a directory that is not a model artifact (before any store is opened)."""
+    if not (Path(model_dir) / layout.MANIFEST).is_file():
+        raise ArtifactError(f"{model_dir}: not a model artifact directory (run `musicrec train`)")
+
+
 def register_and_promote(
     model_dir: str | Path,
     name: str = DEFAULT_MODEL_NAME,
@@ -121,8 +127,7 @@ def register_and_promote(
     its registered version; one trained with ``--no-track`` is logged to a new run (with the
     metrics its manifest holds) first.
     """
-    if not (Path(model_dir) / layout.MANIFEST).is_file():
-        raise ArtifactError(f"{model_dir}: not a model artifact directory (run `musicrec train`)")
+    require_artifact(model_dir)
     client = client or get_client()
     manifest = read_json(Path(model_dir) / layout.MANIFEST)
     run_id = manifest.get("mlflow_run_id")
