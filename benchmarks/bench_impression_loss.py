@@ -50,9 +50,9 @@ def stored_request_ids(events_url: str) -> set[str]:
     engine = sa.create_engine(events_url)
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("impressions"):
+            if not sa.inspect(conn).has_table("impression_lists"):
                 return set()
-            rows = conn.execute(sa.text("SELECT DISTINCT request_id FROM impressions"))
+            rows = conn.execute(sa.text("SELECT DISTINCT request_id FROM impression_lists"))
             return {str(r[0]) for r in rows}
     finally:
         engine.dispose()

@@ -3,12 +3,16 @@
 Prints a Markdown table of:
 
 - CPU per list of the serving process (every thread), at 500 lists per second for
-  ``--cpu-lists`` lists: building the rows only; building them and committing them in the
-  process (one worker, or an app used directly); building them and handing them to a host
-  writer in another process (``serve --workers N``), which commits them;
-- ``ImpressionWriter.write`` per served list of ``--k`` rows (building the rows with
-  ``impressions_of`` and queueing them), p50/p99 in microseconds: the whole cost a request pays;
-- rows committed per second by the writer thread into SQLite (WAL, synchronous=FULL);
+  ``--cpu-lists`` lists: packing each list only (:func:`~musicrec.events.impressions.pack`);
+  packing and committing them in the process (one worker, or an app used directly); packing
+  them and handing them to a host writer in another process (``serve --workers N``), which
+  commits them;
+- ``ImpressionWriter.write`` per served list of ``--k`` artists (packing the list and
+  queueing it), p50/p99 in microseconds: the whole cost a request pays;
+- impressions (shown artists) committed per second, and CPU per list, by the writer thread's
+  step into SQLite (WAL, synchronous=FULL): ``--calls`` lists of ``--k`` for random listeners,
+  5,000 shown artists per transaction; and the same lists stored as one row per shown artist
+  with the same two indexes (the layout of earlier versions), for comparison;
 - SIGKILL: a child process serves ``--rate`` lists per second into a writer
   (``--flush`` seconds between commits) and reports every list it queued; it is killed with
   SIGKILL at a random moment, ``--kills`` times. Lost = lists queued but not in the store,
@@ -34,17 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrec.events.impressions import (
-    ImpressionWriter,
-    forwarding_writer,
-    impressions_of,
-    read_impressions,
-)
+from musicrec.events.impression_writer import BATCH_ROWS, ImpressionWriter, forwarding_writer
+from musicrec.events.impressions import pack, read_impressions, write_impressions
 from musicrec.events.store import EventStore
 
 CHILD = """
 import sys, time
-from musicrec.events.impressions import ImpressionWriter, impressions_of
+from musicrec.events.impression_writer import ImpressionWriter
+from musicrec.events.impressions import pack
 from musicrec.events.store import EventStore
 url, rate, k, flush = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 writer = ImpressionWriter(EventStore(url), flush_interval_s=flush).start()
@@ -54,7 +55,7 @@ print("ready", flush=True)
 started = time.monotonic()
 i = 0
 while True:
-    writer.write(impressions_of(f"r{i}", f"u{i % 1000}", artists, scores, "v1", "exp", "a"))
+    writer.write([pack(f"r{i}", f"u{i % 1000}", artists, scores, "v1", "exp", "a")])
     i += 1
     print(i, flush=True)  # queued so far: the parent's count of acknowledged lists
     delay = started + i / rate - time.monotonic()
@@ -65,7 +66,7 @@ while True:
 
 HOST = """
 import sys
-from musicrec.events.impressions import attach_to_host
+from musicrec.events.impression_writer import attach_to_host
 from musicrec.events.store import EventStore
 from musicrec.events.writer import WriterService
 store = EventStore(sys.argv[1])
@@ -80,10 +81,10 @@ service.stop()
 def cpu_per_list(url: str, k: int, n: int, rate: float, mode: str) -> float:
     """CPU time (us, all threads of this process) per list, paced at ``rate`` lists/s.
 
-    ``mode``: ``build`` (only the rows), ``commit`` (a writer committing in this process) or
-    ``hand-off`` (a writer handing them to a host writer in another process). Pacing sleeps
-    after every 50 lists, as a busy worker serves lists back to back (a sleep per list would
-    add a wake-up and cold caches to every one).
+    ``mode``: ``build`` (only packing the lists), ``commit`` (a writer committing in this
+    process) or ``hand-off`` (a writer handing them to a host writer in another process).
+    Pacing sleeps after every 50 lists, as a busy worker serves lists back to back (a sleep
+    per list would add a wake-up and cold caches to every one).
     """
     store = EventStore(url)
     host, writer = None, None
@@ -98,7 +99,7 @@ def cpu_per_list(url: str, k: int, n: int, rate: float, mode: str) -> float:
     scores = [float(k - j) for j in range(k)]
     cpu, started = time.process_time(), time.monotonic()
     for i in range(n):
-        rows = impressions_of(f"c{i}", f"u{i}", artists, scores, "v1", "exp", "a")
+        rows = [pack(f"c{i}", f"u{i}", artists, scores, "v1", "exp", "a")]
         if writer is not None:
             writer.write(rows)
         if i % 50 == 49 and (delay := started + (i + 1) / rate - time.monotonic()) > 0:
@@ -114,22 +115,79 @@ def cpu_per_list(url: str, k: int, n: int, rate: float, mode: str) -> float:
     return cpu / n * 1e6
 
 
-def request_path_cost(store: EventStore, k: int, n: int) -> tuple[float, float, float]:
-    """p50 and p99 (us) of building and queueing one list, and rows committed per second."""
+def request_path_cost(store: EventStore, k: int, n: int) -> tuple[float, float]:
+    """p50 and p99 (us) of packing and queueing one list."""
     writer = ImpressionWriter(store, flush_interval_s=1.0).start()
     artists = [f"artist {j}" for j in range(k)]
     scores = [float(k - j) for j in range(k)]
     costs = np.empty(n)
     for i in range(n):
         started = time.perf_counter()
-        writer.write(impressions_of(f"q{i}", f"u{i}", artists, scores, "v1", "exp", "a"))
+        writer.write([pack(f"q{i}", f"u{i}", artists, scores, "v1", "exp", "a")])
         costs[i] = time.perf_counter() - started
-    drain = time.perf_counter()
     stats = writer.stop()
-    seconds = time.perf_counter() - drain
     assert stats.written == n * k and stats.dropped == 0, stats
     p50, p99 = np.percentile(costs * 1e6, [50, 99])
-    return float(p50), float(p99), n * k / max(seconds, 1e-9)
+    return float(p50), float(p99)
+
+
+ROWS_TABLE = """CREATE TABLE rows_log (id INTEGER PRIMARY KEY, request_id VARCHAR(64) NOT NULL,
+listener VARCHAR(200) NOT NULL, position INTEGER NOT NULL, artist VARCHAR(200) NOT NULL,
+score FLOAT NOT NULL, model_version VARCHAR(200) NOT NULL, experiment VARCHAR(64),
+arm VARCHAR(64), time FLOAT NOT NULL, propensity FLOAT)"""
+ROWS_INDEXES = (
+    "CREATE INDEX rows_log_experiment ON rows_log (experiment, arm)",
+    "CREATE INDEX rows_log_listener_time ON rows_log (listener, time)",
+)
+ROWS_INSERT = "INSERT INTO rows_log (request_id, listener, position, artist, score, " + (
+    "model_version, experiment, arm, time, propensity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def commit_cost(url: str, k: int, n: int, per_artist: bool = False) -> tuple[float, float]:
+    """Impressions committed per second, and CPU (us) per list, by the writer thread's step
+    (one transaction per ``BATCH_ROWS`` shown artists) over ``n`` lists of random listeners
+    (the listener-and-time index takes random keys, as in serving).
+
+    ``per_artist``: the same lists as one row per shown artist with the same two indexes,
+    the layout of earlier versions, inserted the way they did (the driver's executemany).
+    """
+    store = EventStore(url)
+    rng = np.random.default_rng(1)
+    listeners = rng.integers(0, 359_000, n)
+    artists = [f"artist {j}" for j in range(k)]
+    scores = [float(k - j) for j in range(k)]
+    lists = [pack(f"w{i}", f"u{listeners[i]}", artists, scores, "v1", "exp", "a") for i in range(n)]
+    step = max(1, BATCH_ROWS // k)
+    if per_artist:
+        with store.writes.begin() as conn:
+            for sql in (ROWS_TABLE, *ROWS_INDEXES):
+                conn.exec_driver_sql(sql)
+        batches = [
+            [
+                (f"w{i}", f"u{listeners[i]}", j, artists[j], scores[j], "v1", "exp", "a", 1.0, None)
+                for i in range(start, min(start + step, n))
+                for j in range(k)
+            ]
+            for start in range(0, n, step)
+        ]
+
+        def commit(batch: list) -> None:
+            with store.writes.begin() as conn:
+                conn.exec_driver_sql(ROWS_INSERT, batch)
+    else:
+        write_impressions(store, lists[:1])  # the table, made before the clock starts
+        batches = [lists[start : start + step] for start in range(1, n, step)]
+        n -= 1
+
+        def commit(batch: list) -> None:
+            write_impressions(store, batch)
+
+    cpu, started = time.process_time(), time.perf_counter()
+    for batch in batches:
+        commit(batch)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return n * k / seconds, cpu / n * 1e6
 
 
 def one_kill(url: str, rate: float, k: int, flush: float, rng: np.random.Generator) -> int:
@@ -175,7 +233,11 @@ def main() -> None:
             for mode in modes
         }
         store = EventStore(f"sqlite:///{Path(tmp) / 'cost.db'}")
-        p50, p99, committed = request_path_cost(store, args.k, args.calls)
+        p50, p99 = request_path_cost(store, args.k, args.calls)
+        committed, commit_cpu = commit_cost(f"sqlite:///{Path(tmp) / 'c.db'}", args.k, args.calls)
+        rows_committed, rows_cpu = commit_cost(
+            f"sqlite:///{Path(tmp) / 'r.db'}", args.k, args.calls, per_artist=True
+        )
         losses = []
         for n in range(args.kills):
             url = f"sqlite:///{Path(tmp) / f'kill{n}.db'}"
@@ -185,12 +247,15 @@ def main() -> None:
     print(f"k={args.k}, {args.calls:,} lists for the cost; {args.kills} kills at {args.rate:g}")
     print(f"lists/s with a {args.flush:g} s flush interval; SQLite WAL, synchronous=FULL\n")
     print("| measure | value |\n|---|---|")
-    print(f"| process CPU per list at 500 lists/s: building the rows | {cpu['build']:.0f} µs |")
+    print(f"| process CPU per list at 500 lists/s: packing it | {cpu['build']:.0f} µs |")
     print(f"| ... and committing them in the process | {cpu['commit']:.0f} µs |")
     print(f"| ... and handing them to a host writer | {cpu['hand-off']:.0f} µs |")
     print(f"| write() per list, p50 | {p50:.1f} µs |")
     print(f"| write() per list, p99 | {p99:.1f} µs |")
-    print(f"| rows committed per second (writer thread) | {committed:,.0f} |")
+    print(f"| impressions committed per second (writer thread) | {committed:,.0f} |")
+    print(f"| CPU per list committed (writer thread) | {commit_cpu:.1f} µs |")
+    print(f"| the same as one row per shown artist: per second | {rows_committed:,.0f} |")
+    print(f"| the same as one row per shown artist: CPU per list | {rows_cpu:.1f} µs |")
     print(f"| lists lost per SIGKILL, median / max | {np.median(lost):.0f} / {lost.max():.0f} |")
     seconds = lost / args.rate
     print(f"| seconds of traffic lost, median / max | {np.median(seconds):.2f} / ", end="")

@@ -296,15 +296,16 @@ def run_wrk(
 
 
 def impression_rows(events_url: str) -> int | None:
-    """Rows in the impression log of ``events_url`` (None without one)."""
+    """Impressions (shown artists) in the log of ``events_url`` (None without one)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(events_url)
     try:
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("impressions"):
+            if not sa.inspect(conn).has_table("impression_lists"):
                 return None
-            return int(conn.execute(sa.text("SELECT COUNT(*) FROM impressions")).scalar_one())
+            query = sa.text("SELECT COALESCE(SUM(shown), 0) FROM impression_lists")
+            return int(conn.execute(query).scalar_one())
     finally:
         engine.dispose()
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from musicrec.events import impressions, outcomes
 from musicrec.events import tables as event_tables
@@ -29,6 +30,10 @@ def empty_store(backend: str, tmp_path: Path) -> Iterator[EventStore]:
     if not POSTGRES_URL:
         pytest.skip("set MUSICREC_TEST_POSTGRES_URL to run on PostgreSQL")
     fresh = EventStore(POSTGRES_URL)
+    with fresh.engine.begin() as conn:  # the view, and an older version's table of that name
+        if impressions.VIEW in sa.inspect(conn).get_view_names():
+            conn.execute(sa.text(f"DROP VIEW {impressions.VIEW}"))
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {impressions.VIEW}"))
     tables = (experiments.metadata, outcomes.metadata, impressions.metadata, event_tables.metadata)
     for metadata in tables:
         metadata.drop_all(fresh.engine)

@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicrec.events.impressions import ensure_tables, impressions_of, write_impressions
+from musicrec.events.impressions import impressions_of, write_impressions
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
 from musicrec.rules import CoolDown
@@ -112,47 +111,3 @@ def test_a_row_committed_later_than_late_s_counts_from_the_next_refresh(
     assert resting(store, rec, user, POLICY, now + 1).held == ()
     assert read_resting(store, rec, user, POLICY, now + 1).held == (item,)
     assert resting(store, rec, user, POLICY, now + 601).held == (item,)  # read afresh
-
-
-def test_the_listener_time_index_is_added_to_an_older_log(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    ensure_tables(EventStore(url))
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX impressions_listener_time"))
-    ensure_tables(EventStore(url))  # a new process opening a log made before the index
-    names = {index["name"] for index in sa.inspect(engine).get_indexes("impressions")}
-    assert "impressions_listener_time" in names
-    engine.dispose()
-
-
-def test_the_log_keeps_only_the_indexes_its_queries_use(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    ensure_tables(EventStore(url))
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:  # what an older version made besides
-        conn.execute(
-            sa.text("CREATE INDEX impressions_request ON impressions (request_id, position)")
-        )
-        conn.execute(
-            sa.text(
-                "CREATE INDEX impressions_listener_artist ON impressions (listener, artist, time)"
-            )
-        )
-    ensure_tables(EventStore(url))  # a new process opening that older log
-    names = {index["name"] for index in sa.inspect(engine).get_indexes("impressions")}
-    assert names == {"impressions_experiment", "impressions_listener_time"}
-    reads = {  # the shapes of the log's queries: cool-down, forget, reports, attribution
-        "SELECT artist, time FROM impressions WHERE listener = 'u' AND time >= 1 ORDER BY time",
-        "SELECT id FROM impressions WHERE listener = 'u'",
-        "SELECT * FROM impressions WHERE experiment = 'x' ORDER BY id",
-        "SELECT * FROM impressions WHERE time >= 1 AND listener IN "
-        "(SELECT listener FROM impressions WHERE experiment = 'x')",
-    }
-    with engine.connect() as conn:
-        for query in reads:
-            plan = " | ".join(
-                row[-1] for row in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {query}"))
-            )
-            assert "SCAN impressions" not in plan and "USING" in plan, (query, plan)
-    engine.dispose()

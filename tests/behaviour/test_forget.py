@@ -130,7 +130,7 @@ def test_impressions_and_their_links_go_with_the_listener(store: EventStore) -> 
         "event_requests": 1,
         "events": 1,
         "listener_artists": 1,
-        "impressions": 2,
+        "impression_lists": 1,  # one list of two shown artists
     }
     assert read_impressions(store)["listener"].tolist() == ["other"]
     with store.engine.connect() as conn:

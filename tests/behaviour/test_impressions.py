@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from online_stores import BACKENDS, empty_store
 
+from musicrec.events.forget import forget_listener
+from musicrec.events.impression_writer import HANDOFF_INTERVAL_S, ImpressionWriter, attach_to_host
 from musicrec.events.impressions import (
-    HANDOFF_INTERVAL_S,
-    ImpressionWriter,
-    attach_to_host,
+    LIST_FIELDS,
+    ensure_tables,
+    expand,
     impressions_of,
+    pack,
     read_impressions,
     write_impressions,
 )
@@ -89,7 +93,8 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
 
 KILLED_WRITER = """
 import sys, time
-from musicrec.events.impressions import ImpressionWriter, impressions_of
+from musicrec.events.impression_writer import ImpressionWriter
+from musicrec.events.impressions import impressions_of
 from musicrec.events.store import EventStore
 writer = ImpressionWriter(EventStore(sys.argv[1]), flush_interval_s=0.2).start()
 print("ready", flush=True)
@@ -126,7 +131,8 @@ def test_sigkill_loses_at_most_the_last_moments(tmp_path: Path) -> None:
 
 FORWARDING_WORKER = """
 import sys, time
-from musicrec.events.impressions import forwarding_writer, impressions_of
+from musicrec.events.impression_writer import forwarding_writer
+from musicrec.events.impressions import impressions_of
 from musicrec.events.store import EventStore
 url, address, name, lists = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 writer = forwarding_writer(EventStore(url), address)
@@ -201,8 +207,9 @@ def shown_frame() -> pd.DataFrame:
         + a_list("r2", at=NOW + 100, arm="b")
         + a_list("r3", "v", at=NOW + 50, arm=None)
     )
-    frame = pd.DataFrame([{f: getattr(r, f) for f in r.__slots__} for r in rows])
-    return frame.assign(id=range(1, len(frame) + 1))
+    lists = pd.DataFrame([dict(zip(LIST_FIELDS, r, strict=True)) for r in rows])
+    frame = expand(lists.assign(id=range(1, len(lists) + 1)))
+    return frame.assign(id=range(1, len(frame) + 1))  # one id per shown artist, in order
 
 
 def events(*rows: tuple) -> pd.DataFrame:
@@ -262,3 +269,133 @@ def test_experiment_outcomes_from_the_store(store: EventStore) -> None:
         ["u", "B", "skip", "window"],
     ]
     assert experiment_outcomes(store, "no such experiment").empty
+
+
+def mixed_lists() -> list:
+    """Three lists: plain, interleaved (an arm and a model per position) and sampled."""
+    return [
+        *impressions_of("r1", "u", ["A", "B"], [2.0, 1.0], "v1", at=NOW),
+        *impressions_of(
+            "r2", "w", ["C", "D", "E"], [3.0, 2.0, 1.0], ["v1", "v9", "v1"], "exp",
+            ["a", "b", "a"], at=NOW + 1,
+        ),
+        *impressions_of(
+            "r3", "u", ["F"], [0.5], "v2", "exp2", "b", propensities=[0.25], at=NOW + 2
+        ),
+    ]  # fmt: skip
+
+
+EXPECTED = [
+    ("r1", "u", 0, "A", 2.0, None, None, NOW),
+    ("r1", "u", 1, "B", 1.0, None, None, NOW),
+    ("r2", "w", 0, "C", 3.0, "exp", "a", NOW + 1),
+    ("r2", "w", 1, "D", 2.0, "exp", "b", NOW + 1),
+    ("r2", "w", 2, "E", 1.0, "exp", "a", NOW + 1),
+    ("r3", "u", 0, "F", 0.5, "exp2", "b", NOW + 2),
+]
+
+
+def as_rows(frame: pd.DataFrame) -> list[tuple]:
+    keep = ["request_id", "listener", "position", "artist", "score", "experiment", "arm", "time"]
+    out = frame[keep].astype(object).where(frame[keep].notna(), None)
+    return [tuple(row) for row in out.itertuples(index=False)]
+
+
+def test_lists_read_back_as_one_row_per_shown_artist_in_python_and_sql(store: EventStore) -> None:
+    assert write_impressions(store, mixed_lists()) == 6
+    frame = read_impressions(store)
+    assert as_rows(frame) == EXPECTED
+    assert frame["model_version"].tolist() == ["v1", "v1", "v1", "v9", "v1", "v2"]
+    assert frame["propensity"].isna().tolist() == [True] * 5 + [False]
+    assert frame["propensity"].iloc[-1] == 0.25 and frame["id"].is_unique
+    with store.engine.connect() as conn:  # the view, for SQL
+        view = pd.read_sql(sa.text("SELECT * FROM impressions ORDER BY id"), conn)
+    assert as_rows(view) == as_rows(frame) and view["id"].tolist() == frame["id"].tolist()
+    assert view["model_version"].tolist() == frame["model_version"].tolist()
+    assert view["propensity"].fillna(-1).tolist() == frame["propensity"].fillna(-1).tolist()
+    assert as_rows(read_impressions(store, experiment="exp")) == as_rows(frame)[2:5]
+
+
+def test_a_list_needs_one_value_per_shown_artist() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        pack("r1", "u", [], [], "v1")
+    with pytest.raises(ValueError, match="one score, model version and arm"):
+        pack("r1", "u", ["A", "B"], [1.0], "v1")
+    with pytest.raises(ValueError, match="one score, model version and arm"):
+        pack("r1", "u", ["A", "B"], [1.0, 0.5], "v1", "exp", ["a"])
+    with pytest.raises(ValueError, match="one propensity"):
+        pack("r1", "u", ["A"], [1.0], "v1", propensities=[0.5, 0.5])
+
+
+OLD_LOG = sa.MetaData()
+sa.Table(  # the log of older versions: one row per shown artist
+    "impressions",
+    OLD_LOG,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("listener", sa.String(200), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("artist", sa.String(200), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("model_version", sa.String(200), nullable=False),
+    sa.Column("experiment", sa.String(64), nullable=True),
+    sa.Column("arm", sa.String(64), nullable=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("propensity", sa.Float, nullable=True),
+    sa.Index("impressions_listener_time", "listener", "time"),
+)
+
+
+def test_an_older_one_row_per_artist_log_is_moved_into_lists(store: EventStore) -> None:
+    versions = ["v1", "v1", "v1", "v9", "v1", "v2"]
+    propensities = [None] * 5 + [0.25]
+    columns = ["request_id", "listener", "position", "artist", "score", "experiment", "arm"]
+    rows = [
+        {**dict(zip([*columns, "time"], row, strict=True)), "model_version": version,
+         "propensity": propensity}
+        for row, version, propensity in zip(EXPECTED, versions, propensities, strict=True)
+    ]  # fmt: skip
+    store.ensure_schema()
+    OLD_LOG.create_all(store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(OLD_LOG.tables["impressions"]), rows)
+    forget_listener(store, "nobody", actor="test")  # a tombstone with the old table's watermark
+    moved = read_impressions(store)  # the first use moves the log
+    assert as_rows(moved) == EXPECTED and moved["model_version"].tolist() == versions
+    assert moved["propensity"].fillna(-1).tolist() == [-1] * 5 + [0.25]
+    with store.engine.connect() as conn:
+        assert "impressions" not in sa.inspect(conn).get_table_names()
+        assert "impressions" in sa.inspect(conn).get_view_names()
+        list_ids = conn.execute(sa.text("SELECT id FROM impression_lists ORDER BY id")).scalars()
+        assert list(list_ids) == [2, 5, 6]  # each list keeps its last row's id
+    for request in ("r4", "r5", "r6"):  # new lists come after the moved ones
+        assert write_impressions(store, impressions_of(request, "u", ["G"], [1.0], "v1")) == 1
+    after = read_impressions(store)
+    assert after["request_id"].tolist()[-3:] == ["r4", "r5", "r6"]
+    assert (after["id"].iloc[-3:] > after["id"].iloc[5]).all()
+
+
+def test_the_listener_time_index_is_added_to_an_older_log(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    ensure_tables(EventStore(url))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX impression_lists_listener_time"))
+    ensure_tables(EventStore(url))  # a new process opening a log made before the index
+    names = {index["name"] for index in sa.inspect(engine).get_indexes("impression_lists")}
+    assert names == {"impression_lists_experiment", "impression_lists_listener_time"}
+    reads = {  # the shapes of the log's queries: cool-down, forget, reports, attribution
+        "SELECT id, artists, time FROM impression_lists WHERE listener = 'u' AND time >= 1 "
+        "ORDER BY time DESC",
+        "SELECT id FROM impression_lists WHERE listener = 'u'",
+        "SELECT * FROM impression_lists WHERE experiment = 'x' ORDER BY id",
+        "SELECT * FROM impression_lists WHERE time >= 1 AND listener IN "
+        "(SELECT listener FROM impression_lists WHERE experiment = 'x')",
+    }
+    with engine.connect() as conn:
+        for query in reads:
+            plan = " | ".join(
+                row[-1] for row in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {query}"))
+            )
+            assert "SCAN impression_lists" not in plan and "USING" in plan, (query, plan)
+    engine.dispose()

@@ -23,7 +23,7 @@ from musicrec.api.deps import runtime
 from musicrec.api.loader import load_recommender
 from musicrec.api.settings import Settings
 from musicrec.errors import MusicrecError, StoreError
-from musicrec.events.impressions import ImpressionWriter, forwarding_writer
+from musicrec.events.impression_writer import ImpressionWriter, forwarding_writer
 from musicrec.events.outcomes import record_requests
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore

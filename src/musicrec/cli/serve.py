@@ -61,10 +61,10 @@ def host_event_writer(workers: int) -> Iterator[str | None]:
 
     It runs in this process, which only supervises the workers; they find its socket in
     ``MUSICREC_EVENTS_WRITER`` (see :mod:`musicrec.events.writer`). It also commits the
-    impressions they hand it (:mod:`musicrec.events.impressions`). One worker needs none.
+    impressions they hand it (:mod:`musicrec.events.impression_writer`). One worker needs none.
     """
     from musicrec.api.settings import Settings
-    from musicrec.events.impressions import attach_to_host
+    from musicrec.events.impression_writer import attach_to_host
     from musicrec.events.store import EventStore
     from musicrec.events.writer import WriterService
 

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from musicrec.errors import StoreError
 from musicrec.events.impressions import ensure_tables as create_tables
-from musicrec.events.impressions import impressions_table
+from musicrec.events.impressions import lists_table
 from musicrec.events.outcomes import links_table
 from musicrec.events.store import EventStore, events_table
 from musicrec.events.tables import listener_artists
@@ -56,11 +56,11 @@ class ListenerTable:
 LISTENER_TABLES: tuple[ListenerTable, ...] = (
     ListenerTable(events_table, "user_id", "id", "events"),
     ListenerTable(listener_artists, "user_id", "last_id", "events"),
-    ListenerTable(impressions_table, "listener", "id", "impressions"),
+    ListenerTable(lists_table, "listener", "id", "impression_lists"),
 )
 # Rows about a listener's events, found through the events' ids (deleted before the events).
 EVENT_LINKS: tuple[sa.Table, ...] = (links_table,)
-WATERMARKED: tuple[sa.Table, ...] = (events_table, impressions_table)
+WATERMARKED: tuple[sa.Table, ...] = (events_table, lists_table)
 SWEEP_WINDOW_S = 180.0  # tombstones this recent are swept again (a late event on a slow worker)
 DIGEST_SALT = b"musicrec-forget:"
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from musicrec.errors import EventError, StoreError
 from musicrec.events.impressions import COLUMNS as IMPRESSION_COLUMNS
-from musicrec.events.impressions import ensure_tables, impressions_table
+from musicrec.events.impressions import POSITIONS, ensure_tables, lists_table, read_lists
 from musicrec.events.store import EventStore, events_table
 
 ATTRIBUTION_WINDOW_S = 24 * 3600.0
@@ -75,7 +75,7 @@ def record_requests(
 LINK_FIELDS = ("request_id", "position")
 REQUEST_ID_MAX = 64
 REQUEST_ID = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}"  # what the API hands out (and keeps from clients)
-MAX_POSITION = 10_000
+MAX_POSITION = POSITIONS
 
 
 def split_links(
@@ -223,7 +223,7 @@ def experiment_outcomes(
         return pd.DataFrame(columns=["event_id", "listener", "artist", "kind", *ATTRIBUTED])
     ensure_tables(store)
     ensure_tables(store, metadata)
-    imp = impressions_table
+    imp = lists_table
     listeners = sa.select(imp.c.listener).where(imp.c.experiment == experiment).distinct()
     with store.engine.connect() as conn:
         first = conn.execute(
@@ -231,11 +231,10 @@ def experiment_outcomes(
         ).scalar()
     if first is None:
         return pd.DataFrame(columns=["event_id", "listener", "artist", "kind", *ATTRIBUTED])
-    query = sa.select(impressions_table).where(
+    query = sa.select(imp).where(
         imp.c.listener.in_(listeners), imp.c.time >= float(first) - window_s
     )
-    with store.engine.connect() as conn:
-        shown = pd.read_sql(query, conn)
+    shown = read_lists(store, query.order_by(imp.c.id))
     events = _events_of(store, listeners, float(first) - TIMESTAMP_RESOLUTION_S)
     attributed = attribute(events, shown[IMPRESSION_COLUMNS], window_s)
     return attributed[attributed["experiment"] == experiment].reset_index(drop=True)

@@ -18,8 +18,8 @@ seeded from the request id, so a list is reproducible), each position credited t
 that contributed it. A listener of a stopped arm, of an arm whose model did not load, or
 outside every experiment gets the champion's answer and no experiment fields.
 
-:meth:`ExperimentRuntime.log` turns every shown artist into an impression row for the batched
-:class:`~musicrec.events.impressions.ImpressionWriter` (never blocking the request).
+:meth:`ExperimentRuntime.log` packs every served list into an impression log row for the batched
+:class:`~musicrec.events.impression_writer.ImpressionWriter` (never blocking the request).
 Per-arm latency, errors, impressions and outcomes go to
 :class:`~musicrec.online.metrics.ExperimentMetrics` and, in this process, to the counts
 :meth:`ExperimentRuntime.enforce` hands to :func:`~musicrec.online.guardrails.enforce_guardrails`.
@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from musicrec.errors import MusicrecError
-from musicrec.events.impressions import Impression, ImpressionWriter
+from musicrec.events.impression_writer import ImpressionWriter
+from musicrec.events.impressions import pack
 from musicrec.events.outcomes import REQUEST_ID
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Experiment, ExperimentStore
@@ -340,28 +341,21 @@ class ExperimentRuntime:
                     self._requests.popitem(last=False)
 
     def log(self, served: Served, listener: str | None) -> None:
-        """Queue one impression row per shown artist (dropped, counted, when the queue is full)."""
+        """Queue the list's impressions (dropped, counted, when the queue is full)."""
         if self.writer is None or not served.recs:
             return
-        now = time.time()
-        versions = served.versions or (served.model_version,) * len(served.recs)
-        teams = served.teams or (served.arm,) * len(served.recs)
-        propensities = served.propensities or (None,) * len(served.recs)
         self.writer.write(
             [
-                Impression(
+                pack(
                     served.request_id,
                     listener or "",
-                    i,
-                    rec.artist,
-                    float(rec.score),
-                    versions[i],
+                    [rec.artist for rec in served.recs],
+                    [rec.score for rec in served.recs],
+                    served.versions or served.model_version,
                     served.experiment,
-                    teams[i],
-                    now,
-                    propensities[i],
+                    served.teams or served.arm,
+                    served.propensities,
                 )
-                for i, rec in enumerate(served.recs)
             ]
         )
 

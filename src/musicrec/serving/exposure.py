@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from musicrec.events.cache import DEFAULT_SIZE, cache_for
-from musicrec.events.impressions import ensure_tables, impressions_table
+from musicrec.events.impressions import ensure_tables, latest_shown
 from musicrec.events.store import EventStore
 from musicrec.rules import CoolDown, held_back
 from musicrec.rules.cooldown import exposure_from_log
@@ -136,15 +135,8 @@ def read_resting(
     if policy is None or not store.exists:
         return NOTHING
     ensure_tables(store)
-    table = impressions_table
-    query = (
-        sa.select(table.c.artist, table.c.time)
-        .where(table.c.listener == user_id)
-        .order_by(table.c.time.desc())
-        .limit(IMPRESSIONS_READ)
-    )
     with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = [(name, at) for _, name, at in latest_shown(conn, user_id, IMPRESSIONS_READ)]
     if len(rows) < policy.shows:
         return NOTHING
     resolve = recommender.catalogue.resolve
@@ -184,15 +176,8 @@ def _fresh(
 
 def _recount(store: EventStore, recommender: Recommender, user_id: str, counted: _Counted) -> None:
     """Count the listener's latest :data:`IMPRESSIONS_READ` impressions into ``counted``."""
-    table = impressions_table
-    query = (
-        sa.select(table.c.id, table.c.artist, table.c.time)
-        .where(table.c.listener == user_id)
-        .order_by(table.c.time.desc())
-        .limit(IMPRESSIONS_READ)
-    )
     with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = latest_shown(conn, user_id, IMPRESSIONS_READ)
     counted.shown, counted.last_shown, counted.newest, counted.recent = {}, {}, -np.inf, {}
     _count(recommender, rows, counted)
 
@@ -200,12 +185,9 @@ def _recount(store: EventStore, recommender: Recommender, user_id: str, counted:
 def _add_new(store: EventStore, recommender: Recommender, user_id: str, counted: _Counted) -> None:
     """Count the impressions committed since the last request (from ``LATE_S`` before the
     newest counted on, less the ids counted already)."""
-    table = impressions_table
-    query = sa.select(table.c.id, table.c.artist, table.c.time).where(table.c.listener == user_id)
-    if counted.newest > -np.inf:
-        query = query.where(table.c.time >= counted.newest - LATE_S)
+    since = counted.newest - LATE_S if counted.newest > -np.inf else None
     with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = latest_shown(conn, user_id, IMPRESSIONS_READ, since)
     _count(recommender, [row for row in rows if row[0] not in counted.recent], counted)
 
 
