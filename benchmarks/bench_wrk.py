@@ -28,7 +28,8 @@ impressions off would leave out the read and charge it to the impression log.
 alternated cells; after each clean stop the rows in its impression log are counted. Impressions
 also turn on the exposure cool-down (a read of the listener's impressions per request); add
 ``--env MUSICREC_COOLDOWN_SHOWS=0`` to measure the writes alone. ``--env`` passes any setting
-to every server.
+to every server. ``--pool A.json B.json`` starts nothing: it prints the same on - off
+differences over the cells of earlier runs' ``--json`` files together.
 
 Usage::
 
@@ -36,6 +37,7 @@ Usage::
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user
     python benchmarks/bench_wrk.py --model PATH --workers 2 --connections 8 --scenarios user \
         --impressions on off off on --duration 20 --env MUSICREC_COOLDOWN_SHOWS=0
+    python benchmarks/bench_wrk.py --pool run1.json run2.json
 """
 
 from __future__ import annotations
@@ -398,9 +400,46 @@ def impression_cost(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def print_costs(differences: list[dict[str, Any]]) -> None:
+    """Print :func:`impression_cost`'s differences, of means and of trimmed means."""
+    for d in differences:
+        for label, pick in (
+            ("difference of cell means, Welch 95 % interval", lambda found: found),
+            (f"of {TRIM:.0%} trimmed means, Yuen 95 % interval", lambda found: found["trimmed"]),
+        ):
+            print(
+                f"\nimpressions on - off, {d['scenario']} w={d['workers']} c={d['connections']} "
+                f"({d['cells_on']} on / {d['cells_off']} off servers): "
+                + "; ".join(
+                    f"{q} {pick(d[q])['difference']:+.2f} ms "
+                    f"[{pick(d[q])['low']:+.2f}, {pick(d[q])['high']:+.2f}]"
+                    for q in ("p50_ms", "p99_ms", "workers_cpu_ms")
+                )
+                + f" ({label})"
+            )
+
+
+def pool(paths: list[Path]) -> None:
+    """Print the impression cost over the cells of several earlier runs (their ``--json``)."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            results += json.loads(path.read_text())["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            sys.exit(f"{path}: not a bench_wrk --json file ({exc})")
+    print(f"{len(results)} cells from {len(paths)} runs: " + ", ".join(map(str, paths)))
+    print_costs(impression_cost(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="Model artifact directory.")
+    parser.add_argument("--model", type=Path, help="Model artifact directory.")
+    parser.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="Start no server: the impression cost over these runs' --json cells together.",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
@@ -434,6 +473,11 @@ def main() -> None:
         help="Also measure recall@10 of the served answers vs exact on this many users/artists.",
     )
     args = parser.parse_args()
+    if args.pool:
+        pool(args.pool)
+        return
+    if args.model is None:
+        sys.exit("--model is required (unless --pool)")
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: run scripts/install-os-deps.sh")
     if args.duration > 120 or args.warmup > 30:
@@ -551,21 +595,7 @@ def main() -> None:
         + ", ".join(f"{imp} w={w}: {n if n is not None else 'no table'}" for imp, w, n in servers)
     )
     differences = impression_cost(results)
-    for d in differences:
-        for label, pick in (
-            ("difference of cell means, Welch 95 % interval", lambda found: found),
-            (f"of {TRIM:.0%} trimmed means, Yuen 95 % interval", lambda found: found["trimmed"]),
-        ):
-            print(
-                f"\nimpressions on - off, {d['scenario']} w={d['workers']} c={d['connections']} "
-                f"({d['cells_on']} on / {d['cells_off']} off servers): "
-                + "; ".join(
-                    f"{q} {pick(d[q])['difference']:+.2f} ms "
-                    f"[{pick(d[q])['low']:+.2f}, {pick(d[q])['high']:+.2f}]"
-                    for q in ("p50_ms", "p99_ms", "workers_cpu_ms")
-                )
-                + f" ({label})"
-            )
+    print_costs(differences)
     if args.json:
         payload = {"ready_s": ready, "recall": recall, "results": results}
         payload["impression_cost"] = differences
