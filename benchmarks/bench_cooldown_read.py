@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrec.events.impressions import impressions_of, write_impressions
+from musicrec.events.impressions import pack, write_impressions
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
 from musicrec.rules import CoolDown
@@ -50,7 +50,7 @@ def one_history(rec: Recommender, folder: Path, lists: int, calls: int) -> tuple
     rows = []
     for n in range(lists):
         at = now - 3600 - 60 * (lists - n)
-        rows += impressions_of(f"h{n}", user, top, [1.0] * K, "v", at=at)
+        rows += [pack(f"h{n}", user, top, [1.0] * K, "v", at=at)]
     for start in range(0, len(rows), 5_000):
         write_impressions(store, rows[start : start + 5_000])
     version = store.listener_version(user)
@@ -63,7 +63,7 @@ def one_history(rec: Recommender, folder: Path, lists: int, calls: int) -> tuple
     assert resting(store, rec, user, POLICY, now, version=version).held  # the state, read once
     for i in range(calls):
         at = now + 5 * (i + 1)
-        write_impressions(store, impressions_of(f"n{i}", user, top, [1.0] * K, "v", at=at))
+        write_impressions(store, [pack(f"n{i}", user, top, [1.0] * K, "v", at=at)])
         started = time.perf_counter()
         assert resting(store, rec, user, POLICY, at, version=version).held
         kept[i] = time.perf_counter() - started

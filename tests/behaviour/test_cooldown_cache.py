@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicrec.events.impressions import impressions_of, write_impressions
+from musicrec.events.impressions import pack, write_impressions
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
 from musicrec.rules import CoolDown
@@ -76,7 +76,7 @@ def test_kept_state_matches_a_read_from_scratch(
                 shown = [artists[i] for i in which]
                 at = clock - amount
                 served += 1
-                rows = impressions_of(f"r{served}", user, shown, [1.0] * len(shown), "v", at=at)
+                rows = [pack(f"r{served}", user, shown, [1.0] * len(shown), "v", at=at)]
                 write_impressions(writer, rows)
             elif kind == "play":
                 writer.append([Event(user, artists[which[0]], "play", timestamp=int(clock))])
@@ -102,7 +102,7 @@ def test_a_row_committed_later_than_late_s_counts_from_the_next_refresh(
     monkeypatch.setattr(exposure, "REFRESH_S", 600.0)
 
     def shown(request: str, at: float) -> None:
-        write_impressions(store, impressions_of(request, user, [artist], [1.0], "v", at=at))
+        write_impressions(store, [pack(request, user, [artist], [1.0], "v", at=at)])
 
     shown("a", now - 10)
     shown("b", now - 5)

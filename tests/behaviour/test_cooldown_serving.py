@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from musicrec.api.app import create_app
 from musicrec.api.settings import Settings
-from musicrec.events.impressions import impressions_of, read_impressions, write_impressions
+from musicrec.events.impressions import pack, read_impressions, write_impressions
 from musicrec.events.schema import Event
 from musicrec.events.store import EventStore
 from musicrec.rules import CoolDown
@@ -97,7 +97,7 @@ def test_shows_zero_turns_it_off(model_dir: Path, tmp_path: Path, rec: Recommend
     first = [r.artist for r in rec.recommend_user(user, K)]
     rows = []
     for n in range(3):
-        rows += impressions_of(f"r{n}", user, first, [1.0] * K, "v", at=time.time() - 60)
+        rows += [pack(f"r{n}", user, first, [1.0] * K, "v", at=time.time() - 60)]
     write_impressions(EventStore(url), rows)
     for shows, rests in ((0, False), (3, True)):
         settings = Settings(  # type: ignore[call-arg]
@@ -120,9 +120,7 @@ def test_a_play_resets_the_count(rec: Recommender, tmp_path: Path) -> None:
     policy = CoolDown(shows=3, days=7)
 
     def show(times: int, at: float) -> None:
-        rows = [
-            impressions_of(f"r{at}{n}", user, [artist], [1.0], "v", at=at)[0] for n in range(times)
-        ]
+        rows = [pack(f"r{at}{n}", user, [artist], [1.0], "v", at=at) for n in range(times)]
         write_impressions(store, rows)
 
     show(3, now - 3 * DAY)

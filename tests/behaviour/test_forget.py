@@ -28,7 +28,7 @@ from musicrec.events.forget import (
     without_forgotten,
 )
 from musicrec.events.imports import import_events
-from musicrec.events.impressions import impressions_of, read_impressions, write_impressions
+from musicrec.events.impressions import pack, read_impressions, write_impressions
 from musicrec.events.outcomes import links_table, record_requests
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
@@ -121,8 +121,8 @@ def test_retraining_input_drops_forgotten_listeners_and_changes_its_key(store: E
 
 
 def test_impressions_and_their_links_go_with_the_listener(store: EventStore) -> None:
-    write_impressions(store, impressions_of("r1", "jane", ["A", "B"], [2.0, 1.0], "v1", at=NOW))
-    write_impressions(store, impressions_of("r2", "other", ["A"], [1.0], "v1", at=NOW))
+    write_impressions(store, [pack("r1", "jane", ["A", "B"], [2.0, 1.0], "v1", at=NOW)])
+    write_impressions(store, [pack("r2", "other", ["A"], [1.0], "v1", at=NOW)])
     ids = store.append(plays("jane", "A") + plays("other", "A")).ids
     record_requests(store, ids, ["r1", "r2"], [0, 0])
     done = forget_listener(store, "jane", actor="ops")
@@ -137,7 +137,7 @@ def test_impressions_and_their_links_go_with_the_listener(store: EventStore) -> 
         linked = conn.execute(sa.select(links_table.c.event_id)).scalars().all()
     assert linked == [ids[1]]
     # An impression written late by a worker that had not seen the tombstone: swept.
-    write_impressions(store, impressions_of("r3", "jane", ["C"], [1.0], "v1", at=NOW))
+    write_impressions(store, [pack("r3", "jane", ["C"], [1.0], "v1", at=NOW)])
     assert sweep(store, tombstones(store)) == 1
     assert read_impressions(store)["listener"].tolist() == ["other"]
 

@@ -22,7 +22,6 @@ from musicrec.events.impressions import (
     LIST_FIELDS,
     ensure_tables,
     expand,
-    impressions_of,
     pack,
     read_impressions,
     write_impressions,
@@ -44,9 +43,7 @@ def a_list(
     request: str, listener: str = "u", at: float = NOW, arm: str | None = "a", exp: str = "exp"
 ) -> list:
     experiment = exp if arm is not None else None
-    return impressions_of(
-        request, listener, ["A", "B", "C"], [3.0, 2.0, 1.0], "v1", experiment, arm, at=at
-    )
+    return [pack(request, listener, ["A", "B", "C"], [3.0, 2.0, 1.0], "v1", experiment, arm, at=at)]
 
 
 def test_writer_batches_and_a_clean_stop_loses_nothing(store: EventStore) -> None:
@@ -94,13 +91,13 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
 KILLED_WRITER = """
 import sys, time
 from musicrec.events.impression_writer import ImpressionWriter
-from musicrec.events.impressions import impressions_of
+from musicrec.events.impressions import pack
 from musicrec.events.store import EventStore
 writer = ImpressionWriter(EventStore(sys.argv[1]), flush_interval_s=0.2).start()
 print("ready", flush=True)
 i = 0
 while True:
-    writer.write(impressions_of(f"r{i}", "u", ["A", "B"], [1.0, 0.5], "v1", at=time.time()))
+    writer.write([pack(f"r{i}", "u", ["A", "B"], [1.0, 0.5], "v1", at=time.time())])
     i += 1
     time.sleep(0.002)
 """
@@ -132,14 +129,14 @@ def test_sigkill_loses_at_most_the_last_moments(tmp_path: Path) -> None:
 FORWARDING_WORKER = """
 import sys, time
 from musicrec.events.impression_writer import forwarding_writer
-from musicrec.events.impressions import impressions_of
+from musicrec.events.impressions import pack
 from musicrec.events.store import EventStore
 url, address, name, lists = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 writer = forwarding_writer(EventStore(url), address)
 print("ready", flush=True)
 i = 0
 while lists < 0 or i < lists:
-    writer.write(impressions_of(f"{name}-{i}", name, ["A", "B"], [1.0, 0.5], "v1", at=time.time()))
+    writer.write([pack(f"{name}-{i}", name, ["A", "B"], [1.0, 0.5], "v1", at=time.time())])
     i += 1
     time.sleep(0.002)
 stats = writer.stop()
@@ -274,14 +271,12 @@ def test_experiment_outcomes_from_the_store(store: EventStore) -> None:
 def mixed_lists() -> list:
     """Three lists: plain, interleaved (an arm and a model per position) and sampled."""
     return [
-        *impressions_of("r1", "u", ["A", "B"], [2.0, 1.0], "v1", at=NOW),
-        *impressions_of(
+        pack("r1", "u", ["A", "B"], [2.0, 1.0], "v1", at=NOW),
+        pack(
             "r2", "w", ["C", "D", "E"], [3.0, 2.0, 1.0], ["v1", "v9", "v1"], "exp",
             ["a", "b", "a"], at=NOW + 1,
         ),
-        *impressions_of(
-            "r3", "u", ["F"], [0.5], "v2", "exp2", "b", propensities=[0.25], at=NOW + 2
-        ),
+        pack("r3", "u", ["F"], [0.5], "v2", "exp2", "b", propensities=[0.25], at=NOW + 2),
     ]  # fmt: skip
 
 
@@ -369,7 +364,7 @@ def test_an_older_one_row_per_artist_log_is_moved_into_lists(store: EventStore) 
         list_ids = conn.execute(sa.text("SELECT id FROM impression_lists ORDER BY id")).scalars()
         assert list(list_ids) == [2, 5, 6]  # each list keeps its last row's id
     for request in ("r4", "r5", "r6"):  # new lists come after the moved ones
-        assert write_impressions(store, impressions_of(request, "u", ["G"], [1.0], "v1")) == 1
+        assert write_impressions(store, [pack(request, "u", ["G"], [1.0], "v1")]) == 1
     after = read_impressions(store)
     assert after["request_id"].tolist()[-3:] == ["r4", "r5", "r6"]
     assert (after["id"].iloc[-3:] > after["id"].iloc[5]).all()

@@ -23,7 +23,7 @@ from musicrec.api.settings import Settings
 from musicrec.cli import app as cli_app
 from musicrec.data.dataset import Dataset
 from musicrec.errors import DataError, ExperimentError, TrafficError, UnknownExperimentError
-from musicrec.events.impressions import impressions_of, read_impressions, write_impressions
+from musicrec.events.impressions import pack, read_impressions, write_impressions
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.online.arms import parse_arms, start_experiment
@@ -176,7 +176,7 @@ def test_cli_start_list_report_stop(tmp_path: Path, synth_model: Path) -> None:
     assert [e["name"] for e in listed] == ["exp"]
     assert [a["share"] for a in listed[0]["arms"]] == [30.0, 70.0]
     store = EventStore(url)
-    write_impressions(store, impressions_of("r1", "u1", ["X", "Y"], [2.0, 1.0], "v", "exp", "a"))
+    write_impressions(store, [pack("r1", "u1", ["X", "Y"], [2.0, 1.0], "v", "exp", "a")])
     store.append(validate_batch([{"user_id": "u1", "artist": "Y"}]))
     code, out = cli("online", "report", "exp", "--json", url=url)
     assert code == 0, out
@@ -204,9 +204,7 @@ def test_readout_counts_per_arm_and_listener(store: EventStore) -> None:
     for i, (listener, arm) in enumerate(
         [("u1", "control"), ("u2", "control"), ("u3", "treatment")]
     ):
-        rows += impressions_of(
-            f"r{i}", listener, ["A", "B", "C"], [3, 2, 1], "v", "exp", arm, at=now
-        )
+        rows += [pack(f"r{i}", listener, ["A", "B", "C"], [3, 2, 1], "v", "exp", arm, at=now)]
     write_impressions(store, rows)
     store.append(
         validate_batch(
@@ -234,15 +232,9 @@ def test_readout_counts_per_arm_and_listener(store: EventStore) -> None:
 def test_interleave_readout_credits_teams(store: EventStore) -> None:
     experiment = ExperimentStore(store).create(spec("tdi", mode="interleave"))
     now = time.time() - 60
-    rows = impressions_of(
-        "r1", "u1", ["A", "B"], [1, 1], "v", "tdi", ["control", "treatment"], at=now
-    )
-    rows += impressions_of(
-        "r2", "u2", ["C", "D"], [1, 1], "v", "tdi", ["treatment", "control"], at=now
-    )
-    rows += impressions_of(
-        "r3", "u3", ["E", "F"], [1, 1], "v", "tdi", ["control", "treatment"], at=now
-    )
+    rows = [pack("r1", "u1", ["A", "B"], [1, 1], "v", "tdi", ["control", "treatment"], at=now)]
+    rows += [pack("r2", "u2", ["C", "D"], [1, 1], "v", "tdi", ["treatment", "control"], at=now)]
+    rows += [pack("r3", "u3", ["E", "F"], [1, 1], "v", "tdi", ["control", "treatment"], at=now)]
     write_impressions(store, rows)
     store.append(validate_batch([
         {"user_id": "u1", "artist": "A", "timestamp": now + 1},

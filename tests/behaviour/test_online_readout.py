@@ -14,7 +14,7 @@ from online_stores import BACKENDS, empty_store
 from typer.testing import CliRunner
 
 from musicrec.cli import app as cli_app
-from musicrec.events.impressions import impressions_of, write_impressions
+from musicrec.events.impressions import pack, write_impressions
 from musicrec.events.schema import validate_batch
 from musicrec.events.store import EventStore
 from musicrec.online.experiments import Arm, ExperimentSpec, ExperimentStore
@@ -42,7 +42,7 @@ def fill(store: EventStore, arm: str, listened: list[int], bans: int = 0) -> Non
     rows, events = [], []
     for i, n in enumerate(listened):
         listener = f"{arm}-{i}"
-        rows += impressions_of(f"{arm}r{i}", listener, ARTISTS, [1.0] * 10, "v", "exp", arm, at=now)
+        rows += [pack(f"{arm}r{i}", listener, ARTISTS, [1.0] * 10, "v", "exp", arm, at=now)]
         events += [{"user_id": listener, "artist": a, "timestamp": now + 1} for a in ARTISTS[:n]]
         if i < bans:
             events.append(
@@ -92,7 +92,7 @@ def test_interleave_report_through_the_cli(tmp_path: Path) -> None:
     rows, events = [], []
     for i in range(30):  # als wins 20 listeners, weak 5, 5 ties
         teams = ["als", "weak"] * 5
-        rows += impressions_of(f"r{i}", f"u{i}", ARTISTS, [1.0] * 10, "v", "exp", teams, at=now)
+        rows += [pack(f"r{i}", f"u{i}", ARTISTS, [1.0] * 10, "v", "exp", teams, at=now)]
         played = "A0" if i < 20 else ("A1" if i < 25 else None)
         if played:
             events.append({"user_id": f"u{i}", "artist": played, "timestamp": now + 1})
@@ -164,16 +164,16 @@ def explored(store: EventStore, model: Path) -> None:
         candidates = list(rank(listener, 20) or [])
         shown = sample_list(np.linspace(2.0, 0.0, len(candidates)), 5, 1.0, rng)
         artists = [candidates[j] for j in shown.order]
-        rows += impressions_of(
+        rows += [pack(
             f"r{i}", listener, artists, [1.0] * 5, "v", "exp", "a",
             propensities=list(shown.marginal), at=now,
-        )  # fmt: skip
+        )]  # fmt: skip
         events += [
             {"user_id": listener, "artist": artist, "timestamp": now + 1}
             for position, artist in enumerate(artists)
             if rng.random() < 0.6 * 0.7**position
         ]
-    rows += impressions_of("nolog", "ghost", ["X"], [1.0], "v", "exp", "b", at=now)  # no propensity
+    rows += [pack("nolog", "ghost", ["X"], [1.0], "v", "exp", "b", at=now)]  # no propensity
     write_impressions(store, rows)
     store.append(validate_batch(events))
 

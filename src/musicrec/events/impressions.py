@@ -151,25 +151,6 @@ def pack(
     )
 
 
-def impressions_of(
-    request_id: str,
-    listener: str,
-    artists: Sequence[str],
-    scores: Sequence[float],
-    model_version: str | Sequence[str],
-    experiment: str | None = None,
-    arms: str | Sequence[str | None] | None = None,
-    propensities: Sequence[float] | None = None,
-    at: float | None = None,
-) -> list[ShownList]:
-    """One served list as writers take it (``[pack(...)]``; lists concatenate)."""
-    return [
-        pack(
-            request_id, listener, artists, scores, model_version, experiment, arms, propensities, at
-        )
-    ]
-
-
 def shown_in(rows: Sequence[ShownList]) -> int:
     """The artists shown in packed ``rows``."""
     return sum(row[SHOWN] for row in rows)
