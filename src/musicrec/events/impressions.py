@@ -216,18 +216,12 @@ def _upgrade(store: EventStore) -> None:
             rows = conn.execute(sa.select(old).order_by(*key, old.c.position)).yield_per(
                 UPGRADE_CHUNK
             )
-            moved, lists, run = 0, list[dict[str, Any]](), list[Any]()
-            for row in itertools.chain(rows, [None]):  # None: the end, closing the last list
-                if run and (row is None or (row.request_id, row.listener, row.time) != (
-                    run[0].request_id, run[0].listener, run[0].time
-                )):  # fmt: skip
-                    lists.append(_list_of(run))
-                    run = []
-                if row is not None:
-                    run.append(row)
-                if len(lists) >= UPGRADE_CHUNK or (row is None and lists):
-                    conn.execute(sa.insert(lists_table), lists)
-                    moved, lists = moved + len(lists), []
+            runs = itertools.groupby(rows, lambda r: (r.request_id, r.listener, r.time))
+            lists = (_list_of(list(run)) for _, run in runs)
+            moved = 0
+            while chunk := list(itertools.islice(lists, UPGRADE_CHUNK)):
+                conn.execute(sa.insert(lists_table), chunk)
+                moved += len(chunk)
             conn.execute(sa.text(f"DROP TABLE {VIEW}"))
             if conn.dialect.name == "postgresql" and moved:  # new lists after the moved ones
                 conn.execute(
@@ -292,22 +286,20 @@ def expand(lists: pd.DataFrame) -> pd.DataFrame:
     if lists.empty:
         return pd.DataFrame(columns=COLUMNS)
     n = lists["shown"].to_numpy(np.int64)
+    starts = np.cumsum(n) - n  # each list's first row
     at = np.repeat(np.arange(len(lists)), n)
-    position = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    position = np.arange(int(n.sum())) - np.repeat(starts, n)
     decode = json.loads
     version = np.repeat(lists["model_version"].to_numpy(object), n)
     arm = np.repeat(lists["arm"].to_numpy(object), n)
     propensity = np.full(len(position), np.nan)
-    starts = np.cumsum(n) - n
-    for i, each in zip(starts, lists["per_position"], strict=True):
-        if each is not None and isinstance(each, str):
+    for i, k, each in zip(starts, n, lists["per_position"], strict=True):
+        if isinstance(each, str):  # interleaved: an arm and a model per position
             values = decode(each)
-            version[i : i + len(values["arm"])] = values["model_version"]
-            arm[i : i + len(values["arm"])] = values["arm"]
-    for i, each in zip(starts, lists["propensities"], strict=True):
-        if each is not None and isinstance(each, str):
-            values = decode(each)
-            propensity[i : i + len(values)] = values
+            version[i : i + k], arm[i : i + k] = values["model_version"], values["arm"]
+    for i, k, each in zip(starts, n, lists["propensities"], strict=True):
+        if isinstance(each, str):
+            propensity[i : i + k] = decode(each)
     return pd.DataFrame(
         {
             "id": lists["id"].to_numpy(np.int64)[at] * POSITIONS + position,
